@@ -1,0 +1,19 @@
+"""DistilBERT in PyTorch (``distilbert.pt``), TensorFlow/Keras 3 (``distilbert.tf``) and JAX/Flax NNX
+(``distilbert.flax``), reading and writing every Hugging Face checkpoint format.
+
+Importing this package imports no ML framework; the backends import only their own.
+"""
+
+from distilbert.common.config import DistilBertConfig
+
+__version__ = "0.1.0"
+__all__ = ["DistilBertConfig", "DistilBertTokenizer", "DistilBertTokenizerFast", "__version__"]
+
+
+def __getattr__(name: str):
+    # Tokenizers load lazily so that `import distilbert` stays cheap.
+    if name in ("DistilBertTokenizer", "DistilBertTokenizerFast"):
+        from distilbert.common import tokenization
+
+        return getattr(tokenization, name)
+    raise AttributeError(f"module 'distilbert' has no attribute {name!r}")

@@ -1,0 +1,256 @@
+"""Loading and saving whole checkpoints as canonical numpy states, for every backend.
+
+A backend's ``from_pretrained`` calls :func:`load_state` and copies the arrays into its variables;
+its ``save_pretrained`` hands its canonical state to :func:`save_state`. Everything about files,
+names, layouts, prefixes, ties and strictness is decided here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from distilbert.common import files
+from distilbert.common.config import DistilBertConfig
+from distilbert.common.hub import resolve_dir
+from distilbert.common.names import (
+    TASK_CLASSES,
+    TIED,
+    WeightMismatchError,
+    adapt_prefix,
+    from_native,
+    task_from_architectures,
+    to_native,
+    weight_table,
+)
+
+logger = logging.getLogger("distilbert")
+
+# Weight formats: file name, reader, and the naming of the weight table they use.
+FORMATS = {
+    "safetensors": (files.SAFETENSORS, files.read_safetensors, "pt"),
+    "safetensors-sharded": (
+        files.SAFETENSORS_INDEX, lambda p: files.read_sharded(p, files.read_safetensors), "pt"),
+    "pytorch": (files.PT_BIN, files.read_torch_bin, "pt"),
+    "pytorch-sharded": (files.PT_BIN_INDEX, lambda p: files.read_sharded(p, files.read_torch_bin), "pt"),
+    "tf": (files.TF_H5, files.read_tf_h5, "tf"),
+    "flax": (files.FLAX_MSGPACK, files.read_flax_msgpack, "flax"),
+}
+# Which format each framework writes by default and prefers to read after safetensors.
+NATIVE = {"pt": "safetensors", "tf": "tf", "flax": "flax"}
+CLASS_PREFIX = {"pt": "", "tf": "TF", "flax": "Flax"}
+
+
+@dataclass
+class LoadReport:
+    """What a load did besides copying tensors: the file read, what was left behind, what is new."""
+
+    path: str
+    format: str
+    source_task: str
+    dropped: list[str] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+
+
+def available_formats(directory: str) -> list[str]:
+    """Weight formats present in ``directory``, in the order :func:`load_state` tries them."""
+    return [fmt for fmt, (fname, _, _) in FORMATS.items() if os.path.isfile(os.path.join(directory, fname))]
+
+
+def _pick_format(directory: str, framework: str | None, fmt: str | None) -> tuple[str, str]:
+    present = available_formats(directory)
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown weight format {fmt!r}; expected one of {sorted(FORMATS)}")
+        if fmt not in present:
+            raise FileNotFoundError(f"no {FORMATS[fmt][0]} in {directory!r} (found: {present or 'nothing'})")
+        return fmt, os.path.join(directory, FORMATS[fmt][0])
+    if not present:
+        names = ", ".join(f[0] for f in FORMATS.values())
+        raise FileNotFoundError(f"no weights in {directory!r}: expected one of {names}")
+    # safetensors first (fast, safe), then the framework's own format, then the rest; pickles last.
+    order = ["safetensors", "safetensors-sharded", NATIVE.get(framework or "pt"), "tf", "flax",
+             "pytorch", "pytorch-sharded"]
+    chosen = next(f for f in order if f in present)
+    return chosen, os.path.join(directory, FORMATS[chosen][0])
+
+
+def _detect_task(native: Mapping[str, np.ndarray], naming: str, config: DistilBertConfig) -> tuple[str, int | None]:
+    """The task a file was saved from, and its classifier's output count (None without one)."""
+    heads, classifier_out = set(), None
+    for name, array in native.items():
+        top = name.replace(".", "/").split("/")[0]
+        heads.add(top)
+        if top == "classifier" and array.ndim == 2:
+            classifier_out = array.shape[0] if naming == "pt" else array.shape[1]
+    if "qa_outputs" in heads:
+        return "question_answering", classifier_out
+    if "vocab_transform" in heads:
+        return "masked_lm", classifier_out
+    if "pre_classifier" in heads:
+        declared = task_from_architectures(config.architectures)
+        if declared == "multiple_choice" or (declared != "sequence_classification" and classifier_out == 1
+                                             and config.num_labels != 1):
+            return "multiple_choice", classifier_out
+        return "sequence_classification", classifier_out
+    if "classifier" in heads:
+        return "token_classification", classifier_out
+    return "base", None
+
+
+def read_state(path: str, config: DistilBertConfig, fmt: str) -> tuple[dict[str, np.ndarray], str]:
+    """Reads a weight file of format ``fmt`` to a canonical state; returns it and its task."""
+    _, reader, naming = FORMATS[fmt]
+    native = reader(path)
+    task, n_out = _detect_task(native, naming, config)
+    source_config = config
+    if n_out is not None and task in ("sequence_classification", "token_classification") \
+            and n_out != config.num_labels:
+        source_config = config.replace(num_labels=n_out)
+    table = weight_table(source_config, task)
+    return from_native(native, naming, table, where=repr(path)), task
+
+
+def load_state(name_or_path: str | os.PathLike, config: DistilBertConfig, task: str,
+               framework: str | None = None, weight_format: str | None = None,
+               ignore_mismatched_sizes: bool = False) -> tuple[dict[str, np.ndarray], LoadReport]:
+    """Reads a checkpoint directory (or hub id) into a canonical state for ``task``'s model.
+
+    Args:
+        name_or_path: Local directory or hub id.
+        config: The target model's config (its sizes decide the expected shapes).
+        task: The target model's task (see :data:`distilbert.common.names.TASKS`).
+        framework: ``"pt"``, ``"tf"`` or ``"flax"``: which native format to prefer after safetensors.
+        weight_format: Read this format only (a key of :data:`FORMATS`).
+        ignore_mismatched_sizes: Leave tensors whose shape differs out (to be initialised) instead
+            of raising.
+
+    Returns:
+        ``(state, report)``. ``state`` holds every tensor of the target table except
+        ``report.new`` (a new head: the caller initialises those).
+
+    Raises:
+        WeightMismatchError: missing, unexpected or mis-shaped tensors, each named.
+        files.CheckpointError: unreadable, truncated or unsafe files.
+    """
+    directory = resolve_dir(name_or_path)
+    fmt, path = _pick_format(directory, framework, weight_format)
+    state, source_task = read_state(path, config, fmt)
+    table = weight_table(config, task)
+    state, dropped, new = adapt_prefix(state, source_task, task, table)
+    mismatched = []
+    for spec in table:
+        if spec.name in state and tuple(state[spec.name].shape) != spec.shape:
+            mismatched.append((spec.name, tuple(state[spec.name].shape), spec.shape))
+    if mismatched and not ignore_mismatched_sizes:
+        raise WeightMismatchError(mismatched=mismatched, where=repr(path))
+    for name, _, _ in mismatched:
+        del state[name]
+        new.append(name)
+    report = LoadReport(path, fmt, source_task, dropped, new, mismatched)
+    if dropped:
+        logger.warning("%s: unused tensors of the %s checkpoint: %s", path, source_task, ", ".join(dropped))
+    if new:
+        logger.warning("%s: newly initialised (not in the checkpoint; train them): %s", path, ", ".join(new))
+    return state, report
+
+
+def save_state(directory: str | os.PathLike, state: Mapping[str, np.ndarray], config: DistilBertConfig,
+               task: str, framework: str = "pt", weight_format: str | None = None,
+               max_shard_size: int | None = None) -> str:
+    """Writes ``config.json`` and the weights in the Hugging Face layout; returns the weight file.
+
+    Args:
+        directory: Target directory (created if needed).
+        state: Canonical state (every row of the table).
+        config: The model's config; ``architectures`` is set to the class that saved it.
+        task: The model's task.
+        framework: Which class name goes in ``architectures`` and the default format.
+        weight_format: ``"safetensors"`` (default for PyTorch), ``"tf"`` (``tf_model.h5``) or
+            ``"flax"`` (``flax_model.msgpack``).
+        max_shard_size: Split safetensors into shards of at most this many bytes.
+    """
+    directory = os.fspath(directory)
+    weight_format = weight_format or NATIVE[framework]
+    table = weight_table(config, task)
+    if weight_format == "safetensors":
+        # Tied rows share storage; the reference leaves them out of safetensors files too.
+        native = to_native(state, "pt", [s for s in table if s.kind != TIED])
+        if max_shard_size:
+            files.write_safetensors_sharded(directory, native, max_shard_size)
+        else:
+            files.write_safetensors(os.path.join(directory, files.SAFETENSORS), native)
+        path = os.path.join(directory, files.SAFETENSORS)
+    elif weight_format == "tf":
+        cls = "TF" + TASK_CLASSES[task]
+        model_name = _keras2_name(cls)
+        path = os.path.join(directory, files.TF_H5)
+        native = to_native(state, "tf", table)
+        # HF's TF LM head holds the whole embeddings layer, so Keras lists its weights there too.
+        shared = {spec.names["pt"].split(".")[0]: [n for n in native if n.startswith("distilbert/embeddings/")]
+                  for spec in table if spec.kind == TIED}
+        files.write_tf_h5(path, native, model_name, shared)
+    elif weight_format == "flax":
+        path = os.path.join(directory, files.FLAX_MSGPACK)
+        files.write_flax_msgpack(path, to_native(state, "flax", table))
+    else:
+        raise ValueError(f"cannot write weight format {weight_format!r}; use 'safetensors', 'tf' or 'flax'")
+    arch = CLASS_PREFIX.get(framework, "") + TASK_CLASSES[task]
+    data = config.to_dict()
+    data["architectures"] = [arch]
+    DistilBertConfig.from_dict(data).save_pretrained(directory)
+    return path
+
+
+def _keras2_name(class_name: str) -> str:
+    """The name Keras 2 gives an unnamed model of ``class_name`` (TFDistilBertModel -> tf_distil_bert_model)."""
+    out = []
+    for i, ch in enumerate(class_name):
+        if ch.isupper() and i and (not class_name[i - 1].isupper() or
+                                   (i + 1 < len(class_name) and class_name[i + 1].islower())):
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+def init_state(config: DistilBertConfig, task: str, seed: int = 0, names=None) -> dict[str, np.ndarray]:
+    """A freshly initialised canonical state as the reference initialises it (float32).
+
+    Linear and embedding weights ~ N(0, initializer_range), biases 0, LayerNorm 1/0, the padding
+    row of the word embeddings 0, sinusoidal tables fixed, tied rows shared.
+
+    Args:
+        names: Initialise only these canonical names (e.g. a new head); default all.
+    """
+    from distilbert.common.names import EMBEDDING, LINEAR, NORM_WEIGHT, SINUSOIDAL, sinusoidal_table
+
+    rng = np.random.default_rng(seed)
+    table = weight_table(config, task)
+    out: dict[str, np.ndarray] = {}
+    for spec in table:
+        if names is not None and spec.name not in names:
+            continue
+        if spec.kind in (LINEAR, EMBEDDING):
+            array = rng.normal(0.0, config.initializer_range, spec.shape).astype(np.float32)
+            if spec.kind == EMBEDDING and spec.name.endswith("word_embeddings.weight") \
+                    and config.pad_token_id is not None:
+                array[config.pad_token_id] = 0.0
+        elif spec.kind == NORM_WEIGHT:
+            array = np.ones(spec.shape, np.float32)
+        elif spec.kind == SINUSOIDAL:
+            array = sinusoidal_table(*spec.shape)
+        elif spec.kind == TIED:
+            continue
+        else:
+            array = np.zeros(spec.shape, np.float32)
+        out[spec.name] = array
+    for spec in table:
+        if spec.kind == TIED and spec.name not in out and (names is None or spec.name in names):
+            if spec.tied_to in out:
+                out[spec.name] = out[spec.tied_to]
+    return out

@@ -1,0 +1,231 @@
+"""`DistilBertConfig`: one frozen, framework-free configuration for all three backends."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+ACTIVATIONS = ("gelu", "relu")
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+# Names that Hugging Face's generic configs use for the same fields.
+ALIASES = {"hidden_size": "dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers"}
+
+
+@dataclass(frozen=True)
+class DistilBertConfig:
+    """Hyper-parameters of a DistilBERT model, equal in meaning and defaults to transformers'.
+
+    Fields unknown to this class (``architectures``, ``torch_dtype``, ...) are kept in ``extra``
+    and written back, so a real ``config.json`` round-trips.
+
+    Args:
+        vocab_size: Number of token ids.
+        max_position_embeddings: Longest sequence the position table covers.
+        sinusoidal_pos_embds: Use fixed sinusoidal position embeddings instead of learned ones.
+        n_layers: Number of transformer blocks.
+        n_heads: Attention heads per block; must divide ``dim``.
+        dim: Hidden size.
+        hidden_dim: Feed-forward inner size.
+        dropout: Dropout on embeddings, attention output and feed-forward output.
+        attention_dropout: Dropout on attention probabilities.
+        activation: ``"gelu"`` (exact erf form) or ``"relu"``.
+        initializer_range: Standard deviation of the normal initialiser.
+        qa_dropout: Dropout before the question-answering head.
+        seq_classif_dropout: Dropout before the classifier of the classification heads.
+        pad_token_id: Id of ``[PAD]``; its embedding row is initialised to zero.
+        tie_word_embeddings: Share the masked-LM projector with the word embeddings.
+        num_labels: Classifier outputs; defaults to ``len(id2label)`` or 2.
+        id2label: Label names by index.
+        label2id: Index by label name.
+        problem_type: Loss of the sequence-classification head, or None to infer it.
+        extra: Other ``config.json`` fields, kept verbatim.
+
+    Example:
+        >>> from distilbert import DistilBertConfig
+        >>> config = DistilBertConfig(dim=64, n_heads=4, hidden_dim=128)
+        >>> config.head_dim
+        16
+    """
+
+    vocab_size: int = 30522
+    max_position_embeddings: int = 512
+    sinusoidal_pos_embds: bool = False
+    n_layers: int = 6
+    n_heads: int = 12
+    dim: int = 768
+    hidden_dim: int = 3072
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation: str = "gelu"
+    initializer_range: float = 0.02
+    qa_dropout: float = 0.1
+    seq_classif_dropout: float = 0.2
+    pad_token_id: int = 0
+    tie_word_embeddings: bool = True
+    num_labels: int | None = None
+    id2label: dict[int, str] | None = None
+    label2id: dict[str, int] | None = None
+    problem_type: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Normalise labels first: json gives string keys, and either mapping may imply the other.
+        id2label = self.id2label
+        if id2label is not None:
+            id2label = {int(k): str(v) for k, v in dict(id2label).items()}
+        label2id = self.label2id
+        if label2id is not None:
+            label2id = {str(k): int(v) for k, v in dict(label2id).items()}
+        num_labels = self.num_labels
+        if num_labels is None:
+            num_labels = len(id2label) if id2label else 2
+        if id2label is None:
+            id2label = (
+                {v: k for k, v in label2id.items()} if label2id else {i: f"LABEL_{i}" for i in range(num_labels)}
+            )
+        if label2id is None:
+            label2id = {v: k for k, v in id2label.items()}
+        object.__setattr__(self, "num_labels", int(num_labels))
+        object.__setattr__(self, "id2label", id2label)
+        object.__setattr__(self, "label2id", label2id)
+        object.__setattr__(self, "extra", dict(self.extra))
+        self._validate()
+
+    def _validate(self) -> None:
+        for name in ("vocab_size", "max_position_embeddings", "n_layers", "n_heads", "dim", "hidden_dim", "num_labels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"DistilBertConfig.{name} must be a positive integer, got {value!r}")
+        if self.dim % self.n_heads:
+            raise ValueError(
+                f"DistilBertConfig.dim ({self.dim}) must be divisible by n_heads ({self.n_heads})"
+            )
+        for name in ("dropout", "attention_dropout", "qa_dropout", "seq_classif_dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"DistilBertConfig.{name} must be a probability in [0, 1), got {value!r}")
+        if isinstance(self.initializer_range, bool) or not (
+            isinstance(self.initializer_range, (int, float)) and self.initializer_range > 0
+        ):
+            raise ValueError(
+                f"DistilBertConfig.initializer_range must be a positive number, got {self.initializer_range!r}"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"DistilBertConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}"
+            )
+        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(
+                f"DistilBertConfig.problem_type must be one of {PROBLEM_TYPES} or None, got {self.problem_type!r}"
+            )
+        if len(self.id2label) != self.num_labels:
+            raise ValueError(
+                f"DistilBertConfig.id2label has {len(self.id2label)} labels but num_labels is {self.num_labels}"
+            )
+        if sorted(self.id2label) != list(range(self.num_labels)):
+            raise ValueError(f"DistilBertConfig.id2label keys must be 0..{self.num_labels - 1}")
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(
+                f"DistilBertConfig.pad_token_id ({self.pad_token_id}) must be in [0, vocab_size={self.vocab_size})"
+            )
+        model_type = self.extra.get("model_type", "distilbert")
+        if model_type != "distilbert":
+            raise ValueError(
+                f"config model_type is {model_type!r}; this package reads DistilBERT configs only"
+            )
+
+    # ----------------------------------------------------------------------------------- derived
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def hidden_size(self) -> int:
+        return self.dim
+
+    @property
+    def num_attention_heads(self) -> int:
+        return self.n_heads
+
+    @property
+    def num_hidden_layers(self) -> int:
+        return self.n_layers
+
+    @property
+    def architectures(self) -> list[str] | None:
+        return self.extra.get("architectures")
+
+    def replace(self, **changes: Any) -> "DistilBertConfig":
+        """Returns a copy with ``changes`` applied (aliases accepted), validated again."""
+        data = self.to_dict()
+        data.update(changes)
+        if "num_labels" in changes and "id2label" not in changes:
+            data.pop("id2label", None)
+            data.pop("label2id", None)
+        return DistilBertConfig.from_dict(data)
+
+    # ------------------------------------------------------------------------------ (de)serialise
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DistilBertConfig":
+        """Builds a config from a ``config.json``-style dict; unknown keys go to ``extra``."""
+        if not isinstance(data, dict):
+            raise TypeError(f"DistilBertConfig.from_dict expects a dict, got {type(data).__name__}")
+        data = dict(data)
+        for alias, name in ALIASES.items():
+            if alias in data:
+                value = data.pop(alias)
+                if name in data and data[name] != value:
+                    raise ValueError(f"config gives {alias}={value!r} but {name}={data[name]!r}")
+                data[name] = value
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: data.pop(k) for k in list(data) if k in names}
+        extra = dict(data.pop("extra", {}) or {})
+        extra.update(data)
+        return cls(**known, extra=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``config.json`` content: every field, ``extra`` merged back, ``model_type`` set."""
+        out: dict[str, Any] = dict(self.extra)
+        for f in dataclasses.fields(self):
+            if f.name != "extra":
+                out[f.name] = getattr(self, f.name)
+        out["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        out["model_type"] = "distilbert"
+        return out
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> "DistilBertConfig":
+        """Reads a ``config.json``; errors name the file."""
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no config file at {os.fspath(path)!r}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{os.fspath(path)!r} is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def to_json_file(self, path: str | os.PathLike) -> None:
+        """Writes ``config.json`` atomically (temporary name, then rename)."""
+        from distilbert.common.files import atomic_write_bytes
+
+        atomic_write_bytes(path, self.to_json_string().encode("utf-8"))
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **overrides: Any) -> "DistilBertConfig":
+        """Reads ``config.json`` from a local directory or hub id, then applies ``overrides``."""
+        from distilbert.common.hub import resolve_file
+
+        config = cls.from_json_file(resolve_file(name_or_path, "config.json"))
+        return config.replace(**overrides) if overrides else config
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        os.makedirs(directory, exist_ok=True)
+        self.to_json_file(os.path.join(directory, "config.json"))

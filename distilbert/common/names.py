@@ -1,0 +1,353 @@
+"""The weight-name table: every tensor of a DistilBERT model, named in every format.
+
+The canonical name of a tensor is its Hugging Face PyTorch state-dict key and its canonical layout
+is PyTorch's (a Linear weight is ``[out, in]``). For a config and a task, :func:`weight_table` lists
+each tensor once, with its name in each format:
+
+==========  ================================================  =========================================
+format      example name                                      layout
+==========  ================================================  =========================================
+``pt``      ``distilbert.transformer.layer.0.ffn.lin1.weight`` canonical
+``tf``      ``distilbert/transformer/layer_._0/ffn/lin1/kernel:0`` (HF ``tf_model.h5``)  kernels transposed
+``flax``    ``distilbert/transformer/layer/0/ffn/lin1/kernel`` (HF ``flax_model.msgpack``) kernels transposed
+``keras``   ``distilbert/transformer/layer/0/ffn/lin1/kernel`` (our Keras 3 model)  kernels transposed
+``nnx``     ``distilbert/transformer/layer/0/ffn/lin1/kernel`` (our Flax NNX model) kernels transposed
+==========  ================================================  =========================================
+
+The tied masked-LM projector and the sinusoidal position table are rows of their own kind. Loaders,
+savers, converters and tests all go through :func:`to_native` and :func:`from_native`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from distilbert.common.config import DistilBertConfig
+
+TASKS = (
+    "base",
+    "masked_lm",
+    "sequence_classification",
+    "multiple_choice",
+    "token_classification",
+    "question_answering",
+)
+FORMATS = ("pt", "tf", "flax", "keras", "nnx")
+PREFIX = "distilbert"
+
+# The class name of each task in the reference (PyTorch names; TF adds "TF", Flax adds "Flax").
+TASK_CLASSES = {
+    "base": "DistilBertModel",
+    "masked_lm": "DistilBertForMaskedLM",
+    "sequence_classification": "DistilBertForSequenceClassification",
+    "multiple_choice": "DistilBertForMultipleChoice",
+    "token_classification": "DistilBertForTokenClassification",
+    "question_answering": "DistilBertForQuestionAnswering",
+}
+
+# Kinds of rows. "linear" kernels are stored transposed outside PyTorch; "tied" rows share the
+# storage of another row and are absent from files that do not store them; "sinusoidal" rows are
+# fixed tables, recomputed rather than trusted where a format leaves them out.
+LINEAR, VECTOR, EMBEDDING, NORM_WEIGHT, NORM_BIAS, TIED, SINUSOIDAL = (
+    "linear", "vector", "embedding", "norm_weight", "norm_bias", "tied", "sinusoidal",
+)
+
+# Leaf names of each kind per format: (weight-like leaf, bias leaf).
+_LEAVES = {
+    "pt": {LINEAR: "weight", VECTOR: "bias", EMBEDDING: "weight", NORM_WEIGHT: "weight", NORM_BIAS: "bias"},
+    "tf": {LINEAR: "kernel:0", VECTOR: "bias:0", EMBEDDING: "weight:0", NORM_WEIGHT: "gamma:0", NORM_BIAS: "beta:0"},
+    "flax": {LINEAR: "kernel", VECTOR: "bias", EMBEDDING: "embedding", NORM_WEIGHT: "scale", NORM_BIAS: "bias"},
+    "keras": {LINEAR: "kernel", VECTOR: "bias", EMBEDDING: "embeddings", NORM_WEIGHT: "gamma", NORM_BIAS: "beta"},
+    "nnx": {LINEAR: "kernel", VECTOR: "bias", EMBEDDING: "embedding", NORM_WEIGHT: "scale", NORM_BIAS: "bias"},
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One tensor: canonical name and shape, and its name in each format (None: not stored there)."""
+
+    name: str
+    shape: tuple[int, ...]
+    kind: str
+    names: Mapping[str, str | None] = field(repr=False)
+    tied_to: str | None = None
+
+    @property
+    def transposed(self) -> bool:
+        return self.kind == LINEAR
+
+    def native_shape(self, fmt: str) -> tuple[int, ...]:
+        return self.shape[::-1] if self.transposed and fmt != "pt" else self.shape
+
+
+def task_prefix(task: str) -> str:
+    """``"distilbert."`` for a head, ``""`` for the bare model (its tensors have no prefix)."""
+    _check_task(task)
+    return "" if task == "base" else PREFIX + "."
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+
+
+def _row(rows: list, canonical: str, shape, kind: str, module: str, leaf_kind: str, task: str,
+         tf_leaf: str | None = None, tied_to: str | None = None, stored: Iterable[str] = FORMATS) -> None:
+    """Adds the row for ``{prefix}{module}.{leaf}``; ``module`` is the dotted PyTorch module path."""
+    in_base = module.split(".")[0] in ("embeddings", "transformer")
+    pt_prefix = task_prefix(task) if in_base else ""
+    parts = module.split(".")
+    names: dict[str, str | None] = {}
+    for fmt in FORMATS:
+        if fmt not in stored:
+            names[fmt] = None
+            continue
+        leaf = _LEAVES[fmt][leaf_kind]
+        if fmt == "pt":
+            names[fmt] = f"{pt_prefix}{module}.{leaf}"
+            continue
+        if fmt == "tf":
+            # HF's TF layers are named "layer_._{i}"; the main layer is "distilbert" in every class.
+            tf_parts = ["layer_._" + p if p.isdigit() else p for p in parts]
+            tf_parts = [p for i, p in enumerate(tf_parts) if not (p == "layer" and i + 1 < len(tf_parts)
+                                                                   and tf_parts[i + 1].startswith("layer_._"))]
+            head = [PREFIX] if in_base else []
+            names[fmt] = "/".join(head + tf_parts + [tf_leaf or leaf])
+            continue
+        head = [PREFIX] if in_base and task != "base" else []
+        names[fmt] = "/".join(head + parts + [leaf])
+    rows.append(TensorSpec(canonical if canonical else names["pt"], tuple(shape), kind, names, tied_to))
+
+
+def weight_table(config: DistilBertConfig, task: str = "base") -> list[TensorSpec]:
+    """Every tensor of ``task``'s model for ``config``, in the order PyTorch registers them.
+
+    Args:
+        config: The model's configuration (sizes, tying, sinusoidal positions).
+        task: One of :data:`TASKS`.
+
+    Returns:
+        A list of :class:`TensorSpec`.
+
+    Example:
+        >>> from distilbert import DistilBertConfig
+        >>> rows = weight_table(DistilBertConfig(n_layers=1), "question_answering")
+        >>> rows[-1].name, rows[-1].names["tf"], rows[-1].shape
+        ('qa_outputs.bias', 'qa_outputs/bias:0', (2,))
+    """
+    _check_task(task)
+    c = config
+    rows: list[TensorSpec] = []
+    p = task_prefix(task)
+
+    def add(module, shape, kind, leaf_kind=None, **kw):
+        leaf_kind = leaf_kind or kind
+        leaf = _LEAVES["pt"][leaf_kind]
+        in_base = module.split(".")[0] in ("embeddings", "transformer")
+        _row(rows, (p if in_base else "") + f"{module}.{leaf}", shape, kind, module, leaf_kind, task, **kw)
+
+    def linear(module, n_out, n_in):
+        add(module, (n_out, n_in), LINEAR)
+        add(module, (n_out,), VECTOR)
+
+    def norm(module, n):
+        add(module, (n,), NORM_WEIGHT)
+        add(module, (n,), NORM_BIAS)
+
+    add("embeddings.word_embeddings", (c.vocab_size, c.dim), EMBEDDING)
+    if c.sinusoidal_pos_embds:
+        # HF PyTorch stores the fixed table; HF Flax recomputes it; HF TF keeps a (trained) variable
+        # initialised from it, which we write as the fixed table and read back as stored.
+        add("embeddings.position_embeddings", (c.max_position_embeddings, c.dim), SINUSOIDAL, EMBEDDING,
+            tf_leaf="embeddings:0", stored=("pt", "tf"))
+    else:
+        add("embeddings.position_embeddings", (c.max_position_embeddings, c.dim), EMBEDDING,
+            tf_leaf="embeddings:0")
+    norm("embeddings.LayerNorm", c.dim)
+    for i in range(c.n_layers):
+        layer = f"transformer.layer.{i}"
+        for lin in ("q_lin", "k_lin", "v_lin", "out_lin"):
+            linear(f"{layer}.attention.{lin}", c.dim, c.dim)
+        norm(f"{layer}.sa_layer_norm", c.dim)
+        linear(f"{layer}.ffn.lin1", c.hidden_dim, c.dim)
+        linear(f"{layer}.ffn.lin2", c.dim, c.hidden_dim)
+        norm(f"{layer}.output_layer_norm", c.dim)
+
+    if task == "masked_lm":
+        linear("vocab_transform", c.dim, c.dim)
+        norm("vocab_layer_norm", c.dim)
+        word = p + "embeddings.word_embeddings.weight"
+        if c.tie_word_embeddings:
+            add("vocab_projector", (c.vocab_size, c.dim), TIED, LINEAR, tied_to=word, stored=("pt",))
+        else:
+            # HF's TF class has no untied projector weight at all; Flax and ours store a kernel.
+            add("vocab_projector", (c.vocab_size, c.dim), LINEAR, stored=("pt", "flax", "keras", "nnx"))
+        add("vocab_projector", (c.vocab_size,), VECTOR)
+    elif task == "sequence_classification":
+        linear("pre_classifier", c.dim, c.dim)
+        linear("classifier", c.num_labels, c.dim)
+    elif task == "multiple_choice":
+        linear("pre_classifier", c.dim, c.dim)
+        linear("classifier", 1, c.dim)
+    elif task == "token_classification":
+        linear("classifier", c.num_labels, c.dim)
+    elif task == "question_answering":
+        linear("qa_outputs", 2, c.dim)
+    return rows
+
+
+def sinusoidal_table(n_pos: int, dim: int, dtype=np.float32) -> np.ndarray:
+    """The fixed position table of ``sinusoidal_pos_embds``: sin on even columns, cos on odd ones."""
+    position_enc = np.array(
+        [[pos / np.power(10000, 2 * (j // 2) / dim) for j in range(dim)] for pos in range(n_pos)]
+    )
+    out = np.zeros((n_pos, dim), dtype=np.float64)
+    out[:, 0::2] = np.sin(position_enc[:, 0::2])
+    out[:, 1::2] = np.cos(position_enc[:, 1::2])
+    return out.astype(dtype)
+
+
+# --------------------------------------------------------------------------- canonical <-> native
+class WeightMismatchError(ValueError):
+    """Raised when a checkpoint's tensors do not match the model's table; lists every problem."""
+
+    def __init__(self, missing=(), unexpected=(), mismatched=(), where: str = "checkpoint"):
+        self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
+        lines = [f"{where} does not match the model:"]
+        if self.missing:
+            lines.append(f"  missing ({len(self.missing)}): {', '.join(self.missing)}")
+        if self.unexpected:
+            lines.append(f"  unexpected ({len(self.unexpected)}): {', '.join(self.unexpected)}")
+        for name, got, want in self.mismatched:
+            lines.append(f"  shape of {name}: file has {tuple(got)}, model expects {tuple(want)}")
+        lines.append("  (pass ignore_mismatched_sizes=True to re-initialise mis-shaped tensors of a new head)")
+        super().__init__("\n".join(lines))
+
+
+def to_native(state: Mapping[str, np.ndarray], fmt: str, table: list[TensorSpec]) -> dict[str, np.ndarray]:
+    """Renames and re-lays-out a canonical state for ``fmt``; rows ``fmt`` does not store are left out."""
+    _check_format(fmt)
+    out = {}
+    for spec in table:
+        native = spec.names[fmt]
+        if native is None:
+            continue
+        if spec.name not in state:
+            raise WeightMismatchError(missing=[spec.name], where="state to convert")
+        array = state[spec.name]
+        out[native] = np.ascontiguousarray(array.T) if spec.transposed and fmt != "pt" else array
+    return out
+
+
+def from_native(native: Mapping[str, np.ndarray], fmt: str, table: list[TensorSpec],
+                where: str = "checkpoint", allow_missing: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    """Maps a format's tensors to canonical names and layout, strictly.
+
+    Tied rows are filled from the row they are tied to, sinusoidal rows are recomputed where the
+    format does not store them. Every missing, unexpected and mis-shaped tensor is reported in one
+    :class:`WeightMismatchError`, except canonical names in ``allow_missing`` (left out of the result).
+    """
+    _check_format(fmt)
+    allow = set(allow_missing)
+    by_native = {spec.names[fmt]: spec for spec in table if spec.names[fmt] is not None}
+    unexpected = sorted(set(native) - set(by_native))
+    out: dict[str, np.ndarray] = {}
+    missing, mismatched = [], []
+    for name, spec in by_native.items():
+        if name not in native:
+            if spec.kind != TIED:  # a tied row may be stored (old pytorch_model.bin) or not
+                missing.append(spec.name)
+            continue
+        array = np.asarray(native[name])
+        if tuple(array.shape) != spec.native_shape(fmt):
+            mismatched.append((spec.name, array.shape, spec.native_shape(fmt)))
+            continue
+        out[spec.name] = np.ascontiguousarray(array.T) if spec.transposed and fmt != "pt" else array
+    missing = [m for m in missing if m not in allow]
+    if missing or unexpected or mismatched:
+        raise WeightMismatchError(missing, unexpected, mismatched, where)
+    for spec in table:
+        if spec.name in out:
+            continue
+        if spec.kind == TIED and spec.tied_to in out:
+            out[spec.name] = out[spec.tied_to]
+        elif spec.kind == SINUSOIDAL:
+            dtype = out[table[0].name].dtype
+            out[spec.name] = sinusoidal_table(*spec.shape).astype(dtype)
+    return {spec.name: out[spec.name] for spec in table if spec.name in out}
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown weight format {fmt!r}; expected one of {FORMATS}")
+
+
+# ------------------------------------------------------------------------------- task and prefix
+def task_from_architectures(architectures: Iterable[str] | None) -> str | None:
+    """The task of a config's ``architectures`` entry (PT, TF or Flax class name), if it names one."""
+    for arch in architectures or ():
+        bare = arch.removeprefix("TF").removeprefix("Flax")
+        for task, cls in TASK_CLASSES.items():
+            if bare == cls:
+                return task
+    return None
+
+
+def infer_task(config: DistilBertConfig, canonical_names: Iterable[str]) -> str:
+    """Which task a set of canonical names belongs to: from ``architectures``, else from the heads."""
+    names = set(canonical_names)
+    task = task_from_architectures(config.architectures)
+    if task is not None:
+        return task
+    if "qa_outputs.weight" in names:
+        return "question_answering"
+    if "vocab_transform.weight" in names:
+        return "masked_lm"
+    if "pre_classifier.weight" in names:
+        return "sequence_classification"
+    if "classifier.weight" in names:
+        return "token_classification"
+    return "base"
+
+
+def canonical_names_of_native(native_names: Iterable[str], fmt: str) -> set[str]:
+    """Rough canonical names of native ones, enough for :func:`infer_task` (heads are prefix-free)."""
+    out = set()
+    for name in native_names:
+        parts = name.replace(".", "/").split("/")
+        if parts[0] in ("vocab_transform", "qa_outputs", "pre_classifier", "classifier"):
+            out.add(f"{parts[0]}.weight")
+    return out
+
+
+def adapt_prefix(state: Mapping[str, np.ndarray], source_task: str, target_task: str,
+                 target_table: list[TensorSpec]) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """Moves a canonical state between a head model and the base model.
+
+    A head checkpoint loading into the base model drops its ``distilbert.`` prefix and its head
+    tensors; a base checkpoint loading into a head model gains the prefix and lacks the head.
+
+    Returns:
+        ``(state, dropped, new)``: the adapted state, the names left behind (head tensors), and the
+        target's names that the source cannot provide (a new head, to be initialised).
+    """
+    src_prefix, dst_prefix = task_prefix(source_task), task_prefix(target_task)
+    wanted = {spec.name for spec in target_table}
+    out, dropped = {}, []
+    for name, array in state.items():
+        if src_prefix and name.startswith(src_prefix):
+            body = name[len(src_prefix):]
+        elif src_prefix:
+            body = None  # a head tensor of the source
+        else:
+            body = name
+        new_name = dst_prefix + body if body is not None else (name if source_task == target_task else None)
+        if new_name is not None and new_name in wanted:
+            out[new_name] = array
+        else:
+            dropped.append(name)
+    new = [spec.name for spec in target_table if spec.name not in out]
+    return out, dropped, new
