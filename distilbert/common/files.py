@@ -188,12 +188,20 @@ def read_tf_h5(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 group = fh[layer]
                 for weight_name in _str_list(group.attrs.get("weight_names", [])):
                     name = "/".join(weight_name.split("/")[1:])
-                    out[name] = np.asarray(group[weight_name])
+                    out[name] = _h5_array(group[weight_name])
     except (OSError, KeyError) as exc:
         raise CheckpointError(f"cannot read TF h5 file {path!r} (truncated or corrupted?): {exc}") from None
     if not out:
         raise CheckpointError(f"{path!r} holds no Keras weights (no 'layer_names' attribute)")
     return out
+
+
+def _h5_array(dataset) -> np.ndarray:
+    array = np.asarray(dataset)
+    # HDF5 has no bfloat16: it is stored opaque with a dtype attribute (Keras 3's convention too).
+    if dataset.attrs.get("dtype") in ("bfloat16", b"bfloat16"):
+        array = array.view(ml_dtypes.bfloat16)
+    return array
 
 
 def _str_list(values) -> list[str]:
@@ -226,7 +234,10 @@ def write_tf_h5(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], mode
                 full = [f"{model_name}/{n}" for n in names]
                 group.attrs["weight_names"] = np.array([n.encode() for n in full], dtype="S")
                 for name, full_name in zip(names, full):
-                    group.create_dataset(full_name, data=np.asarray(tensors[name]))
+                    array = np.asarray(tensors[name])
+                    dataset = group.create_dataset(full_name, data=array)
+                    if array.dtype == ml_dtypes.bfloat16:
+                        dataset.attrs["dtype"] = "bfloat16"
 
 
 # ------------------------------------------------------------------------------ HF Flax msgpack

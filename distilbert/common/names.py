@@ -238,6 +238,9 @@ def to_native(state: Mapping[str, np.ndarray], fmt: str, table: list[TensorSpec]
         if spec.name not in state:
             raise WeightMismatchError(missing=[spec.name], where="state to convert")
         array = state[spec.name]
+        if not isinstance(array, np.ndarray) or tuple(array.shape) != spec.shape:
+            got = tuple(array.shape) if isinstance(array, np.ndarray) else type(array).__name__
+            raise WeightMismatchError(mismatched=[(spec.name, got, spec.shape)], where="state to convert")
         out[native] = np.ascontiguousarray(array.T) if spec.transposed and fmt != "pt" else array
     return out
 
