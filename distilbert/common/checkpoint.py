@@ -22,7 +22,9 @@ from distilbert.common.names import (
     TIED,
     WeightMismatchError,
     adapt_prefix,
+    check_native,
     from_native,
+    native_shapes,
     task_from_architectures,
     to_native,
     weight_table,
@@ -30,15 +32,15 @@ from distilbert.common.names import (
 
 logger = logging.getLogger("distilbert")
 
-# Weight formats: file name, reader, and the naming of the weight table they use.
+# Weight formats: file name, lazy opener, and the naming of the weight table they use.
 FORMATS = {
-    "safetensors": (files.SAFETENSORS, files.read_safetensors, "pt"),
+    "safetensors": (files.SAFETENSORS, files.open_safetensors, "pt"),
     "safetensors-sharded": (
-        files.SAFETENSORS_INDEX, lambda p: files.read_sharded(p, files.read_safetensors), "pt"),
-    "pytorch": (files.PT_BIN, files.read_torch_bin, "pt"),
-    "pytorch-sharded": (files.PT_BIN_INDEX, lambda p: files.read_sharded(p, files.read_torch_bin), "pt"),
-    "tf": (files.TF_H5, files.read_tf_h5, "tf"),
-    "flax": (files.FLAX_MSGPACK, files.read_flax_msgpack, "flax"),
+        files.SAFETENSORS_INDEX, lambda p: files.open_sharded(p, files.open_safetensors), "pt"),
+    "pytorch": (files.PT_BIN, files.open_torch_bin, "pt"),
+    "pytorch-sharded": (files.PT_BIN_INDEX, lambda p: files.open_sharded(p, files.open_torch_bin), "pt"),
+    "tf": (files.TF_H5, files.open_tf_h5, "tf"),
+    "flax": (files.FLAX_MSGPACK, files.open_flax_msgpack, "flax"),
 }
 # Which format each framework writes by default and prefers to read after safetensors.
 NATIVE = {"pt": "safetensors", "tf": "tf", "flax": "flax"}
@@ -80,14 +82,15 @@ def _pick_format(directory: str, framework: str | None, fmt: str | None) -> tupl
     return chosen, os.path.join(directory, FORMATS[chosen][0])
 
 
-def _detect_task(native: Mapping[str, np.ndarray], naming: str, config: DistilBertConfig) -> tuple[str, int | None]:
-    """The task a file was saved from, and its classifier's output count (None without one)."""
+def detect_task(shapes: Mapping[str, tuple[int, ...]], naming: str,
+                config: DistilBertConfig) -> tuple[str, int | None]:
+    """The task a file was saved from (by its head tensors), and its classifier's output count."""
     heads, classifier_out = set(), None
-    for name, array in native.items():
+    for name, shape in shapes.items():
         top = name.replace(".", "/").split("/")[0]
         heads.add(top)
-        if top == "classifier" and array.ndim == 2:
-            classifier_out = array.shape[0] if naming == "pt" else array.shape[1]
+        if top == "classifier" and len(shape) == 2:
+            classifier_out = shape[0] if naming == "pt" else shape[1]
     if "qa_outputs" in heads:
         return "question_answering", classifier_out
     if "vocab_transform" in heads:
@@ -103,17 +106,36 @@ def _detect_task(native: Mapping[str, np.ndarray], naming: str, config: DistilBe
     return "base", None
 
 
+def open_native(path: str, config: DistilBertConfig, fmt: str):
+    """Opens a weight file lazily and works out what it holds.
+
+    Returns:
+        ``(native, naming, task, table)``: the lazy tensors, the table column they are named by,
+        the task they were saved from, and that task's table (with the file's label count), which
+        :func:`~distilbert.common.names.check_native` has already checked them against.
+    """
+    _, opener, naming = FORMATS[fmt]
+    native = opener(path)
+    try:
+        shapes = native_shapes(native)
+        task, n_out = detect_task(shapes, naming, config)
+        source_config = config
+        if n_out is not None and task in ("sequence_classification", "token_classification") \
+                and n_out != config.num_labels:
+            source_config = config.replace(num_labels=n_out)
+        table = weight_table(source_config, task)
+        check_native(shapes, naming, table, where=repr(path))
+    except BaseException:
+        native.close()
+        raise
+    return native, naming, task, table
+
+
 def read_state(path: str, config: DistilBertConfig, fmt: str) -> tuple[dict[str, np.ndarray], str]:
     """Reads a weight file of format ``fmt`` to a canonical state; returns it and its task."""
-    _, reader, naming = FORMATS[fmt]
-    native = reader(path)
-    task, n_out = _detect_task(native, naming, config)
-    source_config = config
-    if n_out is not None and task in ("sequence_classification", "token_classification") \
-            and n_out != config.num_labels:
-        source_config = config.replace(num_labels=n_out)
-    table = weight_table(source_config, task)
-    return from_native(native, naming, table, where=repr(path)), task
+    native, naming, task, table = open_native(path, config, fmt)
+    with native:
+        return from_native(native, naming, table, where=repr(path)), task
 
 
 def load_state(name_or_path: str | os.PathLike, config: DistilBertConfig, task: str,

@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy)
 import numpy as np
@@ -61,27 +61,117 @@ def _require_file(path: str) -> None:
         raise CheckpointError(f"checkpoint file not found: {path!r}")
 
 
+class LazyTensors(Mapping):
+    """``{name: array}`` whose arrays are read on access, one at a time; shapes and dtypes are known
+    up front. Converters stream through it so that a checkpoint is never held twice in memory."""
+
+    def __init__(self, meta: Mapping[str, tuple[tuple[int, ...], np.dtype]], load: Callable[[str], np.ndarray],
+                 close: Callable[[], None] | None = None):
+        self.meta, self._load, self._close = dict(meta), load, close
+
+    @classmethod
+    def from_dict(cls, arrays: Mapping[str, np.ndarray]) -> "LazyTensors":
+        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        return cls({k: (v.shape, v.dtype) for k, v in arrays.items()}, arrays.__getitem__)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.meta:
+            raise KeyError(name)
+        return self._load(name)
+
+    def __iter__(self):
+        return iter(self.meta)
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.meta[name][0])
+
+    def dtype(self, name: str) -> np.dtype:
+        return np.dtype(self.meta[name][1])
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+
+    def __enter__(self) -> "LazyTensors":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 # --------------------------------------------------------------------------------- safetensors
-def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads one ``.safetensors`` file; a truncated or corrupted file raises :class:`CheckpointError`."""
+_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
+              "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+_ST_CODES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
+
+
+def open_safetensors(path: str | os.PathLike) -> LazyTensors:
+    """Opens one ``.safetensors`` file lazily; a truncated or corrupted file raises :class:`CheckpointError`."""
     from safetensors import SafetensorError, safe_open
 
     path = os.fspath(path)
     _require_file(path)
+
+    def fail(exc):
+        return CheckpointError(f"cannot read safetensors file {path!r} (truncated or corrupted?): {exc}")
+
     try:
-        with safe_open(path, framework="numpy") as fh:
-            return {name: fh.get_tensor(name) for name in fh.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read safetensors file {path!r} (truncated or corrupted?): {exc}") from None
+        handle = safe_open(path, framework="numpy")
+        meta = {}
+        for name in handle.keys():
+            part = handle.get_slice(name)
+            meta[name] = (tuple(part.get_shape()), _ST_DTYPES[part.get_dtype()])
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+        raise fail(exc) from None
+
+    def load(name):
+        try:
+            return handle.get_tensor(name)
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise fail(exc) from None
+
+    return LazyTensors(meta, load)
+
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads one ``.safetensors`` file into memory."""
+    return dict(open_safetensors(path))
 
 
 def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray],
                       metadata: Mapping[str, str] | None = None) -> None:
-    from safetensors.numpy import save_file
+    """Writes a ``.safetensors`` file, pulling one tensor at a time from ``tensors``.
 
-    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    The format is an 8-byte header length, a JSON header of dtypes, shapes and byte offsets, then
+    the raw little-endian tensors. The ``safetensors`` package has no streaming writer, so
+    this one writes the header from shapes alone (a :class:`LazyTensors` gives them without
+    reading) and then copies tensors one by one.
+    """
+    lazy = tensors if isinstance(tensors, LazyTensors) else LazyTensors.from_dict(tensors)
+    header: dict = {"__metadata__": dict(metadata or {"format": "pt"})}
+    offset = 0
+    for name in lazy:
+        dtype = lazy.dtype(name)
+        if dtype not in _ST_CODES:
+            raise TypeError(f"cannot write {name!r} of dtype {dtype} to safetensors")
+        size = int(np.prod(lazy.shape(name), dtype=np.int64)) * dtype.itemsize
+        header[name] = {"dtype": _ST_CODES[dtype], "shape": list(lazy.shape(name)),
+                        "data_offsets": [offset, offset + size]}
+        offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    encoded += b" " * (-len(encoded) % 8)  # the data starts 8-byte aligned
     with atomic_path(path) as tmp:
-        save_file(arrays, tmp, metadata=dict(metadata or {"format": "pt"}))
+        with open(tmp, "wb") as fh:
+            fh.write(len(encoded).to_bytes(8, "little"))
+            fh.write(encoded)
+            for name in lazy:
+                array = np.asarray(lazy[name])
+                if array.shape != lazy.shape(name) or array.dtype != lazy.dtype(name):
+                    raise CheckpointError(f"{name!r} changed shape or dtype while being written")
+                fh.write(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
 
 
 def read_index(index_path: str | os.PathLike) -> dict[str, str]:
@@ -103,17 +193,22 @@ def read_index(index_path: str | os.PathLike) -> dict[str, str]:
     return weight_map
 
 
-def read_sharded(index_path: str | os.PathLike, read_one) -> dict[str, np.ndarray]:
-    """Reads every shard of an index with ``read_one`` and checks the index's names are all there."""
+def open_sharded(index_path: str | os.PathLike, open_one: Callable[[str], LazyTensors]) -> LazyTensors:
+    """Opens every shard of an index lazily and checks the index's names are all there."""
     weight_map = read_index(index_path)
     directory = os.path.dirname(os.fspath(index_path))
-    out: dict[str, np.ndarray] = {}
-    for shard in dict.fromkeys(weight_map.values()):
-        out.update(read_one(os.path.join(directory, shard)))
-    absent = sorted(set(weight_map) - set(out))
+    shards = {shard: open_one(os.path.join(directory, shard)) for shard in dict.fromkeys(weight_map.values())}
+    owner = {name: shard for shard in shards.values() for name in shard}
+    absent = sorted(set(weight_map) - set(owner))
     if absent:
         raise CheckpointError(f"shard index {os.fspath(index_path)!r} lists tensors no shard holds: {absent}")
-    return out
+    meta = {name: shard.meta[name] for name, shard in owner.items()}
+
+    def close():
+        for shard in shards.values():
+            shard.close()
+
+    return LazyTensors(meta, lambda name: owner[name][name], close)
 
 
 def write_safetensors_sharded(directory: str | os.PathLike, tensors: Mapping[str, np.ndarray],
@@ -141,6 +236,11 @@ def write_safetensors_sharded(directory: str | os.PathLike, tensors: Mapping[str
 
 
 # ------------------------------------------------------------------------------ pytorch pickle
+def open_torch_bin(path: str | os.PathLike) -> LazyTensors:
+    """``pytorch_model.bin`` (a pickle: read whole, with ``weights_only=True``), as a mapping."""
+    return LazyTensors.from_dict(read_torch_bin(path))
+
+
 def read_torch_bin(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads ``pytorch_model.bin`` with ``torch.load(weights_only=True)``: a pickle carrying code is refused."""
     path = os.fspath(path)
@@ -171,29 +271,44 @@ def read_torch_bin(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------ HF TF (Keras 2 h5)
-def read_tf_h5(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads an HF ``tf_model.h5`` (Keras 2 ``save_weights`` layout).
+def open_tf_h5(path: str | os.PathLike) -> LazyTensors:
+    """Opens an HF ``tf_model.h5`` (Keras 2 ``save_weights`` layout) lazily.
 
-    Returns names without their first component (the Keras model's own name, which varies), e.g.
+    Names lose their first component (the Keras model's own name, which varies), e.g.
     ``distilbert/embeddings/word_embeddings/weight:0``.
     """
     import h5py
 
     path = os.fspath(path)
     _require_file(path)
-    out = {}
+    datasets = {}
     try:
-        with h5py.File(path, "r") as fh:
-            for layer in _str_list(fh.attrs.get("layer_names", [])):
-                group = fh[layer]
-                for weight_name in _str_list(group.attrs.get("weight_names", [])):
-                    name = "/".join(weight_name.split("/")[1:])
-                    out[name] = _h5_array(group[weight_name])
+        fh = h5py.File(path, "r")
+        for layer in _str_list(fh.attrs.get("layer_names", [])):
+            group = fh[layer]
+            for weight_name in _str_list(group.attrs.get("weight_names", [])):
+                datasets.setdefault("/".join(weight_name.split("/")[1:]), group[weight_name])
     except (OSError, KeyError) as exc:
         raise CheckpointError(f"cannot read TF h5 file {path!r} (truncated or corrupted?): {exc}") from None
-    if not out:
+    if not datasets:
+        fh.close()
         raise CheckpointError(f"{path!r} holds no Keras weights (no 'layer_names' attribute)")
-    return out
+    meta = {name: (ds.shape, ml_dtypes.bfloat16 if ds.attrs.get("dtype") in ("bfloat16", b"bfloat16") else ds.dtype)
+            for name, ds in datasets.items()}
+
+    def load(name):
+        try:
+            return _h5_array(datasets[name])
+        except OSError as exc:
+            raise CheckpointError(f"cannot read {name!r} from {path!r} (truncated or corrupted?): {exc}") from None
+
+    return LazyTensors(meta, load, fh.close)
+
+
+def read_tf_h5(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads an HF ``tf_model.h5`` into memory (names as :func:`open_tf_h5` gives them)."""
+    with open_tf_h5(path) as lazy:
+        return dict(lazy)
 
 
 def _h5_array(dataset) -> np.ndarray:
@@ -274,6 +389,11 @@ def _flatten(tree, prefix: str, out: dict) -> None:
         raise CheckpointError(f"unexpected {type(tree).__name__} at {prefix!r} in msgpack checkpoint")
 
 
+def open_flax_msgpack(path: str | os.PathLike) -> LazyTensors:
+    """``flax_model.msgpack`` as a mapping (the arrays are views into the file's bytes: no copies)."""
+    return LazyTensors.from_dict(read_flax_msgpack(path))
+
+
 def read_flax_msgpack(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads ``flax_model.msgpack`` (``flax.serialization.to_bytes`` of the params tree) to ``a/b/c`` names."""
     import msgpack
@@ -293,21 +413,30 @@ def read_flax_msgpack(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def write_flax_msgpack(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]) -> None:
-    """Writes ``a/b/c``-named tensors as the nested tree ``flax.serialization.from_bytes`` reads."""
+    """Writes ``a/b/c``-named tensors as the nested tree ``flax.serialization.from_bytes`` reads,
+    packing one tensor at a time."""
     import msgpack
 
     tree: dict = {}
-    for name, array in tensors.items():
+    for name in tensors:
         node = tree
         *parents, leaf = name.split("/")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = np.asarray(array)
+        node[leaf] = name  # a placeholder: the tensor is read when packed
+    packer = msgpack.Packer(use_bin_type=True)
 
-    def default(obj):
-        if isinstance(obj, np.ndarray):
-            payload = (obj.shape, obj.dtype.name, np.ascontiguousarray(obj).tobytes())
-            return msgpack.ExtType(_EXT_NDARRAY, msgpack.packb(payload, use_bin_type=True))
-        raise TypeError(f"cannot serialise {type(obj).__name__}")
+    def write(fh, node):
+        fh.write(packer.pack_map_header(len(node)))
+        for key, value in node.items():
+            fh.write(packer.pack(key))
+            if isinstance(value, dict):
+                write(fh, value)
+                continue
+            array = np.ascontiguousarray(tensors[value])
+            payload = msgpack.packb((array.shape, array.dtype.name, array.tobytes()), use_bin_type=True)
+            fh.write(packer.pack(msgpack.ExtType(_EXT_NDARRAY, payload)))
 
-    atomic_write_bytes(path, msgpack.packb(tree, default=default, use_bin_type=True))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            write(fh, tree)

@@ -245,33 +245,45 @@ def to_native(state: Mapping[str, np.ndarray], fmt: str, table: list[TensorSpec]
     return out
 
 
-def from_native(native: Mapping[str, np.ndarray], fmt: str, table: list[TensorSpec],
-                where: str = "checkpoint", allow_missing: Iterable[str] = ()) -> dict[str, np.ndarray]:
-    """Maps a format's tensors to canonical names and layout, strictly.
+def native_shapes(native: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    """Shapes of a mapping's tensors, without reading them when it is lazy (has ``shape(name)``)."""
+    shape = getattr(native, "shape", None)
+    return {name: tuple(shape(name)) if callable(shape) else np.shape(native[name]) for name in native}
 
-    Tied rows are filled from the row they are tied to, sinusoidal rows are recomputed where the
-    format does not store them. Every missing, unexpected and mis-shaped tensor is reported in one
-    :class:`WeightMismatchError`, except canonical names in ``allow_missing`` (left out of the result).
+
+def check_native(shapes: Mapping[str, tuple[int, ...]], fmt: str, table: list[TensorSpec],
+                 where: str = "checkpoint", allow_missing: Iterable[str] = ()) -> None:
+    """Raises one :class:`WeightMismatchError` listing every missing, unexpected and mis-shaped tensor.
+
+    Tied rows may be absent (they are filled from the row they are tied to), and so may canonical
+    names in ``allow_missing``.
     """
     _check_format(fmt)
     allow = set(allow_missing)
     by_native = {spec.names[fmt]: spec for spec in table if spec.names[fmt] is not None}
-    unexpected = sorted(set(native) - set(by_native))
-    out: dict[str, np.ndarray] = {}
-    missing, mismatched = [], []
-    for name, spec in by_native.items():
-        if name not in native:
-            if spec.kind != TIED:  # a tied row may be stored (old pytorch_model.bin) or not
-                missing.append(spec.name)
-            continue
-        array = np.asarray(native[name])
-        if tuple(array.shape) != spec.native_shape(fmt):
-            mismatched.append((spec.name, array.shape, spec.native_shape(fmt)))
-            continue
-        out[spec.name] = np.ascontiguousarray(array.T) if spec.transposed and fmt != "pt" else array
-    missing = [m for m in missing if m not in allow]
+    unexpected = sorted(set(shapes) - set(by_native))
+    missing = [spec.name for name, spec in by_native.items()
+               if name not in shapes and spec.kind != TIED and spec.name not in allow]
+    mismatched = [(spec.name, tuple(shapes[name]), spec.native_shape(fmt)) for name, spec in by_native.items()
+                  if name in shapes and tuple(shapes[name]) != spec.native_shape(fmt)]
     if missing or unexpected or mismatched:
         raise WeightMismatchError(missing, unexpected, mismatched, where)
+
+
+def from_native(native: Mapping[str, np.ndarray], fmt: str, table: list[TensorSpec],
+                where: str = "checkpoint", allow_missing: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    """Maps a format's tensors to canonical names and layout, strictly (see :func:`check_native`).
+
+    Tied rows are filled from the row they are tied to, sinusoidal rows are recomputed where the
+    format does not store them.
+    """
+    check_native(native_shapes(native), fmt, table, where, allow_missing)
+    out: dict[str, np.ndarray] = {}
+    for spec in table:
+        name = spec.names[fmt]
+        if name is not None and name in native:
+            array = np.asarray(native[name])
+            out[spec.name] = np.ascontiguousarray(array.T) if spec.transposed and fmt != "pt" else array
     for spec in table:
         if spec.name in out:
             continue
