@@ -1,0 +1,104 @@
+"""Weights in and out of the Flax NNX models, through the canonical state of :mod:`distilbert.common`.
+
+:func:`canonical_state` and :func:`load_canonical_state` are the one pair that every path uses:
+``from_pretrained``, ``save_pretrained``, conversions and tests. The NNX variable paths are the
+weight table's ``"nnx"`` column (``distilbert/transformer/layer/0/attention/q_lin/kernel``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Mapping
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from distilbert.common.checkpoint import load_state, save_state
+from distilbert.common.config import DistilBertConfig
+from distilbert.common.names import WeightMismatchError, from_native, to_native, weight_table
+
+__all__ = ["canonical_state", "load_canonical_state", "native_params", "from_pretrained", "save_pretrained"]
+
+
+def native_params(model: nnx.Module) -> dict[str, Any]:
+    """The model's parameters keyed by their '/'-joined NNX paths (arrays, not copies)."""
+    flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
+    return {"/".join(str(p) for p in path): var[...] for path, var in flat}
+
+
+def canonical_state(model: nnx.Module) -> dict[str, np.ndarray]:
+    """The model's weights as a canonical numpy state (HF PyTorch names and layout).
+
+    Tied rows share the word-embedding array and the sinusoidal table is filled in, so the state
+    holds every row of ``weight_table(model.config, model.task)``.
+    """
+    native = {k: np.asarray(v) for k, v in native_params(model).items()}
+    return from_native(native, "nnx", weight_table(model.config, model.task), where="model")
+
+
+def load_canonical_state(model: nnx.Module, state: Mapping[str, np.ndarray], skip: Iterable[str] = ()) -> None:
+    """Copies a canonical state into the model's parameters, in place, strictly.
+
+    Args:
+        model: One of the six ``FlaxDistilBert...`` models.
+        state: Canonical numpy arrays (every row of the model's table but ``skip``).
+        skip: Canonical names left as initialised (a new head).
+
+    Raises:
+        WeightMismatchError: a tensor is missing, unexpected or has the wrong shape.
+    """
+    skip = set(skip)
+    table = [spec for spec in weight_table(model.config, model.task) if spec.name not in skip]
+    known = {spec.name for spec in table}
+    extra = sorted(set(state) - known - skip)
+    if extra:
+        raise WeightMismatchError(unexpected=extra, where="state")
+    native = to_native(state, "nnx", table)
+    params = nnx.state(model, nnx.Param)
+    flat = dict(nnx.to_flat_state(params))
+    by_name = {"/".join(str(p) for p in path): path for path in flat}
+    mismatched = []
+    for name, array in native.items():
+        var = flat[by_name[name]]
+        if tuple(array.shape) != tuple(var.shape):
+            mismatched.append((name, array.shape, var.shape))
+    if mismatched:
+        raise WeightMismatchError(mismatched=mismatched, where="state")
+    for name, array in native.items():
+        var = flat[by_name[name]]
+        var[...] = jnp.asarray(array, dtype=var.dtype)
+    nnx.update(model, params)
+
+
+def from_pretrained(cls, name_or_path: str | os.PathLike, *, config: DistilBertConfig | None = None,
+                    weight_format: str | None = None, ignore_mismatched_sizes: bool = False,
+                    output_loading_info: bool = False, **kwargs):
+    """Builds ``cls`` and loads a checkpoint of any Hugging Face format into it.
+
+    ``kwargs`` are split between the model's constructor (``dtype``, ``param_dtype``, ``remat``,
+    ``seed``, ``rngs``) and config overrides (``num_labels``, ``id2label``, ...). With
+    ``output_loading_info`` the :class:`~distilbert.common.checkpoint.LoadReport` comes back too.
+    """
+    model_kw = {k: kwargs.pop(k) for k in ("dtype", "param_dtype", "remat", "seed", "rngs") if k in kwargs}
+    if "torch_dtype" in kwargs:  # accepted for symmetry with the PyTorch classes: the compute dtype
+        model_kw.setdefault("dtype", kwargs.pop("torch_dtype"))
+    for k in ("dtype", "param_dtype"):
+        if isinstance(model_kw.get(k), str):
+            model_kw[k] = jnp.dtype(model_kw[k])
+    if config is None:
+        config = DistilBertConfig.from_pretrained(name_or_path, **kwargs)
+    elif kwargs:
+        config = config.replace(**kwargs)
+    model = cls(config, **model_kw)
+    state, report = load_state(name_or_path, config, cls.task, framework="flax", weight_format=weight_format,
+                               ignore_mismatched_sizes=ignore_mismatched_sizes)
+    load_canonical_state(model, state, skip=report.new)
+    return (model, report) if output_loading_info else model
+
+
+def save_pretrained(model: nnx.Module, directory: str | os.PathLike, weight_format: str = "flax",
+                    max_shard_size: int | None = None) -> str:
+    """Writes ``config.json`` and the weights (``flax_model.msgpack`` by default); returns the file."""
+    return save_state(directory, canonical_state(model), model.config, model.task, framework="flax",
+                      weight_format=weight_format, max_shard_size=max_shard_size)
