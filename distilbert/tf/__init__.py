@@ -1,0 +1,29 @@
+"""DistilBERT in TensorFlow on Keras 3: the six TF classes of transformers 4.x, without ``tf-keras``.
+
+Migrating from transformers is a change of import::
+
+    from distilbert.tf import TFDistilBertForSequenceClassification  # was: from transformers import ...
+"""
+
+from distilbert.tf.loading import canonical_state, load_canonical_state
+from distilbert.tf.modeling import (
+    TFDistilBertForMaskedLM,
+    TFDistilBertForMultipleChoice,
+    TFDistilBertForQuestionAnswering,
+    TFDistilBertForSequenceClassification,
+    TFDistilBertForTokenClassification,
+    TFDistilBertModel,
+    TFDistilBertPreTrainedModel,
+)
+
+__all__ = [
+    "TFDistilBertPreTrainedModel",
+    "TFDistilBertModel",
+    "TFDistilBertForMaskedLM",
+    "TFDistilBertForSequenceClassification",
+    "TFDistilBertForMultipleChoice",
+    "TFDistilBertForTokenClassification",
+    "TFDistilBertForQuestionAnswering",
+    "canonical_state",
+    "load_canonical_state",
+]
