@@ -1,0 +1,424 @@
+"""DistilBERT in PyTorch: the encoder and its five task heads, numerically the reference's.
+
+Module tree and names are the Hugging Face PyTorch ones (and those of the TF and Flax backends), so
+``state_dict()`` keys are the canonical tensor names. Shapes: B batch, C choices, T tokens,
+H heads, D head size, V vocabulary, L labels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from distilbert.common import outputs as out
+from distilbert.common.losses import IGNORE_INDEX, problem_type_for
+from distilbert.pt.attention import eager_attention, flash_attention, sdpa_attention
+from distilbert.pt.inputs import check_inputs as _check
+from distilbert.pt.pretrained import DistilBertPreTrainedModel
+
+_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}  # F.gelu is the exact erf form
+
+for _cls in out.OUTPUT_CLASSES:  # pytree nodes, so that torch.export can return the output dataclasses
+    try:
+        torch.export.register_dataclass(_cls, serialized_type_name=f"distilbert.{_cls.__name__}")
+    except ValueError:  # already registered
+        pass
+
+
+class Embeddings(nn.Module):
+    """Word plus position embeddings, LayerNorm, dropout (DistilBERT has no token-type embeddings)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.dim, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.dim)
+        self.LayerNorm = nn.LayerNorm(config.dim, eps=1e-12)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, input_ids=None, inputs_embeds=None, position_ids=None):
+        x = self.word_embeddings(input_ids) if input_ids is not None else inputs_embeds  # (B, T, dim)
+        if position_ids is None:
+            position_ids = torch.arange(x.shape[1], device=x.device)  # (T,)
+        x = x + self.position_embeddings(position_ids)  # (B, T, dim)
+        return self.dropout(self.LayerNorm(x))  # (B, T, dim)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Multi-head self-attention with the four projections ``q_lin``, ``k_lin``, ``v_lin``, ``out_lin``."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.n_heads, self.head_dim = config.n_heads, config.head_dim
+        self.dropout_p = config.attention_dropout
+        self.attn_implementation = "sdpa"
+        self.q_lin = nn.Linear(config.dim, config.dim)
+        self.k_lin = nn.Linear(config.dim, config.dim)
+        self.v_lin = nn.Linear(config.dim, config.dim)
+        self.out_lin = nn.Linear(config.dim, config.dim)
+
+    def forward(self, x, mask=None, head_mask=None, output_attentions=False):
+        B, T, C = x.shape
+
+        def heads(t):
+            return t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+
+        q, k, v = heads(self.q_lin(x)), heads(self.k_lin(x)), heads(self.v_lin(x))  # (B, H, T, D) each
+        p = self.dropout_p if self.training else 0.0
+        weights = None
+        impl = self.attn_implementation
+        if impl == "eager" or (impl == "sdpa" and (output_attentions or head_mask is not None)):
+            ctx, weights = eager_attention(q, k, v, mask, p, head_mask)  # (B, H, T, D), (B, H, T, T)
+        elif impl == "sdpa":
+            ctx = sdpa_attention(q, k, v, mask, p)  # (B, H, T, D)
+        else:
+            if output_attentions or head_mask is not None:
+                raise ValueError("flash_attention_2 returns no attentions and takes no head_mask; use 'eager'")
+            ctx = flash_attention(q, k, v, mask, p)  # (B, H, T, D)
+        ctx = ctx.transpose(1, 2).reshape(B, T, C)  # (B, T, dim)
+        return self.out_lin(ctx), weights  # (B, T, dim)
+
+
+class FFN(nn.Module):
+    """Position-wise feed-forward: ``lin1``, activation, ``lin2``, dropout."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.lin1 = nn.Linear(config.dim, config.hidden_dim)
+        self.lin2 = nn.Linear(config.hidden_dim, config.dim)
+        self.activation = _ACTIVATIONS[config.activation]
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.lin2(self.activation(self.lin1(x))))  # (B, T, dim)
+
+
+class TransformerBlock(nn.Module):
+    """Post-norm block: ``sa_layer_norm(x + attention(x))``, then ``output_layer_norm(x + ffn(x))``."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.attention = MultiHeadSelfAttention(config)
+        self.sa_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
+        self.ffn = FFN(config)
+        self.output_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
+
+    def forward(self, x, mask=None, head_mask=None, output_attentions=False):
+        sa, weights = self.attention(x, mask, head_mask, output_attentions)  # (B, T, dim)
+        x = self.sa_layer_norm(sa + x)  # (B, T, dim)
+        x = self.output_layer_norm(self.ffn(x) + x)  # (B, T, dim)
+        return x, weights
+
+
+class Transformer(nn.Module):
+    """The stack of ``n_layers`` blocks, collecting hidden states and attentions on request."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.layer = nn.ModuleList([TransformerBlock(config) for _ in range(config.n_layers)])
+        self.gradient_checkpointing = False
+        self.checkpoint_kwargs: dict = {}
+
+    def forward(self, x, mask=None, head_mask=None, output_attentions=False, output_hidden_states=False):
+        hidden, attentions = ((x,) if output_hidden_states else None), (() if output_attentions else None)
+        for i, layer in enumerate(self.layer):
+            hm = None if head_mask is None else head_mask[i]
+            if self.gradient_checkpointing and self.training:
+                kw = {"use_reentrant": False, **self.checkpoint_kwargs}
+                x, weights = checkpoint(layer, x, mask, hm, output_attentions, **kw)  # (B, T, dim)
+            else:
+                x, weights = layer(x, mask, hm, output_attentions)  # (B, T, dim)
+            if output_hidden_states:
+                hidden = hidden + (x,)
+            if output_attentions:
+                attentions = attentions + (weights,)
+        return out.BaseModelOutput(last_hidden_state=x, hidden_states=hidden, attentions=attentions)
+
+
+class DistilBertModel(DistilBertPreTrainedModel):
+    """The bare DistilBERT encoder: token ids in, contextual vectors out.
+
+    Args:
+        config: Model hyper-parameters.
+        attn_implementation: ``"sdpa"`` (default), ``"eager"`` or ``"flash_attention_2"``.
+
+    Example:
+        >>> import torch
+        >>> from distilbert import DistilBertConfig
+        >>> from distilbert.pt import DistilBertModel
+        >>> model = DistilBertModel(DistilBertConfig(n_layers=2, dim=32, n_heads=4, hidden_dim=64)).eval()
+        >>> model(torch.tensor([[101, 7592, 102]])).last_hidden_state.shape
+        torch.Size([1, 3, 32])
+    """
+
+    def __init__(self, config, attn_implementation=None):
+        super().__init__(config, attn_implementation)
+        self.embeddings = Embeddings(self.config)
+        self.transformer = Transformer(self.config)
+        self.post_init()
+
+    def _flags(self, output_attentions, output_hidden_states, return_dict):
+        extra = self.config.extra
+        return (extra.get("output_attentions", False) if output_attentions is None else output_attentions,
+                extra.get("output_hidden_states", False) if output_hidden_states is None else output_hidden_states,
+                extra.get("return_dict", True) if return_dict is None else return_dict)
+
+    def _head_mask(self, head_mask):
+        if head_mask is None:
+            return None
+        if head_mask.dim() == 1:
+            head_mask = head_mask.expand(self.config.n_layers, -1)  # (layers, H)
+        return head_mask.to(self.dtype)[:, None, :, None, None]  # (layers, 1, H, 1, 1)
+
+    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, position_ids=None, token_type_ids=None):
+        """Encodes a batch.
+
+        Args:
+            input_ids: ``(B, T)`` token ids (or pass ``inputs_embeds`` ``(B, T, dim)``).
+            attention_mask: ``(B, T)``, 1 for tokens, 0 for padding.
+            head_mask: ``(H,)`` or ``(n_layers, H)`` multipliers of the attention probabilities.
+            output_attentions / output_hidden_states / return_dict: As the reference.
+            position_ids: ``(B, T)`` or ``(1, T)`` positions (default ``0..T-1``).
+            token_type_ids: Accepted for BERT tokenizers' output; must be all zeros.
+        """
+        output_attentions, output_hidden_states, return_dict = self._flags(
+            output_attentions, output_hidden_states, return_dict)
+        _check(self.config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids)
+        x = self.embeddings(input_ids, inputs_embeds, position_ids)  # (B, T, dim)
+        mask = None if attention_mask is None else (attention_mask != 0)[:, None, None, :]  # (B, 1, 1, T)
+        result = self.transformer(x, mask, self._head_mask(head_mask), output_attentions, output_hidden_states)
+        return result if return_dict else result.to_tuple()
+
+
+class _Head(DistilBertPreTrainedModel):
+    """A task head over ``self.distilbert``; subclasses define ``_head(hidden, labels) -> (loss, logits)``."""
+
+    output_class = out.MaskedLMOutput
+
+    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, labels=None,
+                output_attentions=None, output_hidden_states=None, return_dict=None, position_ids=None,
+                token_type_ids=None):
+        """Runs the encoder and the head; ``labels`` (as the reference's) add the loss."""
+        base = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
+                            output_hidden_states, position_ids, token_type_ids)
+        loss, logits = self._head(base.last_hidden_state, labels)
+        result = self.output_class(loss=loss, logits=logits, hidden_states=base.hidden_states,
+                                   attentions=base.attentions)
+        return result if self.distilbert._flags(None, None, return_dict)[2] else result.to_tuple()
+
+    def _encode(self, input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
+                output_hidden_states, position_ids, token_type_ids) -> out.BaseModelOutput:
+        return self.distilbert(input_ids=input_ids, attention_mask=attention_mask, head_mask=head_mask,
+                               inputs_embeds=inputs_embeds, output_attentions=output_attentions,
+                               output_hidden_states=output_hidden_states, return_dict=True,
+                               position_ids=position_ids, token_type_ids=token_type_ids)
+
+    def _pool(self, h):
+        """The first token through ``pre_classifier``, ReLU and dropout."""
+        return self.dropout(F.relu(self.pre_classifier(h[:, 0])))  # (B, dim)
+
+
+class DistilBertForMaskedLM(_Head):
+    """DistilBERT with the masked-language-model head (projector tied to the word embeddings).
+
+    Example:
+        >>> import torch
+        >>> from distilbert import DistilBertConfig
+        >>> from distilbert.pt import DistilBertForMaskedLM
+        >>> model = DistilBertForMaskedLM(DistilBertConfig(n_layers=1, dim=32, n_heads=4, hidden_dim=64)).eval()
+        >>> model(torch.tensor([[101, 103, 102]])).logits.shape
+        torch.Size([1, 3, 30522])
+    """
+
+    task = "masked_lm"
+
+    def __init__(self, config, attn_implementation=None):
+        super().__init__(config, attn_implementation)
+        c = self.config
+        self.activation = _ACTIVATIONS[c.activation]
+        self.distilbert = DistilBertModel(c)
+        self.vocab_transform = nn.Linear(c.dim, c.dim)
+        self.vocab_layer_norm = nn.LayerNorm(c.dim, eps=1e-12)
+        self.vocab_projector = nn.Linear(c.dim, c.vocab_size)
+        self.post_init()
+
+    def _head(self, h, labels):
+        h = self.vocab_layer_norm(self.activation(self.vocab_transform(h)))  # (B, T, dim)
+        logits = self.vocab_projector(h)  # (B, T, V)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1),
+                                   ignore_index=IGNORE_INDEX)
+        return loss, logits
+
+
+class DistilBertForSequenceClassification(_Head):
+    """DistilBERT with a classifier (or regressor) on the first token.
+
+    The loss follows ``config.problem_type``; when unset it is inferred from ``num_labels`` and the
+    labels' dtype, as the reference does, and recorded in ``model.config``.
+
+    Example:
+        >>> import torch
+        >>> from distilbert import DistilBertConfig
+        >>> from distilbert.pt import DistilBertForSequenceClassification
+        >>> config = DistilBertConfig(n_layers=1, dim=32, n_heads=4, hidden_dim=64, num_labels=3)
+        >>> model = DistilBertForSequenceClassification(config)
+        >>> out = model(torch.tensor([[101, 7592, 102]]), labels=torch.tensor([2]))
+        >>> out.logits.shape, model.config.problem_type
+        (torch.Size([1, 3]), 'single_label_classification')
+    """
+
+    task = "sequence_classification"
+    output_class = out.SequenceClassifierOutput
+
+    def __init__(self, config, attn_implementation=None):
+        super().__init__(config, attn_implementation)
+        c = self.config
+        self.num_labels = c.num_labels
+        self.distilbert = DistilBertModel(c)
+        self.pre_classifier = nn.Linear(c.dim, c.dim)
+        self.classifier = nn.Linear(c.dim, c.num_labels)
+        self.dropout = nn.Dropout(c.seq_classif_dropout)
+        self.post_init()
+
+    def _head(self, h, labels):
+        logits = self.classifier(self._pool(h))  # (B, L)
+        if labels is None:
+            return None, logits
+        kind = problem_type_for(self.config.problem_type, self.num_labels,
+                                labels.dtype in (torch.long, torch.int))
+        if kind != self.config.problem_type:
+            self._set_config(self.config.replace(problem_type=kind))  # recorded, as the reference does
+        z = logits.float()
+        if kind == "regression":
+            y = labels.to(z.dtype)
+            loss = F.mse_loss(z.squeeze(), y.squeeze()) if self.num_labels == 1 else F.mse_loss(z, y)
+        elif kind == "single_label_classification":
+            loss = F.cross_entropy(z.view(-1, self.num_labels), labels.view(-1))
+        else:
+            loss = F.binary_cross_entropy_with_logits(z, labels.to(z.dtype))
+        return loss, logits
+
+
+class DistilBertForMultipleChoice(_Head):
+    """DistilBERT scoring each of C choices; inputs are ``(B, C, T)``, logits ``(B, C)``.
+
+    Example:
+        >>> import torch
+        >>> from distilbert import DistilBertConfig
+        >>> from distilbert.pt import DistilBertForMultipleChoice
+        >>> model = DistilBertForMultipleChoice(DistilBertConfig(n_layers=1, dim=32, n_heads=4, hidden_dim=64))
+        >>> model(torch.tensor([[[101, 7592, 102], [101, 2088, 102]]])).logits.shape
+        torch.Size([1, 2])
+    """
+
+    task = "multiple_choice"
+    output_class = out.MultipleChoiceModelOutput
+
+    def __init__(self, config, attn_implementation=None):
+        super().__init__(config, attn_implementation)
+        c = self.config
+        self.distilbert = DistilBertModel(c)
+        self.pre_classifier = nn.Linear(c.dim, c.dim)
+        self.classifier = nn.Linear(c.dim, 1)
+        self.dropout = nn.Dropout(c.seq_classif_dropout)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, labels=None,
+                output_attentions=None, output_hidden_states=None, return_dict=None, position_ids=None,
+                token_type_ids=None):
+        """Scores every choice; ``labels`` ``(B,)`` (the right choice) add the loss."""
+        _check(self.config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, rank=3)
+        choices = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+
+        def flat(t):  # (B, C, T, ...) -> (B*C, T, ...)
+            return None if t is None else t.reshape(-1, *t.shape[2:])
+
+        result = super().forward(flat(input_ids), flat(attention_mask), head_mask, flat(inputs_embeds), None,
+                                 output_attentions, output_hidden_states, True, flat(position_ids),
+                                 flat(token_type_ids))
+        result.logits = result.logits.view(-1, choices)  # (B, C)
+        if labels is not None:
+            result.loss = F.cross_entropy(result.logits.float(), labels)
+        return result if self.distilbert._flags(None, None, return_dict)[2] else result.to_tuple()
+
+    def _head(self, h, labels):
+        return None, self.classifier(self._pool(h))  # (B*C, 1)
+
+
+class DistilBertForTokenClassification(_Head):
+    """DistilBERT with a per-token classifier (e.g. named entities); logits ``(B, T, L)``.
+
+    Example:
+        >>> import torch
+        >>> from distilbert import DistilBertConfig
+        >>> from distilbert.pt import DistilBertForTokenClassification
+        >>> config = DistilBertConfig(n_layers=1, dim=32, n_heads=4, hidden_dim=64, num_labels=5)
+        >>> DistilBertForTokenClassification(config)(torch.tensor([[101, 7592, 102]])).logits.shape
+        torch.Size([1, 3, 5])
+    """
+
+    task = "token_classification"
+    output_class = out.TokenClassifierOutput
+
+    def __init__(self, config, attn_implementation=None):
+        super().__init__(config, attn_implementation)
+        c = self.config
+        self.num_labels = c.num_labels
+        self.distilbert = DistilBertModel(c)
+        self.dropout = nn.Dropout(c.dropout)
+        self.classifier = nn.Linear(c.dim, c.num_labels)
+        self.post_init()
+
+    def _head(self, h, labels):
+        logits = self.classifier(self.dropout(h))  # (B, T, L)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, self.num_labels).float(), labels.view(-1), ignore_index=IGNORE_INDEX)
+        return loss, logits
+
+
+class DistilBertForQuestionAnswering(_Head):
+    """DistilBERT predicting answer-span start and end logits ``(B, T)`` each.
+
+    Example:
+        >>> import torch
+        >>> from distilbert import DistilBertConfig
+        >>> from distilbert.pt import DistilBertForQuestionAnswering
+        >>> model = DistilBertForQuestionAnswering(DistilBertConfig(n_layers=1, dim=32, n_heads=4, hidden_dim=64))
+        >>> model(torch.tensor([[101, 7592, 102]])).start_logits.shape
+        torch.Size([1, 3])
+    """
+
+    task = "question_answering"
+
+    def __init__(self, config, attn_implementation=None):
+        super().__init__(config, attn_implementation)
+        c = self.config
+        if c.num_labels != 2:
+            raise ValueError(f"DistilBertForQuestionAnswering needs num_labels=2 (start, end), got {c.num_labels}")
+        self.distilbert = DistilBertModel(c)
+        self.qa_outputs = nn.Linear(c.dim, 2)
+        self.dropout = nn.Dropout(c.qa_dropout)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, start_positions=None,
+                end_positions=None, output_attentions=None, output_hidden_states=None, return_dict=None,
+                position_ids=None, token_type_ids=None):
+        """Runs the encoder and the span head; ``start_positions`` and ``end_positions`` add the loss."""
+        base = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
+                         output_hidden_states, position_ids, token_type_ids)
+        logits = self.qa_outputs(self.dropout(base.last_hidden_state))  # (B, T, 2)
+        start, end = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))  # (B, T) each
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            T = start.shape[1]  # positions outside [0, T) are clamped to T and ignored
+            s = (start_positions.squeeze(-1) if start_positions.dim() > 1 else start_positions).clamp(0, T)
+            e = (end_positions.squeeze(-1) if end_positions.dim() > 1 else end_positions).clamp(0, T)
+            loss = (F.cross_entropy(start.float(), s, ignore_index=T) + F.cross_entropy(end.float(), e, ignore_index=T)) / 2
+        result = out.QuestionAnsweringModelOutput(loss=loss, start_logits=start, end_logits=end,
+                                                  hidden_states=base.hidden_states, attentions=base.attentions)
+        return result if self.distilbert._flags(None, None, return_dict)[2] else result.to_tuple()
