@@ -200,33 +200,56 @@ def save_state(directory: str | os.PathLike, state: Mapping[str, np.ndarray], co
     directory = os.fspath(directory)
     weight_format = weight_format or NATIVE[framework]
     table = weight_table(config, task)
+    naming = WEIGHT_NAMING.get(weight_format)
+    if naming is None:
+        raise ValueError(f"cannot write weight format {weight_format!r}; use 'safetensors', 'tf' or 'flax'")
+    native = to_native(state, naming, stored_rows(table, weight_format))
+    path = write_weights(directory, native, table, task, weight_format, max_shard_size)
+    write_config(directory, config, task, framework)
+    return path
+
+
+# The table column each writable format is named by.
+WEIGHT_NAMING = {"safetensors": "pt", "tf": "tf", "flax": "flax"}
+
+
+def write_weights(directory: str, native: Mapping[str, np.ndarray], table, task: str, weight_format: str,
+                  max_shard_size: int | None = None) -> str:
+    """Writes tensors already named and laid out for ``weight_format``; returns the file written.
+
+    ``native`` may be lazy (:class:`~distilbert.common.files.LazyTensors`): each writer pulls one
+    tensor at a time.
+    """
     if weight_format == "safetensors":
-        # Tied rows share storage; the reference leaves them out of safetensors files too.
-        native = to_native(state, "pt", [s for s in table if s.kind != TIED])
         if max_shard_size:
             files.write_safetensors_sharded(directory, native, max_shard_size)
         else:
             files.write_safetensors(os.path.join(directory, files.SAFETENSORS), native)
-        path = os.path.join(directory, files.SAFETENSORS)
-    elif weight_format == "tf":
-        cls = "TF" + TASK_CLASSES[task]
-        model_name = _keras2_name(cls)
+        return os.path.join(directory, files.SAFETENSORS)
+    if weight_format == "tf":
         path = os.path.join(directory, files.TF_H5)
-        native = to_native(state, "tf", table)
         # HF's TF LM head holds the whole embeddings layer, so Keras lists its weights there too.
         shared = {spec.names["pt"].split(".")[0]: [n for n in native if n.startswith("distilbert/embeddings/")]
                   for spec in table if spec.kind == TIED}
-        files.write_tf_h5(path, native, model_name, shared)
-    elif weight_format == "flax":
-        path = os.path.join(directory, files.FLAX_MSGPACK)
-        files.write_flax_msgpack(path, to_native(state, "flax", table))
-    else:
-        raise ValueError(f"cannot write weight format {weight_format!r}; use 'safetensors', 'tf' or 'flax'")
-    arch = CLASS_PREFIX.get(framework, "") + TASK_CLASSES[task]
-    data = config.to_dict()
-    data["architectures"] = [arch]
-    DistilBertConfig.from_dict(data).save_pretrained(directory)
+        files.write_tf_h5(path, native, _keras2_name("TF" + TASK_CLASSES[task]), shared)
+        return path
+    path = os.path.join(directory, files.FLAX_MSGPACK)
+    files.write_flax_msgpack(path, native)
     return path
+
+
+def stored_rows(table, weight_format: str):
+    """The rows a weight format stores (tied rows share storage: safetensors leaves them out, as the
+    reference does)."""
+    naming = WEIGHT_NAMING[weight_format]
+    return [s for s in table if s.names[naming] is not None and not (weight_format == "safetensors" and s.kind == TIED)]
+
+
+def write_config(directory: str, config: DistilBertConfig, task: str, framework: str) -> None:
+    """Writes ``config.json`` naming the class (of ``framework``) that the weights belong to."""
+    data = config.to_dict()
+    data["architectures"] = [CLASS_PREFIX.get(framework, "") + TASK_CLASSES[task]]
+    DistilBertConfig.from_dict(data).save_pretrained(directory)
 
 
 def _keras2_name(class_name: str) -> str:

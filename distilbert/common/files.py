@@ -91,6 +91,12 @@ class LazyTensors(Mapping):
     def dtype(self, name: str) -> np.dtype:
         return np.dtype(self.meta[name][1])
 
+    def nbytes(self, name: str) -> int:
+        return int(np.prod(self.shape(name), dtype=np.int64)) * self.dtype(name).itemsize
+
+    def subset(self, names) -> "LazyTensors":
+        return LazyTensors({n: self.meta[n] for n in names}, self._load)
+
     def close(self) -> None:
         if self._close is not None:
             self._close()
@@ -109,29 +115,36 @@ _ST_CODES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
 
 
 def open_safetensors(path: str | os.PathLike) -> LazyTensors:
-    """Opens one ``.safetensors`` file lazily; a truncated or corrupted file raises :class:`CheckpointError`."""
+    """Opens one ``.safetensors`` file lazily; a truncated or corrupted file raises :class:`CheckpointError`.
+
+    The ``safetensors`` package validates the header; tensors are then read with plain file reads at
+    their offsets, one at a time, so that converting never maps the whole file into memory.
+    """
     from safetensors import SafetensorError, safe_open
 
     path = os.fspath(path)
     _require_file(path)
-
-    def fail(exc):
-        return CheckpointError(f"cannot read safetensors file {path!r} (truncated or corrupted?): {exc}")
-
     try:
-        handle = safe_open(path, framework="numpy")
-        meta = {}
-        for name in handle.keys():
-            part = handle.get_slice(name)
-            meta[name] = (tuple(part.get_shape()), _ST_DTYPES[part.get_dtype()])
-    except (SafetensorError, OSError, ValueError, KeyError) as exc:
-        raise fail(exc) from None
+        with safe_open(path, framework="numpy"):
+            pass
+        with open(path, "rb") as fh:
+            header_len = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(header_len))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read safetensors file {path!r} (truncated or corrupted?): {exc}") from None
+    header.pop("__metadata__", None)
+    meta, offsets = {}, {}
+    for name, info in header.items():
+        meta[name] = (tuple(info["shape"]), np.dtype(_ST_DTYPES[info["dtype"]]))
+        offsets[name] = 8 + header_len + info["data_offsets"][0]
 
     def load(name):
-        try:
-            return handle.get_tensor(name)
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise fail(exc) from None
+        shape, dtype = meta[name]
+        count = int(np.prod(shape, dtype=np.int64))
+        array = np.fromfile(path, dtype=dtype.newbyteorder("<"), count=count, offset=offsets[name])
+        if array.size != count:
+            raise CheckpointError(f"safetensors file {path!r} ends inside {name!r} (truncated?)")
+        return array.astype(dtype, copy=False).reshape(shape)
 
     return LazyTensors(meta, load)
 
@@ -157,7 +170,7 @@ def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]
         dtype = lazy.dtype(name)
         if dtype not in _ST_CODES:
             raise TypeError(f"cannot write {name!r} of dtype {dtype} to safetensors")
-        size = int(np.prod(lazy.shape(name), dtype=np.int64)) * dtype.itemsize
+        size = lazy.nbytes(name)
         header[name] = {"dtype": _ST_CODES[dtype], "shape": list(lazy.shape(name)),
                         "data_offsets": [offset, offset + size]}
         offset += size
@@ -171,7 +184,12 @@ def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]
                 array = np.asarray(lazy[name])
                 if array.shape != lazy.shape(name) or array.dtype != lazy.dtype(name):
                     raise CheckpointError(f"{name!r} changed shape or dtype while being written")
-                fh.write(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+                _write_raw(fh, array.astype(array.dtype.newbyteorder("<"), copy=False))
+
+
+def _write_raw(fh, array: np.ndarray) -> None:
+    """Writes an array's bytes without copying them (a byte view of a contiguous array)."""
+    fh.write(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
 
 
 def read_index(index_path: str | os.PathLike) -> dict[str, str]:
@@ -214,23 +232,25 @@ def open_sharded(index_path: str | os.PathLike, open_one: Callable[[str], LazyTe
 def write_safetensors_sharded(directory: str | os.PathLike, tensors: Mapping[str, np.ndarray],
                               max_shard_bytes: int) -> None:
     """Writes ``model-0000i-of-0000n.safetensors`` shards and their index, as ``save_pretrained`` does."""
-    shards: list[dict[str, np.ndarray]] = [{}]
+    lazy = tensors if isinstance(tensors, LazyTensors) else LazyTensors.from_dict(tensors)
+    shards: list[list[str]] = [[]]
     size = 0
-    for name, array in tensors.items():
-        if shards[-1] and size + array.nbytes > max_shard_bytes:
-            shards.append({})
+    for name in lazy:
+        nbytes = lazy.nbytes(name)
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append([])
             size = 0
-        shards[-1][name] = array
-        size += array.nbytes
+        shards[-1].append(name)
+        size += nbytes
     if len(shards) == 1:
-        write_safetensors(os.path.join(directory, SAFETENSORS), tensors)
+        write_safetensors(os.path.join(directory, SAFETENSORS), lazy)
         return
     weight_map = {}
-    for i, shard in enumerate(shards, 1):
+    for i, names in enumerate(shards, 1):
         fname = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        write_safetensors(os.path.join(directory, fname), shard)
-        weight_map.update(dict.fromkeys(shard, fname))
-    total = sum(a.nbytes for a in tensors.values())
+        write_safetensors(os.path.join(directory, fname), lazy.subset(names))
+        weight_map.update(dict.fromkeys(names, fname))
+    total = sum(lazy.nbytes(name) for name in lazy)
     atomic_write_json(os.path.join(directory, SAFETENSORS_INDEX),
                       {"metadata": {"total_size": total}, "weight_map": weight_map})
 
@@ -356,65 +376,163 @@ def write_tf_h5(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], mode
 
 
 # ------------------------------------------------------------------------------ HF Flax msgpack
-_EXT_NDARRAY, _EXT_COMPLEX, _EXT_NPSCALAR = 1, 2, 3
+_EXT_NDARRAY, _EXT_NPSCALAR = 1, 3
 
 
 def _dtype(name: str) -> np.dtype:
     return np.dtype(getattr(ml_dtypes, name)) if name in ("bfloat16", "float8_e4m3fn", "float8_e5m2") else np.dtype(name)
 
 
-def _ext_hook(code: int, data: bytes):
-    import msgpack
+class _ArrayRef:
+    """Where an array's bytes sit in a msgpack file: read on demand."""
 
-    if code == _EXT_NDARRAY:
-        shape, dtype, buffer = msgpack.unpackb(data, raw=False)
-        return np.frombuffer(buffer, dtype=_dtype(dtype)).reshape(shape)
-    if code == _EXT_NPSCALAR:
-        dtype, buffer = msgpack.unpackb(data, raw=False)
-        return np.frombuffer(buffer, dtype=_dtype(dtype))[0]
-    raise CheckpointError(f"unsupported msgpack extension type {code}")
+    def __init__(self, shape, dtype, offset, nbytes):
+        self.shape, self.dtype, self.offset, self.nbytes = tuple(shape), dtype, offset, nbytes
+
+
+class _MsgpackScanner:
+    """Walks a msgpack file's structure without reading array data: ``flax.serialization`` stores
+    each array as extension type 1 holding ``[shape, dtype name, raw bytes]``; we note offsets."""
+
+    def __init__(self, fh, size: int):
+        self.fh, self.size = fh, size
+
+    def read(self, n: int) -> bytes:
+        data = self.fh.read(n)
+        if len(data) != n:
+            raise ValueError("unexpected end of data")
+        return data
+
+    def uint(self, n: int) -> int:
+        return int.from_bytes(self.read(n), "big")
+
+    def value(self):
+        b = self.read(1)[0]
+        if b <= 0x7F:
+            return b
+        if b >= 0xE0:
+            return b - 0x100
+        if 0x80 <= b <= 0x8F:
+            return self.map(b & 0x0F)
+        if 0x90 <= b <= 0x9F:
+            return [self.value() for _ in range(b & 0x0F)]
+        if 0xA0 <= b <= 0xBF:
+            return self.read(b & 0x1F).decode("utf-8")
+        simple = {0xC0: None, 0xC2: False, 0xC3: True}
+        if b in simple:
+            return simple[b]
+        sizes = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}
+        if b in sizes:
+            data = self.read(self.uint(sizes[b]))
+            return data if b <= 0xC6 else data.decode("utf-8")
+        if b in (0xDE, 0xDF):
+            return self.map(self.uint(2 if b == 0xDE else 4))
+        if b in (0xDC, 0xDD):
+            return [self.value() for _ in range(self.uint(2 if b == 0xDC else 4))]
+        if 0xCC <= b <= 0xCF:
+            return self.uint(1 << (b - 0xCC))
+        if 0xD0 <= b <= 0xD3:
+            n = 1 << (b - 0xD0)
+            return int.from_bytes(self.read(n), "big", signed=True)
+        if b in (0xCA, 0xCB):
+            return float(np.frombuffer(self.read(4 if b == 0xCA else 8), ">f4" if b == 0xCA else ">f8")[0])
+        if 0xD4 <= b <= 0xD8:
+            return self.ext(1 << (b - 0xD4))
+        if 0xC7 <= b <= 0xC9:
+            return self.ext(self.uint(1 << (b - 0xC7)))
+        raise ValueError(f"unsupported msgpack byte 0x{b:02x}")
+
+    def map(self, n: int) -> dict:
+        return {self.value(): self.value() for _ in range(n)}
+
+    def ext(self, length: int):
+        code = self.read(1)[0]
+        if code != _EXT_NDARRAY:
+            import msgpack
+
+            if code == _EXT_NPSCALAR:
+                dtype, buffer = msgpack.unpackb(self.read(length), raw=False)
+                return np.frombuffer(buffer, dtype=_dtype(dtype))[0]
+            raise ValueError(f"unsupported msgpack extension type {code}")
+        end = self.fh.tell() + length
+        header = self.read(1)[0]
+        if header != 0x93:
+            raise ValueError("array extension is not [shape, dtype, data]")
+        shape, dtype = self.value(), self.value()
+        b = self.read(1)[0]
+        if b not in (0xC4, 0xC5, 0xC6):
+            raise ValueError("array data is not binary")
+        nbytes = self.uint({0xC4: 1, 0xC5: 2, 0xC6: 4}[b])
+        ref = _ArrayRef(shape, _dtype(dtype), self.fh.tell(), nbytes)
+        if ref.offset + nbytes != end or end > self.size:
+            raise ValueError("array data runs past its extension or the file")
+        self.fh.seek(nbytes, os.SEEK_CUR)
+        return ref
 
 
 def _flatten(tree, prefix: str, out: dict) -> None:
     if isinstance(tree, dict) and tree.get("__msgpack_chunked_array__"):
-        # flax splits arrays over 2 GiB into chunks; join them back.
-        chunks = [np.ravel(tree["chunks"][k]) for k in sorted(tree["chunks"], key=int)]
-        out[prefix] = np.concatenate(chunks).reshape(tree["shape"])
+        # flax splits arrays over 2 GiB into chunks: keep the pieces, join them when read.
+        chunks = [tree["chunks"][k] for k in sorted(tree["chunks"], key=int)]
+        out[prefix] = (tuple(tree["shape"]), chunks)
     elif isinstance(tree, dict):
         for key, value in tree.items():
             _flatten(value, f"{prefix}/{key}" if prefix else str(key), out)
-    elif isinstance(tree, np.ndarray) or np.isscalar(tree):
-        out[prefix] = np.asarray(tree)
+    elif isinstance(tree, (_ArrayRef, np.generic)):
+        out[prefix] = tree
     else:
         raise CheckpointError(f"unexpected {type(tree).__name__} at {prefix!r} in msgpack checkpoint")
 
 
 def open_flax_msgpack(path: str | os.PathLike) -> LazyTensors:
-    """``flax_model.msgpack`` as a mapping (the arrays are views into the file's bytes: no copies)."""
-    return LazyTensors.from_dict(read_flax_msgpack(path))
-
-
-def read_flax_msgpack(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads ``flax_model.msgpack`` (``flax.serialization.to_bytes`` of the params tree) to ``a/b/c`` names."""
-    import msgpack
-
+    """Opens ``flax_model.msgpack`` (``flax.serialization.to_bytes`` of the params tree) lazily,
+    with ``a/b/c`` names; a truncated or corrupted file raises :class:`CheckpointError`."""
     path = os.fspath(path)
     _require_file(path)
     try:
         with open(path, "rb") as fh:
-            tree = msgpack.unpackb(fh.read(), ext_hook=_ext_hook, raw=False, strict_map_key=False)
-    except (msgpack.exceptions.ExtraData, msgpack.exceptions.UnpackException, ValueError, TypeError) as exc:
+            size = os.fstat(fh.fileno()).st_size
+            tree = _MsgpackScanner(fh, size).value()
+            if fh.tell() != size:
+                raise ValueError("extra data after the parameter tree")
+    except (ValueError, UnicodeDecodeError, TypeError) as exc:
         raise CheckpointError(f"cannot read msgpack file {path!r} (truncated or corrupted?): {exc}") from None
     if not isinstance(tree, dict):
         raise CheckpointError(f"{path!r} does not hold a parameter tree")
-    out: dict[str, np.ndarray] = {}
-    _flatten(tree, "", out)
-    return out
+    leaves: dict = {}
+    _flatten(tree, "", leaves)
+
+    def read(ref: _ArrayRef) -> np.ndarray:
+        count = ref.nbytes // ref.dtype.itemsize
+        return np.fromfile(path, dtype=ref.dtype, count=count, offset=ref.offset).reshape(ref.shape)
+
+    def load(name):
+        leaf = leaves[name]
+        if isinstance(leaf, _ArrayRef):
+            return read(leaf)
+        if isinstance(leaf, tuple):
+            shape, chunks = leaf
+            return np.concatenate([read(c).ravel() for c in chunks]).reshape(shape)
+        return np.asarray(leaf)
+
+    def describe(leaf):
+        if isinstance(leaf, _ArrayRef):
+            return leaf.shape, leaf.dtype
+        if isinstance(leaf, tuple):
+            return leaf[0], leaf[1][0].dtype
+        return (), np.asarray(leaf).dtype
+
+    return LazyTensors({name: describe(leaf) for name, leaf in leaves.items()}, load)
+
+
+def read_flax_msgpack(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads ``flax_model.msgpack`` into memory (names as :func:`open_flax_msgpack` gives them)."""
+    return dict(open_flax_msgpack(path))
 
 
 def write_flax_msgpack(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]) -> None:
     """Writes ``a/b/c``-named tensors as the nested tree ``flax.serialization.from_bytes`` reads,
-    packing one tensor at a time."""
+    one tensor at a time, with no copy of its bytes."""
     import msgpack
 
     tree: dict = {}
@@ -423,8 +541,27 @@ def write_flax_msgpack(path: str | os.PathLike, tensors: Mapping[str, np.ndarray
         *parents, leaf = name.split("/")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = name  # a placeholder: the tensor is read when packed
+        node[leaf] = name  # a placeholder: the tensor is read when written
     packer = msgpack.Packer(use_bin_type=True)
+
+    def write_array(fh, array: np.ndarray) -> None:
+        array = np.ascontiguousarray(array)
+        head = b"\x93" + packer.pack(list(array.shape)) + packer.pack(array.dtype.name)
+        n = array.nbytes
+        head += (b"\xc4" + n.to_bytes(1, "big") if n < 1 << 8 else
+                 b"\xc5" + n.to_bytes(2, "big") if n < 1 << 16 else b"\xc6" + n.to_bytes(4, "big"))
+        length = len(head) + n
+        fixext = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}
+        if length in fixext:
+            fh.write(bytes([fixext[length]]))
+        elif length < 1 << 8:
+            fh.write(b"\xc7" + length.to_bytes(1, "big"))
+        elif length < 1 << 16:
+            fh.write(b"\xc8" + length.to_bytes(2, "big"))
+        else:
+            fh.write(b"\xc9" + length.to_bytes(4, "big"))
+        fh.write(bytes([_EXT_NDARRAY]) + head)
+        _write_raw(fh, array)
 
     def write(fh, node):
         fh.write(packer.pack_map_header(len(node)))
@@ -432,10 +569,8 @@ def write_flax_msgpack(path: str | os.PathLike, tensors: Mapping[str, np.ndarray
             fh.write(packer.pack(key))
             if isinstance(value, dict):
                 write(fh, value)
-                continue
-            array = np.ascontiguousarray(tensors[value])
-            payload = msgpack.packb((array.shape, array.dtype.name, array.tobytes()), use_bin_type=True)
-            fh.write(packer.pack(msgpack.ExtType(_EXT_NDARRAY, payload)))
+            else:
+                write_array(fh, tensors[value])
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:

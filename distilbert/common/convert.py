@@ -1,0 +1,213 @@
+"""Converting checkpoints between formats: renames and transposes in numpy, one tensor at a time.
+
+Hugging Face's three formats (``model.safetensors``, ``tf_model.h5``, ``flax_model.msgpack``) differ
+only in names and layouts, so converting between them needs no ML framework: every tensor is read,
+re-laid-out through the weight-name table and written before the next is read. Keras 3's own
+formats (``.weights.h5``, ``.keras``) are written by Keras itself through the TensorFlow backend.
+
+Example:
+    >>> from distilbert.common.convert import convert
+    >>> convert("my-model", "my-model-flax", to="flax")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+import ml_dtypes
+import numpy as np
+
+from distilbert.common import files
+from distilbert.common.checkpoint import (
+    WEIGHT_NAMING,
+    _pick_format,
+    open_native,
+    stored_rows,
+    write_config,
+    write_weights,
+)
+from distilbert.common.config import DistilBertConfig
+from distilbert.common.hub import resolve_dir
+from distilbert.common.names import SINUSOIDAL, TIED, sinusoidal_table
+
+# --to: target framework -> its formats (first = default).
+TARGETS = {
+    "pt": ("safetensors", "safetensors-sharded"),
+    "tf": ("tf",),
+    "flax": ("flax",),
+    "keras": ("keras-weights", "keras"),
+}
+DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+KERAS_WEIGHTS, KERAS_FILE = "model.weights.h5", "model.keras"
+
+
+@dataclass
+class Conversion:
+    """What a conversion did: source file and format, task, destination files, tensor count."""
+
+    source: str
+    source_format: str
+    task: str
+    destination: str
+    files: list[str]
+    tensors: int
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, *, weight_format: str | None = None,
+            source_format: str | None = None, dtype: str | None = None, force: bool = False,
+            max_shard_size: int | None = None, progress: bool = False) -> Conversion:
+    """Converts the checkpoint directory (or hub id) ``src`` into a new directory ``dst``.
+
+    ``config.json`` (with ``architectures`` naming the target framework's class) and the tokenizer
+    files go along. Nothing appears at ``dst`` unless the whole conversion succeeds: it is built
+    under a temporary name and renamed into place.
+
+    Args:
+        src: Source directory or hub id.
+        dst: Destination directory; must not exist unless ``force``.
+        to: ``"pt"``, ``"tf"``, ``"flax"`` or ``"keras"``.
+        weight_format: One of ``TARGETS[to]`` (default: the first).
+        source_format: Read this format of ``src`` when it holds several (a key of ``FORMATS``).
+        dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"`` to cast floating tensors; default: as stored.
+        force: Replace an existing ``dst``.
+        max_shard_size: Bytes per shard for ``safetensors-sharded``.
+        progress: Show a progress bar (tqdm) on standard error.
+    """
+    if to not in TARGETS:
+        raise ValueError(f"unknown target {to!r}; expected one of {sorted(TARGETS)}")
+    weight_format = weight_format or TARGETS[to][0]
+    if weight_format not in TARGETS[to]:
+        raise ValueError(f"--to {to} writes {', '.join(TARGETS[to])}, not {weight_format!r}")
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPES)}")
+    dst = os.path.abspath(os.fspath(dst))
+    if os.path.exists(dst) and not force:
+        raise FileExistsError(f"{dst!r} exists; pass force=True (--force) to replace it")
+    src_dir = resolve_dir(src)
+    if os.path.abspath(src_dir) == dst:
+        raise ValueError("source and destination are the same directory")
+    config = DistilBertConfig.from_pretrained(src_dir)
+    fmt, path = _pick_format(src_dir, to if to in ("pt", "tf", "flax") else "tf", source_format)
+
+    parent = os.path.dirname(dst)
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.", suffix=".tmp", dir=parent)
+    try:
+        native, naming, task, table = open_native(path, config, fmt)
+        with native:
+            if config.num_labels != _file_num_labels(table, config):
+                config = config.replace(num_labels=_file_num_labels(table, config))
+            if to == "keras":
+                written, count = _write_keras(native, naming, table, config, task, work, weight_format, dtype)
+            else:
+                target = weight_format.removesuffix("-sharded")
+                rows = stored_rows(table, target)
+                view = _converted_view(native, naming, WEIGHT_NAMING[target], rows, table, dtype, progress)
+                written = [write_weights(work, view, table, task, target,
+                                         max_shard_size if weight_format.endswith("sharded") else None)]
+                count = len(rows)
+        write_config(work, config, task, to if to != "keras" else "tf")
+        for name in TOKENIZER_FILES:
+            if os.path.isfile(os.path.join(src_dir, name)):
+                shutil.copy2(os.path.join(src_dir, name), os.path.join(work, name))
+        _move_into_place(work, dst)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return Conversion(path, fmt, task, dst, sorted(os.listdir(dst)), count)
+
+
+def _file_num_labels(table, config: DistilBertConfig) -> int:
+    for spec in table:
+        if spec.name == "classifier.weight" and spec.shape[0] != 1:
+            return spec.shape[0]
+    return config.num_labels
+
+
+def _converted_view(native: files.LazyTensors, naming_in: str, naming_out: str, rows, table, dtype, progress):
+    """A lazy mapping of the target's tensors, each read and re-laid-out only when the writer asks."""
+    by_name = {spec.name: spec for spec in table}
+    reference_dtype = native.dtype(next(iter(native)))
+    cast = DTYPES[dtype] if dtype else None
+
+    def source(spec) -> tuple[np.ndarray, bool]:
+        """The canonical-or-source-layout array and whether it is in canonical (PyTorch) layout."""
+        name = spec.names[naming_in]
+        if name is not None and name in native:
+            return native[name], naming_in == "pt"
+        if spec.kind == TIED:
+            return source(by_name[spec.tied_to])
+        if spec.kind == SINUSOIDAL:
+            return sinusoidal_table(*spec.shape).astype(reference_dtype), True
+        raise KeyError(spec.name)  # unreachable: check_native has vouched for every stored row
+
+    def out_dtype(spec):
+        name = spec.names[naming_in]
+        stored = native.dtype(name) if name is not None and name in native else reference_dtype
+        return np.dtype(cast) if cast is not None and _is_float(stored) else stored
+
+    bar = _progress_bar(sum(int(np.prod(s.shape)) * out_dtype(s).itemsize for s in rows)) if progress else None
+
+    def load(native_out_name):
+        spec = by_out[native_out_name]
+        array, canonical = source(spec)
+        want_canonical = naming_out == "pt"
+        if spec.transposed and canonical != want_canonical:
+            array = array.T
+        array = np.ascontiguousarray(array, dtype=out_dtype(spec))
+        if bar is not None:
+            bar.update(array.nbytes)
+        return array
+
+    by_out = {spec.names[naming_out]: spec for spec in rows}
+    meta = {name: (spec.native_shape(naming_out), out_dtype(spec)) for name, spec in by_out.items()}
+    return files.LazyTensors(meta, load, bar.close if bar is not None else None)
+
+
+def _progress_bar(total_bytes: int):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm comes with huggingface_hub; without it, no bar
+        return None
+    return tqdm(total=total_bytes, unit="B", unit_scale=True, desc="converting", leave=False)
+
+
+def _write_keras(native, naming, table, config, task, work, weight_format, dtype):
+    """Keras 3's formats are Keras's own: build our Keras model and let Keras write them."""
+    from distilbert.common.names import from_native
+    from distilbert.tf.loading import keras_model_from_state
+
+    state = from_native(native, naming, table)
+    if dtype:
+        state = {k: v.astype(DTYPES[dtype]) if _is_float(v.dtype) else v for k, v in state.items()}
+    model = keras_model_from_state(state, config, task)
+    if weight_format == "keras":
+        path = os.path.join(work, KERAS_FILE)
+        model.save(path)
+    else:
+        path = os.path.join(work, KERAS_WEIGHTS)
+        model.save_weights(path)
+    return [path], len(state)
+
+
+def _move_into_place(work: str, dst: str) -> None:
+    """Renames the finished ``work`` directory to ``dst``, replacing an old one only at the end."""
+    if not os.path.exists(dst):
+        os.rename(work, dst)
+        return
+    old = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.", suffix=".old", dir=os.path.dirname(dst))
+    os.rmdir(old)
+    os.rename(dst, old)
+    os.rename(work, dst)
+    if os.path.isdir(old):
+        shutil.rmtree(old)
+    else:
+        os.remove(old)
+
+
+def _is_float(dtype) -> bool:
+    return np.issubdtype(dtype, np.floating) or dtype == ml_dtypes.bfloat16
