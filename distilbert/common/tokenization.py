@@ -587,7 +587,8 @@ class DistilBertTokenizerFast(TokenizerBase):
         if not isinstance(text, str) or (pair is not None and not isinstance(pair, str)):
             raise TypeError(f"tokenize takes str arguments, got {type(text).__name__} and {type(pair).__name__}")
         self._configure(None)
-        return self._tokenizer.encode(text, pair or None, add_special_tokens=add_special_tokens).tokens
+        inputs = [(text, pair)] if pair else [text]
+        return _encode_batch(self._tokenizer, inputs, add_special_tokens, False)[0].tokens
 
     def _encode(self, texts: list, pairs: list | None, batched: bool, options: EncodeOptions) -> BatchEncoding:
         if pairs is None:
@@ -627,12 +628,11 @@ class DistilBertTokenizerFast(TokenizerBase):
 
     def _run_backend(self, inputs: list, options: EncodeOptions) -> list:
         try:
-            return self._tokenizer.encode_batch(
-                inputs, add_special_tokens=options.add_special_tokens, is_pretokenized=options.is_split_into_words
-            )
+            return _encode_batch(self._tokenizer, inputs, options.add_special_tokens, options.is_split_into_words)
         except Exception as exc:  # tokenizers reports e.g. impossible truncation as a bare Exception
-            raise ValueError(f"cannot encode with truncation={options.truncation!r}, "
-                             f"max_length={options.max_length}: {exc}") from exc
+            raise ValueError(
+                f"cannot encode with truncation={options.truncation!r}, max_length={options.max_length}: {exc}"
+            ) from exc
         except BaseException as exc:
             # A stride too large for the room truncation leaves makes the Rust code panic; name the fix.
             if type(exc).__name__ != "PanicException":
@@ -656,6 +656,27 @@ class DistilBertTokenizerFast(TokenizerBase):
         self._configure(None)
         write_text(tokenizer_path, self._tokenizer.to_str(pretty=True))
         return (vocab_path, tokenizer_path)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _replace_surrogates(item):
+    if isinstance(item, str):
+        return _SURROGATE.sub("\ufffd", item)
+    return type(item)(map(_replace_surrogates, item))  # a pair (tuple) or a list of words
+
+
+def _encode_batch(backend, inputs: list, add_special_tokens: bool, is_pretokenized: bool) -> list:
+    try:
+        return backend.encode_batch(inputs, add_special_tokens=add_special_tokens, is_pretokenized=is_pretokenized)
+    except TypeError:
+        # Lone surrogates (not valid Unicode) cannot cross into Rust. U+FFFD keeps every character offset,
+        # and BERT's normalizer drops it just as the Python tokenizer drops surrogates.
+        cleaned = [_replace_surrogates(item) for item in inputs]
+        if cleaned == inputs:
+            raise
+        return backend.encode_batch(cleaned, add_special_tokens=add_special_tokens, is_pretokenized=is_pretokenized)
 
 
 def _read_tokenizer_json(path: str):
