@@ -290,14 +290,14 @@ class DistilBertForSequenceClassification(_Head):
             return None, logits
         kind = problem_type_for(self.config.problem_type, self.num_labels,
                                 labels.dtype in (torch.long, torch.int))
-        if kind != self.config.problem_type:
+        if kind != self.config.problem_type and not torch.compiler.is_compiling():
             self._set_config(self.config.replace(problem_type=kind))  # recorded, as the reference does
         z = logits.float()
         if kind == "regression":
             y = labels.to(z.dtype)
             loss = F.mse_loss(z.squeeze(), y.squeeze()) if self.num_labels == 1 else F.mse_loss(z, y)
         elif kind == "single_label_classification":
-            loss = F.cross_entropy(z.view(-1, self.num_labels), labels.view(-1))
+            loss = F.cross_entropy(z.view(-1, self.num_labels), labels.view(-1).long())  # int32 too
         else:
             loss = F.binary_cross_entropy_with_logits(z, labels.to(z.dtype))
         return loss, logits
