@@ -30,7 +30,10 @@ def to_tensor(value):
     """Tensors pass through; numpy arrays and (nested) lists become tensors."""
     if value is None or tf.is_tensor(value):
         return value
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        array = np.empty(0, object)
     if array.dtype == object:
         raise ValueError("inputs must be rectangular arrays; pad the batch (tokenizer padding=True)")
     return tf.convert_to_tensor(array)

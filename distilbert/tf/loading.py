@@ -49,6 +49,7 @@ def load_canonical_state(model, state: Mapping[str, np.ndarray], skip: Iterable[
         skip: Canonical names to leave at their current value (a new head).
     """
     skip = set(skip)
+    state = {name: np.asarray(array) for name, array in state.items()}
     full = weight_table(model.config, model.task)
     unexpected = sorted(set(state) - {spec.name for spec in full})
     if unexpected:
@@ -66,6 +67,14 @@ def load_canonical_state(model, state: Mapping[str, np.ndarray], skip: Iterable[
 
 class LoadingMixin:
     """``from_pretrained``, ``save_pretrained`` and ``export`` for the DistilBERT Keras models."""
+
+    def canonical_state(self) -> dict[str, np.ndarray]:
+        """See :func:`canonical_state`."""
+        return canonical_state(self)
+
+    def load_canonical_state(self, state: Mapping[str, np.ndarray], skip: Iterable[str] = ()) -> None:
+        """See :func:`load_canonical_state`."""
+        load_canonical_state(self, state, skip)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *, config: DistilBertConfig | None = None,
