@@ -82,7 +82,7 @@ class DistilBertConfig:
             label2id = {str(k): int(v) for k, v in dict(label2id).items()}
         num_labels = self.num_labels
         if num_labels is None:
-            num_labels = len(id2label) if id2label else 2
+            num_labels = len(id2label) if id2label else (len(label2id) if label2id else 2)
         if id2label is None:
             id2label = (
                 {v: k for k, v in label2id.items()} if label2id else {i: f"LABEL_{i}" for i in range(num_labels)}
@@ -166,6 +166,13 @@ class DistilBertConfig:
         if "num_labels" in changes and "id2label" not in changes:
             data.pop("id2label", None)
             data.pop("label2id", None)
+        # New labels imply their count and inverse, as in transformers (stale ones would contradict them).
+        for given, derived in (("id2label", "label2id"), ("label2id", "id2label")):
+            if given in changes and changes[given] is not None:
+                if derived not in changes:
+                    data.pop(derived, None)
+                if "num_labels" not in changes:
+                    data.pop("num_labels", None)
         return DistilBertConfig.from_dict(data)
 
     # ------------------------------------------------------------------------------ (de)serialise
