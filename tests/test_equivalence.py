@@ -1,0 +1,190 @@
+"""The three backends are one model: same weights give the same outputs, losses, gradients and steps.
+
+One matrix: framework pair x the six classes x configs x inputs. Each framework's results are
+computed once per (class, config, input) and cached for the module; every pair is then compared.
+"""
+
+import functools
+
+import numpy as np
+import pytest
+from helpers import ATOL, assert_close, random_inputs, random_state, tiny_config
+
+from distilbert.common.names import SINUSOIDAL, TASKS, TIED, weight_table
+from distilbert.frameworks import FRAMEWORKS, build, canonical_state, run
+
+PAIRS = [("pt", "tf"), ("pt", "flax"), ("tf", "flax")]
+CONFIGS = {
+    "default": {},
+    "sinusoidal": dict(sinusoidal_pos_embds=True),
+    "relu": dict(activation="relu"),
+    "untied": dict(tie_word_embeddings=False),
+    "one_head": dict(n_heads=1),
+    "one_layer": dict(n_layers=1),
+}
+INPUTS = ["padded", "fully_masked", "batch1", "length1"]
+LR = 0.5
+
+
+def _config(name):
+    return tiny_config(**CONFIGS[name])
+
+
+def _inputs(config, task, name):
+    choices = 2 if task == "multiple_choice" else None
+    batch, seq = {"padded": (3, 7), "fully_masked": (3, 7), "batch1": (1, 5), "length1": (2, 1)}[name]
+    inputs = random_inputs(config, batch=batch, seq=seq, seed=1, choices=choices)
+    if name == "fully_masked":
+        inputs["attention_mask"][1] = 0
+    rng = np.random.default_rng(2)
+    shape = inputs["input_ids"].shape
+    if task == "masked_lm":
+        labels = rng.integers(0, config.vocab_size, size=shape)
+        labels[rng.random(shape) < 0.3] = -100
+        inputs["labels"] = labels
+    elif task == "token_classification":
+        labels = rng.integers(0, config.num_labels, size=shape)
+        labels[inputs["attention_mask"] == 0] = -100
+        inputs["labels"] = labels
+    elif task == "sequence_classification":
+        inputs["labels"] = rng.integers(0, config.num_labels, size=batch)
+    elif task == "multiple_choice":
+        inputs["labels"] = rng.integers(0, choices, size=batch)
+    elif task == "question_answering":
+        inputs["start_positions"] = rng.integers(0, seq, size=batch)
+        end = rng.integers(0, seq, size=batch)
+        end[0] = seq + 3  # out of range: clamped and ignored
+        inputs["end_positions"] = end
+    return inputs
+
+
+@functools.lru_cache(maxsize=None)
+def _model(framework, task, config_name):
+    config = _config(config_name)
+    return build(framework, task, config, random_state(config, task, seed=TASKS.index(task)))
+
+
+@functools.lru_cache(maxsize=None)
+def _outputs(framework, task, config_name, input_name):
+    config = _config(config_name)
+    inputs = _inputs(config, task, input_name)
+    return run(framework, _model(framework, task, config_name), inputs,
+               output_hidden_states=True, output_attentions=True)
+
+
+def _compare(a, b, what):
+    assert set(a) == set(b), f"{what}: fields differ: {sorted(a)} vs {sorted(b)}"
+    for key in a:
+        left, right = a[key], b[key]
+        if isinstance(left, tuple):
+            assert len(left) == len(right), f"{what} {key}: {len(left)} vs {len(right)}"
+            for i, (x, y) in enumerate(zip(left, right)):
+                assert_close(x, y, name=f"{what} {key}[{i}]")
+        else:
+            assert np.all(np.isfinite(left)), f"{what} {key} not finite"
+            assert_close(left, right, name=f"{what} {key}")
+
+
+@pytest.mark.parametrize("input_name", INPUTS)
+@pytest.mark.parametrize("config_name", list(CONFIGS))
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("pair", PAIRS, ids="-".join)
+def test_outputs_agree(pair, task, config_name, input_name):
+    a, b = (_outputs(fw, task, config_name, input_name) for fw in pair)
+    _compare(a, b, f"{pair} {task} {config_name} {input_name}")
+    if task != "base":
+        assert "loss" in a
+
+
+# ----------------------------------------------------------------------------- gradients, steps
+def _canonical_grads(framework, model, inputs, table):
+    """Gradients of the loss by canonical name (tied and fixed rows left out)."""
+    rows = [s for s in table if s.kind not in (TIED, SINUSOIDAL)]
+    if framework == "pt":
+        import torch
+
+        model.zero_grad()
+        out = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+        out.loss.backward()
+        params = dict(model.named_parameters())
+        return {s.name: params[s.name].grad.numpy() for s in rows}
+    if framework == "tf":
+        import tensorflow as tf
+
+        from distilbert.tf.loading import variable_at
+
+        variables = [variable_at(model, s.names["keras"]) for s in rows]
+        with tf.GradientTape() as tape:
+            loss = model(dict(inputs), training=False).loss
+        grads = [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, variables)]  # IndexedSlices too
+        return {s.name: (g.T if s.transposed else g) for s, g in zip(rows, grads)}
+    import jax.numpy as jnp
+    from flax import nnx
+
+    def loss_fn(m):
+        return m(**{k: jnp.asarray(v) for k, v in inputs.items()}, deterministic=True).loss
+
+    grads = nnx.grad(loss_fn)(model)
+    flat = {"/".join(str(p) for p in path): np.asarray(v[...]) for path, v in nnx.to_flat_state(grads)}
+    return {s.name: (flat[s.names["nnx"]].T if s.transposed else flat[s.names["nnx"]]) for s in rows}
+
+
+def _sgd_step(framework, model, inputs):
+    """One SGD step (lr 0.5) with the framework's own optimizer; returns the new canonical state."""
+    if framework == "pt":
+        import torch
+
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+        optimizer.zero_grad()
+        model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).loss.backward()
+        optimizer.step()
+    elif framework == "tf":
+        import keras
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = model(dict(inputs), training=True).loss
+        variables = model.trainable_variables
+        keras.optimizers.SGD(learning_rate=LR).apply_gradients(zip(tape.gradient(loss, variables), variables))
+    else:
+        import jax.numpy as jnp
+        import optax
+        from flax import nnx
+
+        optimizer = nnx.Optimizer(model, optax.sgd(LR), wrt=nnx.Param)
+        grads = nnx.grad(lambda m: m(**{k: jnp.asarray(v) for k, v in inputs.items()}, deterministic=False).loss)(model)
+        optimizer.update(model, grads)
+    return canonical_state(framework, model)
+
+
+HEADS = [t for t in TASKS if t != "base"]
+
+
+@pytest.mark.parametrize("config_name", list(CONFIGS))
+@pytest.mark.parametrize("task", HEADS)
+def test_gradients_agree(task, config_name):
+    config = _config(config_name)
+    inputs = _inputs(config, task, "padded")
+    table = weight_table(config, task)
+    grads = {fw: _canonical_grads(fw, _model(fw, task, config_name), inputs, table) for fw in FRAMEWORKS}
+    for a, b in PAIRS:
+        for name in grads[a]:
+            assert_close(grads[a][name], grads[b][name], name=f"{a}-{b} grad {name}")
+    assert any(np.abs(g).max() > 0 for g in grads["pt"].values())
+
+
+@pytest.mark.parametrize("task", HEADS)
+def test_one_sgd_step_gives_the_same_weights(task):
+    config = _config("default")
+    state = random_state(config, task, seed=7)
+    inputs = _inputs(config, task, "padded")
+    after = {fw: _sgd_step(fw, build(fw, task, config, state), inputs) for fw in FRAMEWORKS}
+    moved = [n for n in state if not np.array_equal(after["pt"][n], state[n])]
+    assert moved, "the step changed nothing"
+    for a, b in PAIRS:
+        for name in state:
+            assert_close(after[a][name], after[b][name], atol=ATOL, name=f"{a}-{b} {name} after one step")
+
+
+def test_the_matrix_is_complete():
+    assert len(PAIRS) * len(TASKS) * len(CONFIGS) * len(INPUTS) == 432
