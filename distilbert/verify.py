@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from distilbert.common.checkpoint import _pick_format, open_native
+from distilbert.common.checkpoint import _pick_format, available_formats, open_native
 from distilbert.common.config import DistilBertConfig
-from distilbert.common.convert import KERAS_FILE, KERAS_WEIGHTS
+from distilbert.common.convert import keras_path, load_keras_model
 from distilbert.frameworks import FORMAT_FRAMEWORK, from_pretrained, run
 
 
@@ -46,10 +46,9 @@ def _task_of(directory: str, config: DistilBertConfig) -> str:
 
 def load_any(directory: str, task: str):
     """Loads ``directory`` in the framework of its weight format; returns ``(framework, model, label)``."""
-    if os.path.isfile(os.path.join(directory, KERAS_WEIGHTS)) or os.path.isfile(os.path.join(directory, KERAS_FILE)):
-        from distilbert.tf.keras_files import load_keras_dir
-
-        return "tf", load_keras_dir(directory, task), "keras"
+    keras_file = keras_path(directory)
+    if keras_file and not available_formats(directory):
+        return "tf", load_keras_model(directory, keras_file)[0], f"keras ({os.path.basename(keras_file)})"
     fmt, _ = _pick_format(directory, None, None)
     framework = FORMAT_FRAMEWORK[fmt]
     return framework, from_pretrained(framework, task, directory, weight_format=fmt), f"{framework} ({fmt})"

@@ -204,3 +204,34 @@ def test_killed_conversion_leaves_no_destination(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------- Keras files, --verify
+@pytest.mark.parametrize("fmt", ["keras-weights", "keras"])
+def test_keras_formats_round_trip_exactly(tmp_path, fmt):
+    state = random_state(CONFIG, "token_classification", seed=5)
+    save_state(tmp_path / "src", state, CONFIG, "token_classification")
+    convert(tmp_path / "src", tmp_path / "keras", to="keras", weight_format=fmt)
+    assert (tmp_path / "keras" / ("model.keras" if fmt == "keras" else "model.weights.h5")).exists()
+    result = convert(tmp_path / "keras", tmp_path / "back", to="pt")
+    assert result.source_format == "keras" and result.task == "token_classification"
+    got, _ = load_state(tmp_path / "back", CONFIG, "token_classification")
+    for name in state:
+        np.testing.assert_array_equal(got[name], state[name], err_msg=name)
+
+
+def test_verify_reports_every_output_and_catches_a_bad_conversion(tmp_path, capsys):
+    save_state(tmp_path / "src", random_state(CONFIG, "masked_lm"), CONFIG, "masked_lm")
+    assert main(["convert", str(tmp_path / "src"), str(tmp_path / "flax"), "--to", "flax", "--verify", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "logits" in out and "hidden_states" in out and "attentions" in out and "OK" in out
+
+    from distilbert.verify import verify
+
+    # damage one tensor of the converted checkpoint: verify must notice
+    broken, _ = load_state(tmp_path / "flax", CONFIG, "masked_lm")
+    name = "distilbert.transformer.layer.1.ffn.lin2.weight"
+    broken[name] = broken[name] + np.random.default_rng(0).normal(0, 0.1, broken[name].shape).astype(np.float32)
+    save_state(tmp_path / "broken", broken, CONFIG, "masked_lm", framework="flax", weight_format="flax")
+    report = verify(str(tmp_path / "src"), str(tmp_path / "broken"))
+    assert not report.ok and report.diffs["logits"] > 1e-3

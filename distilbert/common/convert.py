@@ -24,6 +24,7 @@ from distilbert.common import files
 from distilbert.common.checkpoint import (
     WEIGHT_NAMING,
     _pick_format,
+    available_formats,
     open_native,
     stored_rows,
     write_config,
@@ -31,7 +32,15 @@ from distilbert.common.checkpoint import (
 )
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.hub import resolve_dir
-from distilbert.common.names import SINUSOIDAL, TIED, sinusoidal_table
+from distilbert.common.names import (
+    SINUSOIDAL,
+    TIED,
+    from_native,
+    sinusoidal_table,
+    task_from_architectures,
+    to_native,
+    weight_table,
+)
 
 # --to: target framework -> its formats (first = default).
 TARGETS = {
@@ -87,28 +96,25 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, *, weight_f
     dst = os.path.abspath(os.fspath(dst))
     if os.path.exists(dst) and not force:
         raise FileExistsError(f"{dst!r} exists; pass force=True (--force) to replace it")
-    src_dir = resolve_dir(src)
+    keras_file = os.fspath(src) if os.fspath(src).endswith(".keras") and os.path.isfile(src) else None
+    src_dir = os.path.dirname(os.path.abspath(keras_file)) if keras_file else resolve_dir(src)
     if os.path.abspath(src_dir) == dst:
         raise ValueError("source and destination are the same directory")
-    config = DistilBertConfig.from_pretrained(src_dir)
-    fmt, path = _pick_format(src_dir, to if to in ("pt", "tf", "flax") else "tf", source_format)
 
     parent = os.path.dirname(dst)
     os.makedirs(parent, exist_ok=True)
     work = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.", suffix=".tmp", dir=parent)
     try:
-        native, naming, task, table = open_native(path, config, fmt)
+        native, naming, task, table, config, path, fmt = _open_source(src_dir, keras_file, to, source_format)
         with native:
-            if config.num_labels != _file_num_labels(table, config):
-                config = config.replace(num_labels=_file_num_labels(table, config))
             if to == "keras":
-                written, count = _write_keras(native, naming, table, config, task, work, weight_format, dtype)
+                count = _write_keras(native, naming, table, config, task, work, weight_format, dtype)
             else:
                 target = weight_format.removesuffix("-sharded")
                 rows = stored_rows(table, target)
                 view = _converted_view(native, naming, WEIGHT_NAMING[target], rows, table, dtype, progress)
-                written = [write_weights(work, view, table, task, target,
-                                         max_shard_size if weight_format.endswith("sharded") else None)]
+                write_weights(work, view, table, task, target,
+                              max_shard_size if weight_format.endswith("sharded") else None)
                 count = len(rows)
         write_config(work, config, task, to if to != "keras" else "tf")
         for name in TOKENIZER_FILES:
@@ -119,6 +125,74 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, *, weight_f
         shutil.rmtree(work, ignore_errors=True)
         raise
     return Conversion(path, fmt, task, dst, sorted(os.listdir(dst)), count)
+
+
+def _open_source(src_dir: str, keras_file: str | None, to: str, source_format: str | None):
+    """The source's tensors (lazy), their naming, task, table, config, file and format.
+
+    Hugging Face formats are opened lazily in numpy; Keras 3 files (``model.keras``, or
+    ``model.weights.h5`` beside ``config.json``) are read by Keras through the TensorFlow backend.
+    """
+    found = keras_file or keras_path(src_dir)
+    if found and (source_format == "keras" or keras_file or (source_format is None and not available_formats(src_dir))):
+        path = found
+        state, config, task = _read_keras(src_dir, path)
+        table = weight_table(config, task)
+        native = files.LazyTensors.from_dict(to_native(state, "pt", table))
+        return native, "pt", task, table, config, path, "keras"
+    config = DistilBertConfig.from_pretrained(src_dir)
+    fmt, path = _pick_format(src_dir, to if to in ("pt", "tf", "flax") else "tf", source_format)
+    native, naming, task, table = open_native(path, config, fmt)
+    num_labels = _file_num_labels(table, config)
+    if config.num_labels != num_labels:
+        config = config.replace(num_labels=num_labels)
+    return native, naming, task, table, config, path, fmt
+
+
+def _read_keras(src_dir: str, path: str):
+    """Reads a Keras 3 file of our TF backend into a canonical state; returns it, the config and task."""
+    from distilbert import frameworks
+
+    model, config, task = load_keras_model(src_dir, path)
+    return frameworks.canonical_state("tf", model), config, task
+
+
+def keras_path(directory: str) -> str | None:
+    """The Keras 3 file in ``directory`` (``model.weights.h5`` first, then ``model.keras``), if any."""
+    for name in (KERAS_WEIGHTS, KERAS_FILE):
+        if os.path.isfile(os.path.join(directory, name)):
+            return os.path.join(directory, name)
+    return None
+
+
+def load_keras_model(src_dir: str, path: str):
+    """Our TF backend's model from a Keras 3 file; returns ``(model, config, task)``."""
+    from distilbert import frameworks
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no Keras file at {path!r}")
+    if path.endswith(".keras"):
+        import keras
+
+        import distilbert.tf  # noqa: F401  (registers the classes with Keras)
+
+        try:
+            model = keras.saving.load_model(path)
+        except Exception as exc:
+            raise files.CheckpointError(f"cannot read Keras file {path!r}: {exc}") from None
+        config, task = model.config, model.task
+    else:
+        config = DistilBertConfig.from_pretrained(src_dir)
+        task = task_from_architectures(config.architectures)
+        if task is None:
+            raise ValueError(f"config.json in {src_dir!r} names no DistilBERT class in 'architectures'; "
+                             "cannot tell which head model.weights.h5 holds")
+        model = frameworks.build("tf", task, config)
+        try:
+            model.load_weights(path)
+        except Exception as exc:
+            raise files.CheckpointError(f"cannot read Keras weights {path!r}: {exc}") from None
+    return model, config, task
 
 
 def _file_num_labels(table, config: DistilBertConfig) -> int:
@@ -178,20 +252,18 @@ def _progress_bar(total_bytes: int):
 
 def _write_keras(native, naming, table, config, task, work, weight_format, dtype):
     """Keras 3's formats are Keras's own: build our Keras model and let Keras write them."""
-    from distilbert.common.names import from_native
-    from distilbert.tf.loading import keras_model_from_state
+    from distilbert import frameworks
 
     state = from_native(native, naming, table)
     if dtype:
         state = {k: v.astype(DTYPES[dtype]) if _is_float(v.dtype) else v for k, v in state.items()}
-    model = keras_model_from_state(state, config, task)
+    model = frameworks.build("tf", task, config, state)
+    path = os.path.join(work, KERAS_FILE if weight_format == "keras" else KERAS_WEIGHTS)
     if weight_format == "keras":
-        path = os.path.join(work, KERAS_FILE)
         model.save(path)
     else:
-        path = os.path.join(work, KERAS_WEIGHTS)
         model.save_weights(path)
-    return [path], len(state)
+    return len(state)
 
 
 def _move_into_place(work: str, dst: str) -> None:
