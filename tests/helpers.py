@@ -110,3 +110,36 @@ def write_oracle_dirs(root: str, config: DistilBertConfig, task: str, state, fra
         dirs[fw] = os.path.join(root, fw)
         model.save_pretrained(dirs[fw])
     return dirs
+
+
+# ------------------------------------------------------------------------- tiny checkpoints with a tokenizer
+# A small lowercase WordPiece vocabulary: whole words, every letter as a word start and as a "##"
+# continuation (so any ASCII word tokenizes, often into several pieces), and no digits (so numbers
+# become [UNK]).
+PIPELINE_VOCAB = list(dict.fromkeys(
+    ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "?", "!", "'", "-"]
+    + ("the a an is was of in on and to it this that cat dog sat mat paris france capital city london river "
+       "lives lived ada love lace john smith new york visited museum big small red blue house car good bad "
+       "movie film great terrible hate food day night where do does who what when why how she he they "
+       "went came saw").split()
+    + list("abcdefghijklmnopqrstuvwxyz") + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
+    + ["##s", "##ed", "##ing", "##ly", "##er"]))
+
+
+def write_tiny_checkpoint(directory: str, task: str, seed: int = 0, **config_overrides):
+    """A tiny checkpoint for ``task`` with tokenizer files, as the reference PyTorch class saves it.
+
+    The config is :func:`tiny_config` sized to :data:`PIPELINE_VOCAB`; the tokenizer's
+    ``model_max_length`` is the model's position count, so the reference pipelines cut where ours do.
+    Returns ``(config, state)``.
+    """
+    from distilbert import DistilBertTokenizerFast
+
+    config = tiny_config(vocab_size=len(PIPELINE_VOCAB), **config_overrides)
+    state = random_state(config, task, seed)
+    oracle_pt_model(config, task, state).save_pretrained(directory)
+    vocab_file = os.path.join(directory, "vocab.txt")
+    with open(vocab_file, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(PIPELINE_VOCAB) + "\n")
+    DistilBertTokenizerFast(vocab_file=vocab_file, model_max_length=config.max_position_embeddings).save_pretrained(directory)
+    return config, state

@@ -1,0 +1,196 @@
+"""Running a loaded model on numpy batches, one small runner per framework.
+
+A runner takes ``input_ids`` and ``attention_mask`` as numpy arrays (``(B, T)``, or ``(B, C, T)`` for
+multiple choice) and returns the asked-for output fields as float32 numpy arrays. Everything before
+and after (tokenizing, padding, scores, spans) is framework-free and lives in the task pipelines.
+Each runner imports only its own framework, and only when it is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+
+import numpy as np
+
+from distilbert.common.names import TASK_CLASSES
+
+FRAMEWORKS = ("pt", "tf", "flax")
+CLASS_PREFIX = {"pt": "", "tf": "TF", "flax": "Flax"}
+# Tasks whose outputs have a token axis (B, T, ...); the others give one row per sequence.
+TOKEN_LEVEL_TASKS = ("masked_lm", "token_classification", "question_answering")
+
+
+def model_class(framework: str, task: str):
+    """The class of ``framework`` for ``task``: ``model_class("flax", "masked_lm")`` is
+    ``distilbert.flax.FlaxDistilBertForMaskedLM``."""
+    check_framework(framework)
+    module = importlib.import_module(f"distilbert.{framework}")
+    return getattr(module, CLASS_PREFIX[framework] + TASK_CLASSES[task])
+
+
+def check_framework(framework: str) -> None:
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
+
+
+def framework_of(model) -> str | None:
+    """``"pt"``, ``"tf"`` or ``"flax"`` for a model of this package, else ``None``."""
+    parts = type(model).__module__.split(".")
+    if len(parts) >= 2 and parts[0] == "distilbert" and parts[1] in FRAMEWORKS:
+        return parts[1]
+    return None
+
+
+def make_runner(model, framework: str, outputs: tuple[str, ...], device=None):
+    """The runner of ``model`` (a model of ``framework``) returning the fields ``outputs``."""
+    runner = {"pt": TorchRunner, "tf": KerasRunner, "flax": FlaxRunner}[framework]
+    return runner(model, outputs, device)
+
+
+class TorchRunner:
+    """PyTorch: ``eval()`` mode and ``torch.inference_mode``, inputs moved to the model's device.
+
+    Args:
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, a ``torch.device`` or a CUDA index;
+            ``None`` leaves the model where it is.
+    """
+
+    framework = "pt"
+
+    def __init__(self, model, outputs: tuple[str, ...], device=None):
+        import torch
+
+        self._torch = torch
+        if device is not None:
+            model.to(f"cuda:{device}" if isinstance(device, int) else device)
+        self.model = model.eval()
+        self.outputs = outputs
+
+    @property
+    def device(self) -> str:
+        return str(self.model.device)
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
+        torch = self._torch
+        device = self.model.device
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.from_numpy(input_ids).to(device),
+                             attention_mask=torch.from_numpy(attention_mask).to(device), return_dict=True)
+            return {name: getattr(out, name).float().cpu().numpy() for name in self.outputs}
+
+
+class KerasRunner:
+    """TensorFlow/Keras: one ``tf.function`` per input rank (traced once, any batch and length),
+    called with ``training=False``.
+
+    Args:
+        device: A TensorFlow device name (``"/GPU:0"``, ``"cpu"``); ``None`` lets TensorFlow place ops.
+    """
+
+    framework = "tf"
+
+    def __init__(self, model, outputs: tuple[str, ...], device=None):
+        import tensorflow as tf
+
+        self._tf = tf
+        self.model = model
+        self.outputs = outputs
+        self._device = device
+        self._functions = {}
+
+    @property
+    def device(self) -> str:
+        return self._device or "default"
+
+    def _function(self, rank: int):
+        if rank not in self._functions:
+            tf = self._tf
+            spec = tf.TensorSpec((None,) * rank, tf.int32)
+
+            @tf.function(input_signature=[spec, spec])
+            def forward(input_ids, attention_mask):
+                out = self.model(input_ids=input_ids, attention_mask=attention_mask, training=False)
+                return {name: out[name] for name in self.outputs}
+
+            self._functions[rank] = forward
+        return self._functions[rank]
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
+        tf = self._tf
+        forward = self._function(input_ids.ndim)
+        with tf.device(self._device) if self._device else contextlib.nullcontext():
+            out = forward(tf.constant(input_ids, tf.int32), tf.constant(attention_mask, tf.int32))
+        return {name: np.asarray(value.numpy(), np.float32) for name, value in out.items()}
+
+
+class FlaxRunner:
+    """JAX/Flax NNX: the model split once into graph and state, the forward pass ``jax.jit``-compiled.
+
+    ``jit`` compiles once per input shape, so sequences are padded up to a multiple of 8 tokens (within
+    the position table) to keep the number of compilations small; padding is masked and cut off again.
+
+    Args:
+        device: ``"cpu"``, ``"gpu"``, ``"gpu:1"``, ``"tpu"`` or a ``jax.Device``; ``None`` keeps JAX's default.
+    """
+
+    framework = "flax"
+    BUCKET = 8
+
+    def __init__(self, model, outputs: tuple[str, ...], device=None):
+        import jax
+        from flax import nnx
+
+        self._jax = jax
+        self.model = model
+        self.outputs = outputs
+        self.max_length = model.config.max_position_embeddings
+        self.pad_id = model.config.pad_token_id or 0
+        graphdef, state = nnx.split(model)
+        self._device = _jax_device(jax, device)
+        if self._device is not None:
+            state = jax.device_put(state, self._device)
+
+        def forward(state, input_ids, attention_mask):
+            out = nnx.merge(graphdef, state)(input_ids=input_ids, attention_mask=attention_mask)
+            return {name: getattr(out, name) for name in outputs}
+
+        self._state = state
+        self._forward = jax.jit(forward)
+
+    @property
+    def device(self) -> str:
+        return str(self._device or self._jax.devices()[0])
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
+        length = input_ids.shape[-1]
+        padded = max(length, min(-(-length // self.BUCKET) * self.BUCKET, self.max_length))
+        if padded != length:
+            widths = [(0, 0)] * (input_ids.ndim - 1) + [(0, padded - length)]
+            input_ids = np.pad(input_ids, widths, constant_values=self.pad_id)
+            attention_mask = np.pad(attention_mask, widths, constant_values=0)
+        ids, mask = input_ids.astype(np.int32), attention_mask.astype(np.int32)
+        if self._device is not None:
+            ids, mask = self._jax.device_put(ids, self._device), self._jax.device_put(mask, self._device)
+        out = {name: np.asarray(value, np.float32) for name, value in self._forward(self._state, ids, mask).items()}
+        if self.model.task in TOKEN_LEVEL_TASKS:  # (B, T_padded, ...) -> (B, T, ...)
+            out = {name: value[:, :length] for name, value in out.items()}
+        return out
+
+
+def _jax_device(jax, device):
+    if device is None or not isinstance(device, (str, int)):
+        return device
+    if isinstance(device, int):
+        return jax.devices()[device]
+    platform, _, index = device.partition(":")
+    try:
+        return jax.devices(platform)[int(index or 0)]
+    except (RuntimeError, IndexError) as exc:
+        raise ValueError(f"no JAX device {device!r} ({exc}); available: {jax.devices()}") from None
+
+
+def load_model(framework: str, task: str, directory: str | os.PathLike, **kwargs):
+    """``from_pretrained`` of ``framework``'s class for ``task``, on a local checkpoint directory."""
+    return model_class(framework, task).from_pretrained(os.fspath(directory), **kwargs)
