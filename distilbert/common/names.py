@@ -94,32 +94,25 @@ def _check_task(task: str) -> None:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
 
-def _row(rows: list, canonical: str, shape, kind: str, module: str, leaf_kind: str, task: str,
-         tf_leaf: str | None = None, tied_to: str | None = None, stored: Iterable[str] = FORMATS) -> None:
-    """Adds the row for ``{prefix}{module}.{leaf}``; ``module`` is the dotted PyTorch module path."""
-    in_base = module.split(".")[0] in ("embeddings", "transformer")
-    pt_prefix = task_prefix(task) if in_base else ""
-    parts = module.split(".")
+def _names(module: str, leaf_kind: str, task: str, tf_leaf: str | None,
+           stored: Iterable[str]) -> dict[str, str | None]:
+    """Each format's name for the ``leaf_kind`` tensor of ``module`` (a dotted PyTorch module path)."""
+    in_body = module.split(".")[0] in ("embeddings", "transformer")
+    head = in_body and task != "base"
     names: dict[str, str | None] = {}
     for fmt in FORMATS:
+        leaf = _LEAVES[fmt][leaf_kind]
         if fmt not in stored:
             names[fmt] = None
-            continue
-        leaf = _LEAVES[fmt][leaf_kind]
-        if fmt == "pt":
-            names[fmt] = f"{pt_prefix}{module}.{leaf}"
-            continue
-        if fmt == "tf":
-            # HF's TF layers are named "layer_._{i}"; the main layer is "distilbert" in every class.
-            tf_parts = ["layer_._" + p if p.isdigit() else p for p in parts]
-            tf_parts = [p for i, p in enumerate(tf_parts) if not (p == "layer" and i + 1 < len(tf_parts)
-                                                                   and tf_parts[i + 1].startswith("layer_._"))]
-            head = [PREFIX] if in_base else []
-            names[fmt] = "/".join(head + tf_parts + [tf_leaf or leaf])
-            continue
-        head = [PREFIX] if in_base and task != "base" else []
-        names[fmt] = "/".join(head + parts + [leaf])
-    rows.append(TensorSpec(canonical if canonical else names["pt"], tuple(shape), kind, names, tied_to))
+        elif fmt == "pt":
+            names[fmt] = f"{PREFIX + '.' if head else ''}{module}.{leaf}"
+        elif fmt == "tf":
+            # HF's TF blocks are named "layer_._{i}", and its main layer is "distilbert" in every class.
+            tf_module = module.replace(".", "/").replace("layer/", "layer_._")
+            names[fmt] = f"{PREFIX + '/' if in_body else ''}{tf_module}/{tf_leaf or leaf}"
+        else:
+            names[fmt] = f"{PREFIX + '/' if head else ''}{module.replace('.', '/')}/{leaf}"
+    return names
 
 
 def weight_table(config: DistilBertConfig, task: str = "base") -> list[TensorSpec]:
@@ -143,11 +136,9 @@ def weight_table(config: DistilBertConfig, task: str = "base") -> list[TensorSpe
     rows: list[TensorSpec] = []
     p = task_prefix(task)
 
-    def add(module, shape, kind, leaf_kind=None, **kw):
-        leaf_kind = leaf_kind or kind
-        leaf = _LEAVES["pt"][leaf_kind]
-        in_base = module.split(".")[0] in ("embeddings", "transformer")
-        _row(rows, (p if in_base else "") + f"{module}.{leaf}", shape, kind, module, leaf_kind, task, **kw)
+    def add(module, shape, kind, leaf_kind=None, tf_leaf=None, tied_to=None, stored=FORMATS):
+        names = _names(module, leaf_kind or kind, task, tf_leaf, stored)
+        rows.append(TensorSpec(names["pt"], tuple(shape), kind, names, tied_to))
 
     def linear(module, n_out, n_in):
         add(module, (n_out, n_in), LINEAR)
