@@ -480,3 +480,25 @@ def test_torch_export(config, states, oracles):
         want = oracles["question_answering", "eager"](**inputs)
     assert_close(got.start_logits, want.start_logits)
     assert_close(got.end_logits, want.end_logits)
+
+
+def test_fused_cpu_inference_path_matches_plain_path(config, states, oracles, monkeypatch):
+    from distilbert.pt import ops
+
+    model = ours(config, "masked_lm", states["masked_lm"])
+    inputs = inputs_for(config, "masked_lm")
+    with torch.no_grad():
+        assert ops.fusable(torch.ones(2, 32), model.vocab_transform) == ops.FUSED
+        fused = model(**inputs, output_hidden_states=True)
+        with monkeypatch.context() as patch:
+            patch.setattr(ops, "FUSED", False)
+            assert not ops.fusable(torch.ones(2, 32), model.vocab_transform)
+            plain = model(**inputs, output_hidden_states=True)
+    compare_outputs(fused, plain)
+    compare_outputs(fused, oracles["masked_lm", "sdpa"](**inputs, output_hidden_states=True))
+    assert ops.FUSED == ops._has_fused_kernel()
+    with torch.enable_grad():  # autograd never takes the fused kernels (they have no backward)
+        assert not ops.fusable(torch.ones(2, 32), model.vocab_transform)
+    model.train()
+    with torch.no_grad():
+        assert not ops.fusable(torch.ones(2, 32), model.vocab_transform)  # dropout may be on in training

@@ -16,9 +16,8 @@ from distilbert.common import outputs as out
 from distilbert.common.losses import IGNORE_INDEX, problem_type_for
 from distilbert.pt.attention import eager_attention, flash_attention, sdpa_attention
 from distilbert.pt.inputs import check_inputs as _check
+from distilbert.pt.ops import linear
 from distilbert.pt.pretrained import DistilBertPreTrainedModel
-
-_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}  # F.gelu is the exact erf form
 
 for _cls in out.OUTPUT_CLASSES:  # pytree nodes, so that torch.export can return the output dataclasses
     try:
@@ -58,13 +57,14 @@ class MultiHeadSelfAttention(nn.Module):
         self.v_lin = nn.Linear(config.dim, config.dim)
         self.out_lin = nn.Linear(config.dim, config.dim)
 
-    def forward(self, x, mask=None, head_mask=None, output_attentions=False):
+    def forward(self, x, mask=None, head_mask=None, output_attentions=False, residual=None):
+        """Returns ``(out_lin(context) [+ residual], probabilities or None)``."""
         B, T, C = x.shape
 
         def heads(t):
             return t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
 
-        q, k, v = heads(self.q_lin(x)), heads(self.k_lin(x)), heads(self.v_lin(x))  # (B, H, T, D) each
+        q, k, v = (heads(linear(x, lin)) for lin in (self.q_lin, self.k_lin, self.v_lin))  # (B, H, T, D) each
         p = self.dropout_p if self.training else 0.0
         weights = None
         impl = self.attn_implementation
@@ -77,21 +77,25 @@ class MultiHeadSelfAttention(nn.Module):
                 raise ValueError("flash_attention_2 returns no attentions and takes no head_mask; use 'eager'")
             ctx = flash_attention(q, k, v, mask, p)  # (B, H, T, D)
         ctx = ctx.transpose(1, 2).reshape(B, T, C)  # (B, T, dim)
-        return self.out_lin(ctx), weights  # (B, T, dim)
+        return linear(ctx, self.out_lin, residual=residual), weights  # (B, T, dim)
 
 
 class FFN(nn.Module):
-    """Position-wise feed-forward: ``lin1``, activation, ``lin2``, dropout."""
+    """Position-wise feed-forward: ``lin1``, activation, ``lin2``, dropout (then ``+ residual``, if given)."""
 
     def __init__(self, config):
         super().__init__()
         self.lin1 = nn.Linear(config.dim, config.hidden_dim)
         self.lin2 = nn.Linear(config.hidden_dim, config.dim)
-        self.activation = _ACTIVATIONS[config.activation]
+        self.activation = config.activation
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x):
-        return self.dropout(self.lin2(self.activation(self.lin1(x))))  # (B, T, dim)
+    def forward(self, x, residual=None):
+        h = linear(x, self.lin1, self.activation)  # (B, T, hidden_dim)
+        if residual is not None and not self.training:  # no dropout: the add fuses into lin2
+            return linear(h, self.lin2, residual=residual)  # (B, T, dim)
+        y = self.dropout(self.lin2(h))  # (B, T, dim)
+        return y if residual is None else y + residual
 
 
 class TransformerBlock(nn.Module):
@@ -105,9 +109,9 @@ class TransformerBlock(nn.Module):
         self.output_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
 
     def forward(self, x, mask=None, head_mask=None, output_attentions=False):
-        sa, weights = self.attention(x, mask, head_mask, output_attentions)  # (B, T, dim)
-        x = self.sa_layer_norm(sa + x)  # (B, T, dim)
-        x = self.output_layer_norm(self.ffn(x) + x)  # (B, T, dim)
+        sa, weights = self.attention(x, mask, head_mask, output_attentions, residual=x)  # x + attention: (B, T, dim)
+        x = self.sa_layer_norm(sa)  # (B, T, dim)
+        x = self.output_layer_norm(self.ffn(x, residual=x))  # (B, T, dim)
         return x, weights
 
 
@@ -237,7 +241,6 @@ class DistilBertForMaskedLM(_Head):
     def __init__(self, config, attn_implementation=None):
         super().__init__(config, attn_implementation)
         c = self.config
-        self.activation = _ACTIVATIONS[c.activation]
         self.distilbert = DistilBertModel(c)
         self.vocab_transform = nn.Linear(c.dim, c.dim)
         self.vocab_layer_norm = nn.LayerNorm(c.dim, eps=1e-12)
@@ -245,8 +248,8 @@ class DistilBertForMaskedLM(_Head):
         self.post_init()
 
     def _head(self, h, labels):
-        h = self.vocab_layer_norm(self.activation(self.vocab_transform(h)))  # (B, T, dim)
-        logits = self.vocab_projector(h)  # (B, T, V)
+        h = self.vocab_layer_norm(linear(h, self.vocab_transform, self.config.activation))  # (B, T, dim)
+        logits = linear(h, self.vocab_projector)  # (B, T, V)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1),
