@@ -66,6 +66,7 @@ class Embeddings(keras.layers.Layer):
         self.dropout = keras.layers.Dropout(config.dropout, dtype=d)
         _build(self.word_embeddings, (None, None))
         _build(self.position_embeddings, (None, None))
+        self.pad_token_id = config.pad_token_id
         if config.pad_token_id is not None:  # the reference's padding row starts at zero
             table = keras.ops.convert_to_numpy(self.word_embeddings.embeddings)
             table[config.pad_token_id] = 0
@@ -75,6 +76,9 @@ class Embeddings(keras.layers.Layer):
     def call(self, input_ids=None, inputs_embeds=None, position_ids=None, training=False):
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)  # (B, T, D)
+            if training and self.pad_token_id is not None:  # like PyTorch's padding_idx: no gradient
+                is_pad = tf.equal(input_ids, tf.cast(self.pad_token_id, input_ids.dtype))[..., None]
+                inputs_embeds = tf.where(is_pad, tf.stop_gradient(inputs_embeds), inputs_embeds)
         inputs_embeds = tf.cast(inputs_embeds, self.compute_dtype)
         if position_ids is None:
             position_ids = tf.range(tf.shape(inputs_embeds)[1])[None]  # (1, T)
