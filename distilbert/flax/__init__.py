@@ -9,6 +9,7 @@ Example:
     (1, 2)
 """
 
+from distilbert.common.config import DistilBertConfig
 from distilbert.flax.loading import canonical_state, load_canonical_state
 from distilbert.flax.modeling import (
     FlaxDistilBertForMaskedLM,
@@ -21,6 +22,7 @@ from distilbert.flax.modeling import (
 )
 
 __all__ = [
+    "DistilBertConfig",
     "FlaxDistilBertModel",
     "FlaxDistilBertForMaskedLM",
     "FlaxDistilBertForSequenceClassification",

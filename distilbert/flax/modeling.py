@@ -1,18 +1,15 @@
 """DistilBERT in Flax NNX: the bare model and its five task heads.
 
 The module tree and attribute names are the PyTorch backend's, so the NNX variable paths are the
-weight table's ``"nnx"`` column. ``dtype`` is the compute dtype and ``param_dtype`` the storage
-dtype (bfloat16 compute over float32 parameters); softmax and LayerNorm statistics stay float32.
-
-Inputs are checked before anything is traced. Out-of-vocabulary ids and over-long sequences raise
-when the values are concrete (eager calls, and ``model(...)`` outside ``jit``). Inside ``jit`` the
-shapes are still checked (they are static) but the values are not: an id outside
-``[0, vocab_size)`` (or a ``position_ids`` value outside the position table) gives NaN embeddings,
-hence NaN outputs, instead of JAX's silent clamping, and ``token_type_ids`` are ignored.
+weight table's ``"nnx"`` column. Inputs are checked before anything is traced: shapes always (they are
+static), values when concrete. Inside ``jit`` values cannot be checked: an id outside ``[0, vocab_size)``
+(or a position outside the table) gives NaN embeddings, hence NaN outputs, instead of JAX's silent
+clamping, and ``token_type_ids`` are ignored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -28,103 +25,57 @@ from distilbert.common.names import sinusoidal_table
 from distilbert.common.validation import check_inputs, check_token_type_ids
 from distilbert.flax import loading, losses
 
-# The shared output dataclasses become pytrees, so jitted functions can return them.
-for _cls in out_lib.OUTPUT_CLASSES:
-    try:
+for _cls in out_lib.OUTPUT_CLASSES:  # pytrees, so that jitted functions can return them
+    with contextlib.suppress(ValueError):  # already registered
         jax.tree_util.register_dataclass(_cls, [f.name for f in dataclasses.fields(_cls)], [])
-    except ValueError:  # already registered (module reloaded)
-        pass
 
-
-def _concrete(x) -> bool:
-    return x is not None and not isinstance(x, jax.core.Tracer)
-
-
-def _as_array(x):
-    return x if x is None or hasattr(x, "dtype") else np.asarray(x)
-
-
-def _broadcasts(shape, target) -> bool:
-    try:
-        return np.broadcast_shapes(tuple(shape), tuple(target)) == tuple(target)
-    except ValueError:
-        return False
+_ACTIVATIONS = {"gelu": functools.partial(jax.nn.gelu, approximate=False), "relu": jax.nn.relu}
 
 
 def _lookup(table: jax.Array, ids: jax.Array) -> jax.Array:
     """``table[ids]``, but ids outside ``[0, len(table))`` give NaN rows rather than clamped ones."""
     n = table.shape[0]
-    ids = jnp.where((ids >= 0) & (ids < n), ids, n)
-    return jnp.take(table, ids, axis=0, mode="fill", fill_value=jnp.nan)
-
-
-@functools.lru_cache(maxsize=8)
-def _sinusoids(n_pos: int, dim: int) -> np.ndarray:
-    return sinusoidal_table(n_pos, dim)
+    return jnp.take(table, jnp.where((ids >= 0) & (ids < n), ids, n), axis=0, mode="fill", fill_value=jnp.nan)
 
 
 class _Factory:
     """Builds the layers of one model with its dtypes, initialiser and RNG streams."""
 
     def __init__(self, config: DistilBertConfig, dtype, param_dtype, rngs: nnx.Rngs):
-        self.config, self.dtype, self.param_dtype, self.rngs = config, dtype, param_dtype, rngs
+        self.dtype, self.param_dtype, self.rngs = dtype, param_dtype, rngs
         self.init = nnx.initializers.normal(config.initializer_range)
+        self.kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
     def linear(self, n_in: int, n_out: int) -> nnx.Linear:
-        # float32 accumulation and output: more accurate under bfloat16, and on CPU XLA's bf16 x bf16
-        # -> f32 matmul is several times faster than bf16 -> bf16.
-        return nnx.Linear(n_in, n_out, dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=self.init,
-                          preferred_element_type=jnp.float32, rngs=self.rngs)
+        # f32 accumulation and output: more accurate under bf16, and several times faster on XLA:CPU.
+        return nnx.Linear(n_in, n_out, kernel_init=self.init, preferred_element_type=jnp.float32, **self.kw)
 
     def norm(self, n: int) -> nnx.LayerNorm:
-        return nnx.LayerNorm(n, epsilon=1e-12, dtype=self.dtype, param_dtype=self.param_dtype,
-                             use_fast_variance=False, rngs=self.rngs)
-
-    def embed(self, n: int, dim: int) -> nnx.Embed:
-        return nnx.Embed(n, dim, dtype=self.dtype, param_dtype=self.param_dtype, embedding_init=self.init,
-                         rngs=self.rngs)
+        return nnx.LayerNorm(n, epsilon=1e-12, use_fast_variance=False, **self.kw)
 
     def dropout(self, rate: float) -> nnx.Dropout:
-        # Inference by default, as the reference (``train=False``); ``model.train()`` turns it on.
+        # Off after construction, as the reference (``train=False``); ``model.train()`` turns it on.
         return nnx.Dropout(rate, deterministic=True, rngs=self.rngs)
-
-
-def _activation(name: str):
-    return functools.partial(jax.nn.gelu, approximate=False) if name == "gelu" else jax.nn.relu
-
-
-class SinusoidalPositions(nnx.Module):
-    """The fixed sin/cos position table: a constant of the computation, not a parameter."""
-
-    def __init__(self, n_pos: int, dim: int):
-        self.n_pos, self.dim = n_pos, dim
-
-    @property
-    def embedding(self) -> jax.Array:
-        return jnp.asarray(_sinusoids(self.n_pos, self.dim))
 
 
 class Embeddings(nnx.Module):
     def __init__(self, config: DistilBertConfig, f: _Factory):
-        self.word_embeddings = f.embed(config.vocab_size, config.dim)
+        self.word_embeddings = nnx.Embed(config.vocab_size, config.dim, embedding_init=f.init, **f.kw)
         if config.pad_token_id is not None:
-            table = self.word_embeddings.embedding
-            table[...] = table[...].at[config.pad_token_id].set(0)
-        if config.sinusoidal_pos_embds:
-            self.position_embeddings = SinusoidalPositions(config.max_position_embeddings, config.dim)
-        else:
-            self.position_embeddings = f.embed(config.max_position_embeddings, config.dim)
+            self.word_embeddings.embedding[config.pad_token_id] = 0
+        n_pos, dim = config.max_position_embeddings, config.dim
+        self.position_embeddings = nnx.Embed(n_pos, dim, embedding_init=f.init, **f.kw)
+        if config.sinusoidal_pos_embds:  # a fixed table: a plain Variable (never trained nor saved), not a Param
+            self.position_embeddings.embedding = nnx.Variable(jnp.asarray(sinusoidal_table(n_pos, dim), f.param_dtype))
         self.LayerNorm = f.norm(config.dim)
         self.dropout = f.dropout(config.dropout)
 
     def __call__(self, input_ids, inputs_embeds, position_ids, deterministic):
         if inputs_embeds is None:
             inputs_embeds = _lookup(self.word_embeddings.embedding[...], input_ids)  # (B, T, D)
-        positions = self.position_embeddings.embedding[...]  # (P, D)
-        if position_ids is None:
-            positions = positions[None, : inputs_embeds.shape[1]]  # (1, T, D)
-        else:
-            positions = _lookup(positions, position_ids)  # (B, T, D)
+        table = self.position_embeddings.embedding[...]  # (P, D)
+        T = inputs_embeds.shape[1]
+        positions = table[None, :T] if position_ids is None else _lookup(table, position_ids)  # (B|1, T, D)
         hidden = self.LayerNorm(inputs_embeds + positions.astype(inputs_embeds.dtype))  # (B, T, D)
         return self.dropout(hidden, deterministic=deterministic)
 
@@ -139,8 +90,7 @@ class MultiHeadSelfAttention(nnx.Module):
         self.dropout = f.dropout(config.attention_dropout)
 
     def __call__(self, x, keep, head_mask, deterministic, output_attentions):
-        B, T, _ = x.shape
-        split = (B, T, self.n_heads, self.head_dim)
+        split = x.shape[:2] + (self.n_heads, self.head_dim)  # (B, T, H, Dh)
         q = (self.q_lin(x) / math.sqrt(self.head_dim)).astype(self.dtype).reshape(split)  # (B, T, H, Dh)
         k = self.k_lin(x).astype(self.dtype).reshape(split)  # (B, T, H, Dh)
         v = self.v_lin(x).astype(self.dtype).reshape(split)  # (B, T, H, Dh)
@@ -153,7 +103,7 @@ class MultiHeadSelfAttention(nnx.Module):
             weights = weights * head_mask[None, :, None, None]
         context = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(self.dtype), v,
                              preferred_element_type=jnp.float32)  # (B, T, H, Dh)
-        out = self.out_lin(context.reshape(B, T, -1))  # (B, T, D)
+        out = self.out_lin(context.reshape(x.shape))  # (B, T, D)
         return out, (weights if output_attentions else None)
 
 
@@ -165,7 +115,7 @@ class FFN(nnx.Module):
         self.activation = config.activation
 
     def __call__(self, x, deterministic):
-        x = _activation(self.activation)(self.lin1(x))  # (B, T, F)
+        x = _ACTIVATIONS[self.activation](self.lin1(x))  # (B, T, F)
         return self.dropout(self.lin2(x), deterministic=deterministic)  # (B, T, D)
 
 
@@ -189,14 +139,11 @@ class Transformer(nnx.Module):
         self.remat = remat
 
     def __call__(self, x, keep, head_mask, deterministic, output_attentions, output_hidden_states):
-        def run(block, x, keep, head_mask):
-            return block(x, keep, head_mask, deterministic, output_attentions)
-
-        if self.remat:  # recompute each block's activations in the backward pass
-            run = nnx.remat(run)
+        run = lambda block, x, keep, head_mask: block(x, keep, head_mask, deterministic, output_attentions)  # noqa
+        run = nnx.remat(run) if self.remat else run  # remat: recompute activations in the backward pass
         hidden, attentions = (x,), ()
         for i, block in enumerate(self.layer):
-            x, weights = run(block, x, keep, None if head_mask is None else head_mask[i])
+            x, weights = run(block, x, keep, head_mask if head_mask is None or head_mask.ndim == 1 else head_mask[i])
             hidden += (x,)
             attentions += (weights,)
         return out_lib.BaseModelOutput(x, hidden if output_hidden_states else None,
@@ -204,7 +151,7 @@ class Transformer(nnx.Module):
 
 
 class FlaxDistilBertPreTrainedModel(nnx.Module):
-    """Shared constructor arguments, input checks and ``from_pretrained``/``save_pretrained``.
+    """Shared constructor, input checks and ``from_pretrained``/``save_pretrained`` of the six models.
 
     Args:
         config: The model's :class:`~distilbert.DistilBertConfig`.
@@ -212,7 +159,15 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
         param_dtype: Parameter dtype (float32 by default).
         remat: Recompute each transformer block in the backward pass (gradient checkpointing).
         seed: Seed of the default ``nnx.Rngs`` when ``rngs`` is not given.
-        rngs: ``nnx.Rngs`` for initialisation and dropout (a ``"dropout"`` stream if present).
+        rngs: ``nnx.Rngs`` for initialisation and dropout (its ``"dropout"`` stream if it has one).
+
+    ``dtype`` is the compute dtype; softmax, LayerNorm statistics and matmul accumulation stay float32.
+    Call arguments (one of ``input_ids`` / ``inputs_embeds``): ``input_ids`` (B, T) ints,
+    ``attention_mask`` (B, T) (non-zero: attend), ``head_mask`` (H,) or (L, H) multiplying the
+    attention weights, ``inputs_embeds`` (B, T, D), ``position_ids`` (B, T), ``token_type_ids`` (all
+    zeros: accepted for BERT tokenizers' output), ``output_attentions``, ``output_hidden_states``,
+    ``return_dict`` and ``deterministic`` (None: dropout as set by ``model.train()`` / ``model.eval()``,
+    eval after construction). Heads add ``labels`` (QA: ``start_positions``, ``end_positions``).
     """
 
     task = "base"
@@ -225,62 +180,71 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
         self.config, self.dtype, self.param_dtype, self.remat = config, dtype, param_dtype, remat
         self._build(config, _Factory(config, dtype, param_dtype, rngs if rngs is not None else nnx.Rngs(seed)))
 
-    def _build(self, config: DistilBertConfig, f: _Factory) -> None:
-        raise NotImplementedError
+    def _build(self, config: DistilBertConfig, f: _Factory) -> None:  # a head: the encoder, then its layers
+        self.distilbert = FlaxDistilBertModel(config, dtype=self.dtype, param_dtype=self.param_dtype,
+                                              remat=self.remat, rngs=f.rngs)
 
     from_pretrained = classmethod(loading.from_pretrained)
     save_pretrained = loading.save_pretrained
 
-    def _check(self, input_ids, inputs_embeds, attention_mask, position_ids, token_type_ids, head_mask,
-               rank: int = 2) -> None:
-        config = self.config
-        has_ids, has_embeds = input_ids is not None, inputs_embeds is not None
-        shape, embeds_shape, lo, hi = None, None, None, None
-        if has_ids and not has_embeds:
-            if not jnp.issubdtype(input_ids.dtype, jnp.integer):
-                raise TypeError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
-            shape = tuple(input_ids.shape)
-            if _concrete(input_ids) and input_ids.size:
-                values = np.asarray(input_ids)
-                lo, hi = int(values.min()), int(values.max())
-        elif has_embeds and not has_ids:
-            if not jnp.issubdtype(inputs_embeds.dtype, jnp.floating):
-                raise TypeError(f"inputs_embeds must be floating point, got dtype {inputs_embeds.dtype}")
-            shape, embeds_shape = tuple(inputs_embeds.shape[:-1]), tuple(inputs_embeds.shape)
-        check_inputs(config, shape, has_ids, has_embeds, lo, hi, embeds_shape, expect_rank=rank)
-        for name, value in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids),
-                            ("position_ids", position_ids)):
-            if value is not None and tuple(value.shape) != shape and not (
-                    name == "position_ids" and _broadcasts(value.shape, shape)):
-                raise ValueError(f"{name} must have the shape of the input ids {shape}, got {tuple(value.shape)}")
-        if _concrete(token_type_ids):
-            check_token_type_ids(bool(np.any(np.asarray(token_type_ids) != 0)))
-        if _concrete(position_ids) and position_ids.size:
-            values = np.asarray(position_ids)
-            if values.min() < 0 or values.max() >= config.max_position_embeddings:
-                raise ValueError(f"position_ids must be in [0, max_position_embeddings="
-                                 f"{config.max_position_embeddings}), got [{values.min()}, {values.max()}]")
-        if head_mask is not None and tuple(head_mask.shape) not in ((config.n_heads,),
-                                                                    (config.n_layers, config.n_heads)):
-            raise ValueError(f"head_mask must have shape (n_heads,) = ({config.n_heads},) or (n_layers, n_heads) = "
-                             f"({config.n_layers}, {config.n_heads}), got {tuple(head_mask.shape)}")
+    def __call__(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, position_ids=None,
+                 token_type_ids=None, labels=None, output_attentions=False, output_hidden_states=False,
+                 return_dict=True, deterministic=None, start_positions=None, end_positions=None):
+        qa = self.task == "question_answering"
+        if (labels is not None and self.task in ("base", "question_answering")) or (
+                not qa and (start_positions is not None or end_positions is not None)):
+            raise TypeError(f"{type(self).__name__} takes " + ("start_positions and end_positions, not labels" if qa
+                            else "labels" if self.task != "base" else "no labels (use a head class)"))
+        if qa and start_positions is not None and end_positions is not None:
+            labels = (jnp.asarray(start_positions), jnp.asarray(end_positions))
+        ids, embeds, mask, pos, heads, shape = self._inputs(input_ids, inputs_embeds, attention_mask, position_ids,
+                                                            token_type_ids, head_mask)
+        encoder = self if self.task == "base" else self.distilbert
+        base = encoder.encode(ids, embeds, mask, pos, heads, output_attentions, output_hidden_states, deterministic)
+        out = self._head(base, deterministic, labels, shape)
+        return out if return_dict else out.to_tuple()
+
+    def _inputs(self, input_ids, inputs_embeds, attention_mask, position_ids, token_type_ids, head_mask):
+        """Checks the inputs (values too, when concrete) and folds multiple choice into the batch."""
+        ids, embeds, mask, pos, types, heads = (x if x is None or hasattr(x, "dtype") else np.asarray(x) for x in (
+            input_ids, inputs_embeds, attention_mask, position_ids, token_type_ids, head_mask))
+        c, shape, lo, hi = self.config, None, None, None
+        _concrete = lambda x: x is not None and not isinstance(x, jax.core.Tracer)  # noqa: E731 (not under jit)
+        for name, x, kind in (("input_ids", ids, jnp.integer), ("inputs_embeds", embeds, jnp.floating)):
+            if x is not None and not jnp.issubdtype(x.dtype, kind):
+                raise TypeError(f"{name} must be {'integer ids' if kind is jnp.integer else 'floats'}, got {x.dtype}")
+        if ids is not None and embeds is None:
+            shape = tuple(ids.shape)
+            lo, hi = (int(np.min(ids)), int(np.max(ids))) if _concrete(ids) and ids.size else (None, None)
+        elif embeds is not None and ids is None:
+            shape = tuple(embeds.shape[:-1])
+        check_inputs(c, shape, ids is not None, embeds is not None, lo, hi,
+                     None if embeds is None else embeds.shape, expect_rank=self.rank)
+        for name, x in (("attention_mask", mask), ("token_type_ids", types), ("position_ids", pos)):
+            if x is not None and tuple(x.shape) != shape and not (
+                    name == "position_ids" and tuple(x.shape) in (shape[-1:], (1,) + shape[-1:])):
+                raise ValueError(f"{name} must have the shape of the input ids {shape}, got {tuple(x.shape)}")
+        if _concrete(types):
+            check_token_type_ids(bool(np.any(np.asarray(types) != 0)))
+        if _concrete(pos) and pos.size and not 0 <= np.min(pos) <= np.max(pos) < c.max_position_embeddings:
+            raise ValueError(f"position_ids must be in [0, max_position_embeddings={c.max_position_embeddings})")
+        if heads is not None and tuple(heads.shape) not in ((c.n_heads,), (c.n_layers, c.n_heads)):
+            raise ValueError(f"head_mask must have shape (n_heads,) = ({c.n_heads},) or (n_layers, n_heads) = "
+                             f"({c.n_layers}, {c.n_heads}), got {tuple(heads.shape)}")
+        if self.rank == 3:  # multiple choice: every choice is a sequence of the batch
+            fold = lambda x: None if x is None else x.reshape((-1,) + tuple(x.shape[2:]))  # noqa: E731
+            ids, embeds, mask = fold(ids), fold(embeds), fold(mask)
+            pos = None if pos is None else fold(jnp.broadcast_to(pos, shape))
+        return ids, embeds, mask, pos, heads, shape
 
 
 class FlaxDistilBertModel(FlaxDistilBertPreTrainedModel):
-    """The bare DistilBERT encoder, returning hidden states.
-
-    Call arguments (all optional but one of ``input_ids``/``inputs_embeds``): ``input_ids`` (B, T)
-    ints, ``attention_mask`` (B, T) (non-zero = attend), ``head_mask`` (H,) or (L, H) multiplying
-    the attention weights, ``inputs_embeds`` (B, T, D), ``position_ids`` (B, T), ``token_type_ids``
-    (all zeros), ``output_attentions``, ``output_hidden_states``, ``return_dict`` and
-    ``deterministic`` (None: dropout follows ``model.train()``/``model.eval()``; default eval).
+    """The bare DistilBERT encoder, returning hidden states (call arguments: see the base class).
 
     Example:
-        >>> import jax.numpy as jnp
-        >>> from distilbert import DistilBertConfig
-        >>> from distilbert.flax import FlaxDistilBertModel
+        >>> from distilbert.flax import DistilBertConfig, FlaxDistilBertModel
         >>> model = FlaxDistilBertModel(DistilBertConfig(dim=32, n_heads=4, hidden_dim=37, n_layers=2))
-        >>> model(jnp.array([[101, 7592, 102]])).last_hidden_state.shape
+        >>> model([[101, 7592, 102]], attention_mask=[[1, 1, 1]]).last_hidden_state.shape
         (1, 3, 32)
     """
 
@@ -288,95 +252,15 @@ class FlaxDistilBertModel(FlaxDistilBertPreTrainedModel):
         self.embeddings = Embeddings(config, f)
         self.transformer = Transformer(config, f, self.remat)
 
-    def __call__(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, position_ids=None,
-                 token_type_ids=None, output_attentions=False, output_hidden_states=False, return_dict=True,
-                 deterministic=None):
-        args = [_as_array(a) for a in (input_ids, inputs_embeds, attention_mask, position_ids, token_type_ids,
-                                       head_mask)]
-        self._check(*args)
-        out = self.encode(*args[:5], head_mask=args[5], output_attentions=output_attentions,
-                          output_hidden_states=output_hidden_states, deterministic=deterministic)
-        return out if return_dict else out.to_tuple()
+    def _head(self, base, deterministic, labels, shape):
+        return base
 
-    def encode(self, input_ids, inputs_embeds, attention_mask, position_ids, token_type_ids=None, head_mask=None,
-               output_attentions=False, output_hidden_states=False, deterministic=None) -> out_lib.BaseModelOutput:
+    def encode(self, input_ids, inputs_embeds, attention_mask, position_ids, head_mask=None, output_attentions=False,
+               output_hidden_states=False, deterministic=None) -> out_lib.BaseModelOutput:
         """The forward pass on checked inputs (the heads call this)."""
         keep = None if attention_mask is None else attention_mask != 0  # (B, T)
-        if head_mask is not None:
-            head_mask = jnp.broadcast_to(jnp.asarray(head_mask, jnp.float32),
-                                         (self.config.n_layers, self.config.n_heads))  # (L, H)
         x = self.embeddings(input_ids, inputs_embeds, position_ids, deterministic)  # (B, T, D)
         return self.transformer(x, keep, head_mask, deterministic, output_attentions, output_hidden_states)
-
-
-def _fold(a, shape=None):
-    """(B, C, ...) -> (B * C, ...): multiple choice runs every choice as a sequence of the batch."""
-    if a is None:
-        return None
-    a = a if shape is None else jnp.broadcast_to(a, shape)
-    return a.reshape((-1,) + tuple(a.shape[2:]))
-
-
-class _Head(FlaxDistilBertPreTrainedModel):
-    """A task head over ``self.distilbert``; subclasses add layers and define ``_head``."""
-
-    def _build(self, config: DistilBertConfig, f: _Factory) -> None:
-        self.distilbert = FlaxDistilBertModel(config, dtype=self.dtype, param_dtype=self.param_dtype,
-                                              remat=self.remat, rngs=f.rngs)
-
-    def __call__(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, position_ids=None,
-                 token_type_ids=None, labels=None, output_attentions=False, output_hidden_states=False,
-                 return_dict=True, deterministic=None, start_positions=None, end_positions=None):
-        args = [_as_array(a) for a in (input_ids, inputs_embeds, attention_mask, position_ids, token_type_ids,
-                                       head_mask)]
-        self._check(*args, rank=self.rank)
-        input_ids, inputs_embeds, attention_mask, position_ids = args[:4]
-        if self.task == "question_answering":
-            if labels is not None:
-                raise TypeError("question answering takes start_positions and end_positions, not labels")
-            if start_positions is not None and end_positions is not None:
-                labels = (jnp.asarray(start_positions), jnp.asarray(end_positions))
-        elif start_positions is not None or end_positions is not None:
-            raise TypeError(f"start_positions/end_positions are for question answering; {type(self).__name__} "
-                            "takes labels")
-        lead = None
-        if self.rank == 3:
-            lead = (input_ids if input_ids is not None else inputs_embeds).shape[:2]  # (B, C)
-            shape = lead + (input_ids if input_ids is not None else inputs_embeds).shape[2:3]  # (B, C, T)
-            input_ids, inputs_embeds, attention_mask = _fold(input_ids), _fold(inputs_embeds), _fold(attention_mask)
-            position_ids = _fold(position_ids, shape)
-        base = self.distilbert.encode(input_ids, inputs_embeds, attention_mask, position_ids, None, args[5],
-                                      output_attentions, output_hidden_states, deterministic)
-        out = self._head(base, deterministic, None if labels is None else labels, lead)
-        return out if return_dict else out.to_tuple()
-
-
-class FlaxDistilBertForMaskedLM(_Head):
-    """DistilBERT with its masked-language-modelling head; ``labels`` (B, T), -100 ignored.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> from distilbert import DistilBertConfig
-        >>> from distilbert.flax import FlaxDistilBertForMaskedLM
-        >>> model = FlaxDistilBertForMaskedLM(DistilBertConfig(dim=32, n_heads=4, hidden_dim=37, vocab_size=99))
-        >>> model(jnp.array([[1, 5, 2]])).logits.shape
-        (1, 3, 99)
-    """
-
-    task = "masked_lm"
-
-    def _build(self, config: DistilBertConfig, f: _Factory) -> None:
-        super()._build(config, f)
-        self.vocab_transform = f.linear(config.dim, config.dim)
-        self.vocab_layer_norm = f.norm(config.dim)
-        self.vocab_projector = VocabProjector(config, f)
-
-    def _head(self, base, deterministic, labels=None, lead=None):
-        x = _activation(self.config.activation)(self.vocab_transform(base.last_hidden_state))  # (B, T, D)
-        x = self.vocab_layer_norm(x)  # (B, T, D)
-        logits = self.vocab_projector(x, self.distilbert.embeddings.word_embeddings.embedding[...])  # (B, T, V)
-        loss = None if labels is None else losses.masked_lm_loss(logits, jnp.asarray(labels))
-        return out_lib.MaskedLMOutput(loss, logits, base.hidden_states, base.attentions)
 
 
 class VocabProjector(nnx.Module):
@@ -390,29 +274,46 @@ class VocabProjector(nnx.Module):
 
     def __call__(self, x, word_embeddings):
         dtype = self.dtype or x.dtype
-        if self.kernel is None:
-            logits = jnp.einsum("btd,vd->btv", x.astype(dtype), word_embeddings.astype(dtype),
-                                preferred_element_type=jnp.float32)  # (B, T, V)
-        else:
-            logits = jnp.einsum("btd,dv->btv", x.astype(dtype), self.kernel[...].astype(dtype),
-                                preferred_element_type=jnp.float32)  # (B, T, V)
-        return logits + self.bias[...].astype(dtype)
+        kernel = word_embeddings.T if self.kernel is None else self.kernel[...]  # (D, V)
+        logits = jnp.dot(x.astype(dtype), kernel.astype(dtype), preferred_element_type=jnp.float32)  # (B, T, V)
+        return logits + self.bias[...]
 
 
-class FlaxDistilBertForSequenceClassification(_Head):
-    """DistilBERT with a classifier (or regressor) on the first token; ``labels`` (B,) or (B, num_labels).
-
-    The loss follows ``config.problem_type``, or is inferred from ``num_labels`` and the labels'
-    dtype as the reference does (see :func:`distilbert.flax.losses.sequence_classification_loss`).
+class FlaxDistilBertForMaskedLM(FlaxDistilBertPreTrainedModel):
+    """DistilBERT with its masked-language-modelling head; ``labels`` (B, T), -100 ignored.
 
     Example:
-        >>> import jax.numpy as jnp
-        >>> from distilbert import DistilBertConfig
-        >>> from distilbert.flax import FlaxDistilBertForSequenceClassification
-        >>> config = DistilBertConfig(dim=32, n_heads=4, hidden_dim=37, num_labels=3)
-        >>> model = FlaxDistilBertForSequenceClassification(config)
-        >>> model(jnp.array([[1, 5, 2]]), labels=jnp.array([2])).logits.shape
-        (1, 3)
+        >>> from distilbert.flax import DistilBertConfig, FlaxDistilBertForMaskedLM
+        >>> model = FlaxDistilBertForMaskedLM(DistilBertConfig(dim=32, n_heads=4, hidden_dim=37, vocab_size=99))
+        >>> model([[1, 5, 2]], labels=[[-100, 7, -100]]).logits.shape
+        (1, 3, 99)
+    """
+
+    task = "masked_lm"
+
+    def _build(self, config: DistilBertConfig, f: _Factory) -> None:
+        super()._build(config, f)
+        self.vocab_transform = f.linear(config.dim, config.dim)
+        self.vocab_layer_norm = f.norm(config.dim)
+        self.vocab_projector = VocabProjector(config, f)
+
+    def _head(self, base, deterministic, labels, shape):
+        x = self.vocab_transform(base.last_hidden_state)  # (B, T, D)
+        x = self.vocab_layer_norm(_ACTIVATIONS[self.config.activation](x))  # (B, T, D)
+        logits = self.vocab_projector(x, self.distilbert.embeddings.word_embeddings.embedding[...])  # (B, T, V)
+        loss = None if labels is None else losses.masked_lm_loss(logits, jnp.asarray(labels))
+        return out_lib.MaskedLMOutput(loss, logits, base.hidden_states, base.attentions)
+
+
+class FlaxDistilBertForSequenceClassification(FlaxDistilBertPreTrainedModel):
+    """DistilBERT with a classifier (or regressor) on the first token; ``labels`` (B,) or (B, num_labels),
+    the loss chosen by ``config.problem_type`` or as the reference infers it (:mod:`distilbert.flax.losses`).
+
+    Example:
+        >>> from distilbert.flax import DistilBertConfig, FlaxDistilBertForSequenceClassification
+        >>> model = FlaxDistilBertForSequenceClassification(DistilBertConfig(dim=32, n_heads=4, hidden_dim=37))
+        >>> model([[1, 5, 2]], labels=[1]).logits.shape
+        (1, 2)
     """
 
     task = "sequence_classification"
@@ -420,18 +321,16 @@ class FlaxDistilBertForSequenceClassification(_Head):
     def _build(self, config: DistilBertConfig, f: _Factory) -> None:
         super()._build(config, f)
         self.pre_classifier = f.linear(config.dim, config.dim)
-        self.classifier = f.linear(config.dim, self._n_out())
+        self.classifier = f.linear(config.dim, 1 if self.task == "multiple_choice" else config.num_labels)
         self.dropout = f.dropout(config.seq_classif_dropout)
 
-    def _n_out(self):
-        return self.config.num_labels
-
-    def _logits(self, base, deterministic):
+    def _head(self, base, deterministic, labels, shape):
         pooled = jax.nn.relu(self.pre_classifier(base.last_hidden_state[:, 0]))  # (B, D)
-        return self.classifier(self.dropout(pooled, deterministic=deterministic))  # (B, num_labels)
-
-    def _head(self, base, deterministic, labels=None, lead=None):
-        logits = self._logits(base, deterministic)
+        logits = self.classifier(self.dropout(pooled, deterministic=deterministic))  # (B, num_labels)
+        if self.task == "multiple_choice":
+            logits = logits.reshape(shape[:2])  # (B, C)
+            loss = None if labels is None else losses.multiple_choice_loss(logits, jnp.asarray(labels))
+            return out_lib.MultipleChoiceModelOutput(loss, logits, base.hidden_states, base.attentions)
         loss = None if labels is None else losses.sequence_classification_loss(
             logits, jnp.asarray(labels), self.config.problem_type)
         return out_lib.SequenceClassifierOutput(loss, logits, base.hidden_states, base.attentions)
@@ -441,35 +340,23 @@ class FlaxDistilBertForMultipleChoice(FlaxDistilBertForSequenceClassification):
     """DistilBERT scoring each of C choices: inputs (B, C, T), logits (B, C), ``labels`` (B,).
 
     Example:
-        >>> import jax.numpy as jnp
-        >>> from distilbert import DistilBertConfig
-        >>> from distilbert.flax import FlaxDistilBertForMultipleChoice
+        >>> from distilbert.flax import DistilBertConfig, FlaxDistilBertForMultipleChoice
         >>> model = FlaxDistilBertForMultipleChoice(DistilBertConfig(dim=32, n_heads=4, hidden_dim=37))
-        >>> model(jnp.ones((2, 4, 5), jnp.int32)).logits.shape
-        (2, 4)
+        >>> model([[[1, 5, 2], [1, 6, 2]]], labels=[0]).logits.shape
+        (1, 2)
     """
 
     task = "multiple_choice"
     rank = 3
 
-    def _n_out(self):
-        return 1
 
-    def _head(self, base, deterministic, labels=None, lead=None):
-        logits = self._logits(base, deterministic).reshape(lead)  # (B, C)
-        loss = None if labels is None else losses.multiple_choice_loss(logits, jnp.asarray(labels))
-        return out_lib.MultipleChoiceModelOutput(loss, logits, base.hidden_states, base.attentions)
-
-
-class FlaxDistilBertForTokenClassification(_Head):
+class FlaxDistilBertForTokenClassification(FlaxDistilBertPreTrainedModel):
     """DistilBERT with a per-token classifier; ``labels`` (B, T), -100 ignored.
 
     Example:
-        >>> import jax.numpy as jnp
-        >>> from distilbert import DistilBertConfig
-        >>> from distilbert.flax import FlaxDistilBertForTokenClassification
+        >>> from distilbert.flax import DistilBertConfig, FlaxDistilBertForTokenClassification
         >>> model = FlaxDistilBertForTokenClassification(DistilBertConfig(dim=32, n_heads=4, hidden_dim=37))
-        >>> model(jnp.array([[1, 5, 2]])).logits.shape
+        >>> model([[1, 5, 2]], labels=[[-100, 1, 0]]).logits.shape
         (1, 3, 2)
     """
 
@@ -480,22 +367,19 @@ class FlaxDistilBertForTokenClassification(_Head):
         self.dropout = f.dropout(config.dropout)
         self.classifier = f.linear(config.dim, config.num_labels)
 
-    def _head(self, base, deterministic, labels=None, lead=None):
+    def _head(self, base, deterministic, labels, shape):
         logits = self.classifier(self.dropout(base.last_hidden_state, deterministic=deterministic))  # (B, T, N)
         loss = None if labels is None else losses.token_classification_loss(logits, jnp.asarray(labels))
         return out_lib.TokenClassifierOutput(loss, logits, base.hidden_states, base.attentions)
 
 
-class FlaxDistilBertForQuestionAnswering(_Head):
-    """DistilBERT predicting answer spans: ``start_logits``/``end_logits`` (B, T); loss from
-    ``start_positions`` and ``end_positions`` (B,).
+class FlaxDistilBertForQuestionAnswering(FlaxDistilBertPreTrainedModel):
+    """DistilBERT predicting answer spans (``start_logits``, ``end_logits``); loss from ``start/end_positions``.
 
     Example:
-        >>> import jax.numpy as jnp
-        >>> from distilbert import DistilBertConfig
-        >>> from distilbert.flax import FlaxDistilBertForQuestionAnswering
+        >>> from distilbert.flax import DistilBertConfig, FlaxDistilBertForQuestionAnswering
         >>> model = FlaxDistilBertForQuestionAnswering(DistilBertConfig(dim=32, n_heads=4, hidden_dim=37))
-        >>> model(jnp.array([[1, 5, 2]])).start_logits.shape
+        >>> model([[1, 5, 2]], start_positions=[1], end_positions=[2]).start_logits.shape
         (1, 3)
     """
 
@@ -508,9 +392,8 @@ class FlaxDistilBertForQuestionAnswering(_Head):
         self.dropout = f.dropout(config.qa_dropout)
         self.qa_outputs = f.linear(config.dim, 2)
 
-    def _head(self, base, deterministic, labels=None, lead=None):
-        hidden = self.dropout(base.last_hidden_state, deterministic=deterministic)  # (B, T, D)
-        logits = self.qa_outputs(hidden)  # (B, T, 2)
+    def _head(self, base, deterministic, labels, shape):
+        logits = self.qa_outputs(self.dropout(base.last_hidden_state, deterministic=deterministic))  # (B, T, 2)
         start, end = logits[..., 0], logits[..., 1]  # (B, T) each
         loss = None if labels is None else losses.question_answering_loss(start, end, *labels)
         return out_lib.QuestionAnsweringModelOutput(loss, start, end, base.hidden_states, base.attentions)
