@@ -1,7 +1,8 @@
 """The ``distilbert`` command.
 
-Subcommands: ``info`` (what a checkpoint directory holds) and ``convert`` (between formats). Bad
-input gives one line on standard error and exit code 2.
+Subcommands: ``info`` (what a checkpoint directory holds), ``convert`` (between formats), the task
+pipelines ``fill-mask``, ``classify``, ``ner`` and ``qa`` (in PyTorch, TensorFlow or Flax), and
+``demo``. Bad input gives one line on standard error and exit code 2.
 """
 
 from __future__ import annotations
@@ -92,6 +93,132 @@ def _cmd_convert(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------ task pipelines
+def _texts(args) -> list[str]:
+    """The positional texts; ``-`` reads one text per line from standard input."""
+    texts = []
+    for text in args.texts:
+        if text == "-":
+            texts.extend(line for line in sys.stdin.read().splitlines() if line.strip())
+        else:
+            texts.append(text)
+    if not texts:
+        raise CommandError("no text given (standard input was empty)")
+    return texts
+
+
+def _pipeline(task: str, args, **kwargs):
+    from distilbert.pipelines import pipeline
+
+    return pipeline(task, model=args.model, framework=args.framework, device=args.device,
+                    batch_size=args.batch_size, **kwargs)
+
+
+def _print_json(result) -> int:
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _cmd_fill_mask(args) -> int:
+    texts = _texts(args)
+    results = _pipeline("fill-mask", args)(texts, top_k=args.top_k, **({"targets": args.targets} if args.targets else {}))
+    if args.json:
+        return _print_json([{"text": t, "predictions": r} for t, r in zip(texts, results)])
+    for text, result in zip(texts, results):
+        print(text)
+        per_mask = result if isinstance(result[0], list) else [result]  # several masks: a list each
+        for i, predictions in enumerate(per_mask):
+            if len(per_mask) > 1:
+                print(f"  mask {i + 1}:")
+            for p in predictions:
+                print(f"  {p['score']:.4f}  {p['token_str']:15s}  {p['sequence']}")
+    return 0
+
+
+def _cmd_classify(args) -> int:
+    texts = _texts(args)
+    top_k = None if args.all else args.top_k
+    results = _pipeline("text-classification", args)(texts, top_k=top_k, function_to_apply=args.function,
+                                                     truncation=args.truncation)
+    if args.json:
+        return _print_json([{"text": t, "labels": r} for t, r in zip(texts, results)])
+    for text, labels in zip(texts, results):
+        print("  ".join(f"{label['label']} {label['score']:.4f}" for label in labels) + f"  {text}")
+    return 0
+
+
+def _cmd_ner(args) -> int:
+    texts = _texts(args)
+    results = _pipeline("token-classification", args)(texts, aggregation_strategy=args.aggregation,
+                                                      stride=args.stride)
+    if args.json:
+        return _print_json([{"text": t, "entities": r} for t, r in zip(texts, results)])
+    for text, entities in zip(texts, results):
+        print(text)
+        for e in entities:
+            label = e.get("entity_group", e.get("entity"))
+            print(f"  {label:10s} {e['score']:.4f}  [{e['start']}:{e['end']}]  {text[e['start']:e['end']]}")
+    return 0
+
+
+def _cmd_qa(args) -> int:
+    if (args.context is None) == (args.context_file is None):
+        raise CommandError("give the context as --context TEXT or --context-file PATH (one of them)")
+    context = args.context
+    if args.context_file is not None:
+        with open(args.context_file, encoding="utf-8") as fh:
+            context = fh.read()
+    kwargs = {"top_k": args.top_k, "handle_impossible_answer": args.handle_impossible, "doc_stride": args.doc_stride,
+              "max_answer_len": args.max_answer_len, "max_seq_len": args.max_seq_len}
+    results = _pipeline("question-answering", args)(question=args.question, context=context,
+                                                    **{k: v for k, v in kwargs.items() if v is not None})
+    if args.json:
+        return _print_json([{"question": q, "answers": r if isinstance(r, list) else [r]}
+                            for q, r in zip(args.question, results)])
+    for question, result in zip(args.question, results):
+        print(question)
+        for a in result if isinstance(result, list) else [result]:
+            print(f"  {a['score']:.4f}  [{a['start']}:{a['end']}]  {a['answer'] or '(no answer)'}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from distilbert import demo
+
+    if args.model is not None:
+        report = demo.fill_mask_demo(args.model, args.framework or ("pt", "tf", "flax"), args.text, top_k=args.top_k)
+        print(json.dumps(report, indent=2) if args.json else demo.format_fill_mask(report))
+        return 0
+    if args.text:
+        raise CommandError("--text goes with --model (the fill-mask demo of a checkpoint)")
+    if args.epochs < 1:
+        raise CommandError(f"--epochs must be at least 1, got {args.epochs}")
+    report = demo.sentiment_demo(args.epochs, args.framework or demo.FRAMEWORKS, args.output)
+    print(json.dumps(report, indent=2) if args.json else demo.format_sentiment(report))
+    return 0
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+def _task_parser(sub, name: str, help: str, run, texts: bool = True) -> argparse.ArgumentParser:
+    """A task subcommand with the options every task shares."""
+    parser = sub.add_parser(name, help=help, description=help)
+    if texts:
+        parser.add_argument("texts", nargs="+", metavar="TEXT", help="texts to run ('-' reads one per line from stdin)")
+    parser.add_argument("--model", required=True, help="checkpoint directory or hub id with the task's head")
+    parser.add_argument("--framework", choices=["pt", "tf", "flax"], default="pt", help="framework to run in (default pt)")
+    parser.add_argument("--device", help="device: cuda:0 (pt), /GPU:0 (tf), gpu (flax); default the framework's")
+    parser.add_argument("--batch-size", type=_positive, default=8, help="sequences per forward pass (default 8)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(run=run)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distilbert", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -118,6 +245,47 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--atol", type=float, default=1e-5, help="tolerance for --verify (default 1e-5)")
     conv.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     conv.set_defaults(run=_cmd_convert)
+
+    fill = _task_parser(sub, "fill-mask", "predict the words behind [MASK]", _cmd_fill_mask)
+    fill.add_argument("--top-k", type=_positive, default=5, help="predictions per mask (default 5)")
+    fill.add_argument("--targets", nargs="+", help="score only these words")
+
+    classify = _task_parser(sub, "classify", "classify texts (sentiment, topics, ...)", _cmd_classify)
+    classify.add_argument("--top-k", type=_positive, default=1, help="labels per text (default 1)")
+    classify.add_argument("--all", action="store_true", help="every label, best first")
+    classify.add_argument("--function", choices=["softmax", "sigmoid", "none"],
+                          help="score function (default: from the config's problem_type)")
+    classify.add_argument("--truncation", action="store_true", help="cut texts longer than the model")
+
+    ner = _task_parser(sub, "ner", "find named entities (token classification)", _cmd_ner)
+    ner.add_argument("--aggregation", choices=["none", "simple", "first", "average", "max"], default="simple",
+                     help="how word pieces form entities (default simple)")
+    ner.add_argument("--stride", type=int, help="read long texts in windows sharing this many tokens")
+
+    qa = _task_parser(sub, "qa", "answer questions from a context", _cmd_qa, texts=False)
+    qa.add_argument("--question", required=True, action="append", help="the question (repeat for several)")
+    qa.add_argument("--context", help="the context text")
+    qa.add_argument("--context-file", help="read the context from this file")
+    qa.add_argument("--top-k", type=_positive, default=1, help="answers per question (default 1)")
+    qa.add_argument("--handle-impossible", action="store_true", help="allow the empty answer")
+    qa.add_argument("--doc-stride", type=int, help="tokens shared by windows of a long context")
+    qa.add_argument("--max-answer-len", type=_positive, help="longest answer in tokens (default 15)")
+    qa.add_argument("--max-seq-len", type=_positive, help="tokens per window (default min(model length, 384))")
+
+    demo = sub.add_parser("demo", help="train, convert and compare a model in all three frameworks",
+                          description="Offline: train a small sentiment classifier with Keras fit, convert it to "
+                                      "PyTorch and Flax, and compare the three on held-out sentences. With --model: "
+                                      "run a checkpoint's fill-mask pipeline in the three frameworks instead.")
+    demo.add_argument("--model", help="masked-LM checkpoint directory or hub id for the fill-mask demo")
+    demo.add_argument("--framework", choices=["pt", "tf", "flax"], action="append",
+                      help="compare only these frameworks (repeatable; default all three; the sentiment demo "
+                           "always trains in tf)")
+    demo.add_argument("--epochs", type=int, default=20, help="training epochs of the sentiment demo (default 20)")
+    demo.add_argument("--output", help="keep the sentiment demo's checkpoints in this new directory")
+    demo.add_argument("--text", action="append", help="fill-mask demo sentence with one [MASK] (repeatable)")
+    demo.add_argument("--top-k", type=_positive, default=3, help="fill-mask predictions shown (default 3)")
+    demo.add_argument("--json", action="store_true", help="print JSON")
+    demo.set_defaults(run=_cmd_demo)
     return parser
 
 

@@ -128,8 +128,9 @@ class KerasRunner:
 class FlaxRunner:
     """JAX/Flax NNX: the model split once into graph and state, the forward pass ``jax.jit``-compiled.
 
-    ``jit`` compiles once per input shape, so sequences are padded up to a multiple of 8 tokens (within
-    the position table) to keep the number of compilations small; padding is masked and cut off again.
+    ``jit`` compiles once per input shape, so batches are padded up to a power of two and sequences up to
+    a multiple of 8 tokens (within the position table) to keep the number of compilations small;
+    padding is masked and cut off again.
 
     Args:
         device: ``"cpu"``, ``"gpu"``, ``"gpu:1"``, ``"tpu"`` or a ``jax.Device``; ``None`` keeps JAX's default.
@@ -164,16 +165,18 @@ class FlaxRunner:
         return str(self._device or self._jax.devices()[0])
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
-        length = input_ids.shape[-1]
+        batch, length = input_ids.shape[0], input_ids.shape[-1]
+        padded_batch = 1 << (batch - 1).bit_length()  # the next power of two
         padded = max(length, min(-(-length // self.BUCKET) * self.BUCKET, self.max_length))
-        if padded != length:
-            widths = [(0, 0)] * (input_ids.ndim - 1) + [(0, padded - length)]
+        if (padded_batch, padded) != (batch, length):
+            # Extra rows are all padding (fully masked rows give finite outputs) and are dropped below.
+            widths = [(0, padded_batch - batch)] + [(0, 0)] * (input_ids.ndim - 2) + [(0, padded - length)]
             input_ids = np.pad(input_ids, widths, constant_values=self.pad_id)
             attention_mask = np.pad(attention_mask, widths, constant_values=0)
         ids, mask = input_ids.astype(np.int32), attention_mask.astype(np.int32)
         if self._device is not None:
             ids, mask = self._jax.device_put(ids, self._device), self._jax.device_put(mask, self._device)
-        out = {name: np.asarray(value, np.float32) for name, value in self._forward(self._state, ids, mask).items()}
+        out = {name: np.asarray(value, np.float32)[:batch] for name, value in self._forward(self._state, ids, mask).items()}
         if self.model.task in TOKEN_LEVEL_TASKS:  # (B, T_padded, ...) -> (B, T, ...)
             out = {name: value[:, :length] for name, value in out.items()}
         return out
