@@ -235,3 +235,13 @@ def test_verify_reports_every_output_and_catches_a_bad_conversion(tmp_path, caps
     save_state(tmp_path / "broken", broken, CONFIG, "masked_lm", framework="flax", weight_format="flax")
     report = verify(str(tmp_path / "src"), str(tmp_path / "broken"))
     assert not report.ok and report.diffs["logits"] > 1e-3
+
+
+def test_untied_projector_is_never_dropped_silently(tmp_path, capsys):
+    config = tiny_config(tie_word_embeddings=False)
+    save_state(tmp_path / "src", random_state(config, "masked_lm"), config, "masked_lm")
+    code, err = _run(["convert", str(tmp_path / "src"), str(tmp_path / "tf"), "--to", "tf"], capsys)
+    assert code == 2 and "vocab_projector.weight" in err and not (tmp_path / "tf").exists()
+    convert(tmp_path / "src", tmp_path / "flax", to="flax")  # Flax stores an untied kernel
+    got, _ = load_state(tmp_path / "flax", config, "masked_lm")
+    assert not np.array_equal(got["vocab_projector.weight"], got["distilbert.embeddings.word_embeddings.weight"])

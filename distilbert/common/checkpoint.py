@@ -18,6 +18,7 @@ from distilbert.common import files
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.hub import resolve_dir
 from distilbert.common.names import (
+    SINUSOIDAL,
     TASK_CLASSES,
     TIED,
     WeightMismatchError,
@@ -239,9 +240,17 @@ def write_weights(directory: str, native: Mapping[str, np.ndarray], table, task:
 
 
 def stored_rows(table, weight_format: str):
-    """The rows a weight format stores (tied rows share storage: safetensors leaves them out, as the
-    reference does)."""
+    """The rows a weight format stores; refuses a format that would silently drop a tensor.
+
+    Tied rows share storage (safetensors leaves them out, as the reference does) and sinusoidal
+    tables are recomputed, so a format may omit those; any other omission would lose weights (the
+    reference's ``tf_model.h5`` has no place for an untied masked-LM projector).
+    """
     naming = WEIGHT_NAMING[weight_format]
+    lost = [s.name for s in table if s.names[naming] is None and s.kind not in (TIED, SINUSOIDAL)]
+    if lost:
+        raise ValueError(f"the {weight_format} format cannot hold {', '.join(lost)} (an untied masked-LM "
+                         "projector has no place in tf_model.h5); save as safetensors or flax instead")
     return [s for s in table if s.names[naming] is not None and not (weight_format == "safetensors" and s.kind == TIED)]
 
 
