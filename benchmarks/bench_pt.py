@@ -147,7 +147,11 @@ def main(argv=None) -> None:
     for name, t_ours, t_ref in rows:
         print(f"{name:38s} {tokens / t_ours:11.0f} {tokens / t_ref:11.0f} {t_ref / t_ours:8.2f}x")
     if args.plot:
-        import matplotlib
+        try:
+            import matplotlib
+        except ImportError:
+            print("--plot needs matplotlib (pip install matplotlib); table only")
+            return
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt

@@ -19,13 +19,6 @@ from distilbert.pt.inputs import check_inputs as _check
 from distilbert.pt.ops import linear
 from distilbert.pt.pretrained import DistilBertPreTrainedModel
 
-for _cls in out.OUTPUT_CLASSES:  # pytree nodes, so that torch.export can return the output dataclasses
-    try:
-        torch.export.register_dataclass(_cls, serialized_type_name=f"distilbert.{_cls.__name__}")
-    except ValueError:  # already registered
-        pass
-
-
 class Embeddings(nn.Module):
     """Word plus position embeddings, LayerNorm, dropout (DistilBERT has no token-type embeddings)."""
 
@@ -66,15 +59,12 @@ class MultiHeadSelfAttention(nn.Module):
 
         q, k, v = (heads(linear(x, lin)) for lin in (self.q_lin, self.k_lin, self.v_lin))  # (B, H, T, D) each
         p = self.dropout_p if self.training else 0.0
-        weights = None
-        impl = self.attn_implementation
-        if impl == "eager" or (impl == "sdpa" and (output_attentions or head_mask is not None)):
+        weights, impl = None, self.attn_implementation
+        if impl == "eager" or output_attentions or head_mask is not None:  # fused kernels expose no weights
             ctx, weights = eager_attention(q, k, v, mask, p, head_mask)  # (B, H, T, D), (B, H, T, T)
         elif impl == "sdpa":
             ctx = sdpa_attention(q, k, v, mask, p)  # (B, H, T, D)
         else:
-            if output_attentions or head_mask is not None:
-                raise ValueError("flash_attention_2 returns no attentions and takes no head_mask; use 'eager'")
             ctx = flash_attention(q, k, v, mask, p)  # (B, H, T, D)
         ctx = ctx.transpose(1, 2).reshape(B, T, C)  # (B, T, dim)
         return linear(ctx, self.out_lin, residual=residual), weights  # (B, T, dim)
@@ -162,19 +152,6 @@ class DistilBertModel(DistilBertPreTrainedModel):
         self.transformer = Transformer(self.config)
         self.post_init()
 
-    def _flags(self, output_attentions, output_hidden_states, return_dict):
-        extra = self.config.extra
-        return (extra.get("output_attentions", False) if output_attentions is None else output_attentions,
-                extra.get("output_hidden_states", False) if output_hidden_states is None else output_hidden_states,
-                extra.get("return_dict", True) if return_dict is None else return_dict)
-
-    def _head_mask(self, head_mask):
-        if head_mask is None:
-            return None
-        if head_mask.dim() == 1:
-            head_mask = head_mask.expand(self.config.n_layers, -1)  # (layers, H)
-        return head_mask.to(self.dtype)[:, None, :, None, None]  # (layers, 1, H, 1, 1)
-
     def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None, position_ids=None, token_type_ids=None):
         """Encodes a batch.
@@ -210,14 +187,10 @@ class _Head(DistilBertPreTrainedModel):
         loss, logits = self._head(base.last_hidden_state, labels)
         result = self.output_class(loss=loss, logits=logits, hidden_states=base.hidden_states,
                                    attentions=base.attentions)
-        return result if self.distilbert._flags(None, None, return_dict)[2] else result.to_tuple()
+        return result if self._flags(None, None, return_dict)[2] else result.to_tuple()
 
-    def _encode(self, input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
-                output_hidden_states, position_ids, token_type_ids) -> out.BaseModelOutput:
-        return self.distilbert(input_ids=input_ids, attention_mask=attention_mask, head_mask=head_mask,
-                               inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-                               output_hidden_states=output_hidden_states, return_dict=True,
-                               position_ids=position_ids, token_type_ids=token_type_ids)
+    def _encode(self, ids, mask, head_mask, embeds, attentions, hidden, positions, token_types) -> out.BaseModelOutput:
+        return self.distilbert(ids, mask, head_mask, embeds, attentions, hidden, True, positions, token_types)
 
     def _pool(self, h):
         """The first token through ``pre_classifier``, ReLU and dropout."""
@@ -346,7 +319,7 @@ class DistilBertForMultipleChoice(_Head):
         result.logits = result.logits.view(-1, choices)  # (B, C)
         if labels is not None:
             result.loss = F.cross_entropy(result.logits.float(), labels)
-        return result if self.distilbert._flags(None, None, return_dict)[2] else result.to_tuple()
+        return result if self._flags(None, None, return_dict)[2] else result.to_tuple()
 
     def _head(self, h, labels):
         return None, self.classifier(self._pool(h))  # (B*C, 1)
@@ -424,4 +397,4 @@ class DistilBertForQuestionAnswering(_Head):
             loss = (F.cross_entropy(start.float(), s, ignore_index=T) + F.cross_entropy(end.float(), e, ignore_index=T)) / 2
         result = out.QuestionAnsweringModelOutput(loss=loss, start_logits=start, end_logits=end,
                                                   hidden_states=base.hidden_states, attentions=base.attentions)
-        return result if self.distilbert._flags(None, None, return_dict)[2] else result.to_tuple()
+        return result if self._flags(None, None, return_dict)[2] else result.to_tuple()

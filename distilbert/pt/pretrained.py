@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from distilbert.common import outputs
 from distilbert.common.checkpoint import load_state, save_state
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.names import sinusoidal_table
@@ -23,6 +24,12 @@ from distilbert.pt import attention
 from distilbert.pt.loading import canonical_state, load_canonical_state, resolve_dtype
 
 logger = logging.getLogger("distilbert")
+
+for _cls in outputs.OUTPUT_CLASSES:  # pytree nodes, so that torch.export can return the output dataclasses
+    try:
+        torch.export.register_dataclass(_cls, serialized_type_name=f"distilbert.{_cls.__name__}")
+    except ValueError:  # already registered
+        pass
 
 
 def _as_config(config: Any) -> DistilBertConfig:
@@ -134,6 +141,21 @@ class DistilBertPreTrainedModel(nn.Module):
     def num_parameters(self, only_trainable: bool = False) -> int:
         """Parameter count, shared (tied) tensors counted once."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
+
+    def _flags(self, output_attentions, output_hidden_states, return_dict) -> tuple[bool, bool, bool]:
+        """The call's output flags, unset ones from the config (as the reference)."""
+        extra = self.config.extra
+        return (extra.get("output_attentions", False) if output_attentions is None else output_attentions,
+                extra.get("output_hidden_states", False) if output_hidden_states is None else output_hidden_states,
+                extra.get("return_dict", True) if return_dict is None else return_dict)
+
+    def _head_mask(self, head_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """``(H,)`` or ``(layers, H)`` to ``(layers, 1, H, 1, 1)`` in the model's dtype."""
+        if head_mask is None:
+            return None
+        if head_mask.dim() == 1:
+            head_mask = head_mask.expand(self.config.n_layers, -1)  # (layers, H)
+        return head_mask.to(self.dtype)[:, None, :, None, None]  # (layers, 1, H, 1, 1)
 
     def _set_config(self, config: DistilBertConfig) -> None:
         for module in self.modules():
