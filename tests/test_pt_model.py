@@ -383,6 +383,19 @@ def test_resize_token_embeddings(config, states):
         model(torch.tensor([[1, 60]]))
 
 
+def test_resize_untied_projector():
+    config = tiny_config(tie_word_embeddings=False)
+    model = ours(config, "masked_lm", random_state(config, "masked_lm", seed=3))
+    old_w = model.vocab_projector.weight.detach().clone()
+    old_b = model.vocab_projector.bias.detach().clone()
+    model.resize_token_embeddings(103)
+    w, b = model.vocab_projector.weight, model.vocab_projector.bias
+    assert w is not model.get_input_embeddings().weight and w.shape == (103, 32)
+    assert torch.equal(w[:99], old_w) and torch.equal(b[:99], old_b)
+    assert torch.allclose(b[99:], old_b.mean().expand(4))  # mean resizing, as the reference
+    assert torch.allclose(w[99:].mean(0), old_w.mean(0), atol=1e-3)
+
+
 def test_gradient_checkpointing_gives_same_gradients(config, states):
     inputs = inputs_for(config, "sequence_classification")
     labels = labels_for(config, "sequence_classification", inputs)
