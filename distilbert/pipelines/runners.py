@@ -53,8 +53,8 @@ class TorchRunner:
     """PyTorch: ``eval()`` mode and ``torch.inference_mode``, inputs moved to the model's device.
 
     Args:
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, a ``torch.device`` or a CUDA index;
-            ``None`` leaves the model where it is.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, a ``torch.device``, or an index (CUDA
+            device, -1 for the CPU); ``None`` leaves the model where it is.
     """
 
     framework = "pt"
@@ -63,8 +63,10 @@ class TorchRunner:
         import torch
 
         self._torch = torch
+        if isinstance(device, int):  # transformers' convention: -1 is the CPU, 0, 1, ... CUDA devices
+            device = "cpu" if device < 0 else f"cuda:{device}"
         if device is not None:
-            model.to(f"cuda:{device}" if isinstance(device, int) else device)
+            model.to(device)
         self.model = model.eval()
         self.outputs = outputs
 
@@ -86,7 +88,8 @@ class KerasRunner:
     called with ``training=False``.
 
     Args:
-        device: A TensorFlow device name (``"/GPU:0"``, ``"cpu"``); ``None`` lets TensorFlow place ops.
+        device: A TensorFlow device name (``"/GPU:0"``, ``"cpu"``) or an index (GPU, -1 for the CPU);
+            ``None`` lets TensorFlow place ops.
     """
 
     framework = "tf"
@@ -97,6 +100,8 @@ class KerasRunner:
         self._tf = tf
         self.model = model
         self.outputs = outputs
+        if isinstance(device, int):  # -1 is the CPU, 0, 1, ... GPUs
+            device = "/CPU:0" if device < 0 else f"/GPU:{device}"
         self._device = device
         self._functions = {}
 
@@ -133,7 +138,8 @@ class FlaxRunner:
     padding is masked and cut off again.
 
     Args:
-        device: ``"cpu"``, ``"gpu"``, ``"gpu:1"``, ``"tpu"`` or a ``jax.Device``; ``None`` keeps JAX's default.
+        device: ``"cpu"``, ``"gpu"``, ``"gpu:1"``, ``"tpu"``, a ``jax.Device``, or an index (-1 for the CPU);
+            ``None`` keeps JAX's default.
     """
 
     framework = "flax"
@@ -185,12 +191,12 @@ class FlaxRunner:
 def _jax_device(jax, device):
     if device is None or not isinstance(device, (str, int)):
         return device
-    if isinstance(device, int):
-        return jax.devices()[device]
-    platform, _, index = device.partition(":")
     try:
+        if isinstance(device, int):  # -1 is the CPU, 0, 1, ... the default backend's devices
+            return jax.devices("cpu")[0] if device < 0 else jax.devices()[device]
+        platform, _, index = device.partition(":")
         return jax.devices(platform)[int(index or 0)]
-    except (RuntimeError, IndexError) as exc:
+    except (RuntimeError, IndexError, ValueError) as exc:
         raise ValueError(f"no JAX device {device!r} ({exc}); available: {jax.devices()}") from None
 
 
