@@ -121,7 +121,8 @@ def _print_json(result) -> int:
 
 def _cmd_fill_mask(args) -> int:
     texts = _texts(args)
-    results = _pipeline("fill-mask", args)(texts, top_k=args.top_k, **({"targets": args.targets} if args.targets else {}))
+    targets = {"targets": args.targets} if args.targets else {}
+    results = _pipeline("fill-mask", args)(texts, top_k=args.top_k, **targets)
     if args.json:
         return _print_json([{"text": t, "predictions": r} for t, r in zip(texts, results)])
     for text, result in zip(texts, results):
@@ -211,7 +212,8 @@ def _task_parser(sub, name: str, help: str, run, texts: bool = True) -> argparse
     if texts:
         parser.add_argument("texts", nargs="+", metavar="TEXT", help="texts to run ('-' reads one per line from stdin)")
     parser.add_argument("--model", required=True, help="checkpoint directory or hub id with the task's head")
-    parser.add_argument("--framework", choices=["pt", "tf", "flax"], default="pt", help="framework to run in (default pt)")
+    parser.add_argument("--framework", choices=["pt", "tf", "flax"], default="pt",
+                        help="framework to run in (default pt)")
     parser.add_argument("--device", help="device: cuda:0 (pt), /GPU:0 (tf), gpu (flax); default the framework's")
     parser.add_argument("--batch-size", type=_positive, default=8, help="sequences per forward pass (default 8)")
     parser.add_argument("--json", action="store_true", help="print JSON")

@@ -135,8 +135,8 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, models, capsys):
 
 
 def test_bad_option_values_are_refused_by_argparse(models, capsys):
-    for args in (["classify", "x", "--model", "m", "--framework", "jax"], ["fill-mask", "x", "--model", "m", "--top-k", "0"],
-                 ["classify", "x"]):
+    for args in (["classify", "x", "--model", "m", "--framework", "jax"],
+                 ["fill-mask", "x", "--model", "m", "--top-k", "0"], ["classify", "x"]):
         with pytest.raises(SystemExit) as exit_info:
             main(args)
         assert exit_info.value.code == 2

@@ -139,7 +139,8 @@ def test_text_classification_matches_reference(framework, case, ours, reference)
 
 
 def test_sentiment_analysis_is_text_classification(checkpoints):
-    assert type(pipeline("sentiment-analysis", model=checkpoints["softmax"][0])).__name__ == "TextClassificationPipeline"
+    pipe = pipeline("sentiment-analysis", model=checkpoints["softmax"][0])
+    assert type(pipe).__name__ == "TextClassificationPipeline"
 
 
 # ------------------------------------------------------------------------- token classification
@@ -227,7 +228,8 @@ def test_multiple_choice_scores_are_the_reference_models_softmax(framework, chec
 def test_batch_size_does_not_change_results(checkpoints, ours):
     one = pipeline("ner", model=checkpoints["ner"][0], batch_size=1)
     texts = NER_TEXTS + [LONG_TEXT[:50]]
-    assert_same(one(texts, aggregation_strategy="simple"), ours("ner", "ner", "pt")(texts, aggregation_strategy="simple"))
+    batched = ours("ner", "ner", "pt")(texts, aggregation_strategy="simple")
+    assert_same(one(texts, aggregation_strategy="simple"), batched)
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -238,7 +240,8 @@ def test_model_object_and_device(framework, checkpoints, ours):
     model = model_class(framework, "masked_lm").from_pretrained(directory)
     pipe = pipeline("fill-mask", model=model, tokenizer=directory, device="cpu")
     assert pipe.framework == framework and "cpu" in pipe.device.lower()
-    assert_same(pipe("the cat sat on the [MASK]."), ours("masked_lm", "fill-mask", framework)("the cat sat on the [MASK]."))
+    text = "the cat sat on the [MASK]."
+    assert_same(pipe(text), ours("masked_lm", "fill-mask", framework)(text))
 
 
 def test_importing_and_using_one_framework_imports_no_other(checkpoints):
@@ -285,7 +288,8 @@ def test_bad_arguments_are_named(checkpoints, ours):
         fill([])
     with pytest.raises(ValueError, match="more than the model's 64 positions; pass truncation=True"):
         ours("softmax", "text-classification", "pt")(LONG_TEXT)
-    assert ours("softmax", "text-classification", "pt")(LONG_TEXT, truncation=True)[0]["label"] in {"neg", "neutral", "pos"}
+    truncated = ours("softmax", "text-classification", "pt")(LONG_TEXT, truncation=True)
+    assert truncated[0]["label"] in {"neg", "neutral", "pos"}
     ner = ours("ner", "ner", "pt")
     with pytest.raises(ValueError, match="aggregation_strategy must be one of"):
         ner("ada", aggregation_strategy="mean")

@@ -41,7 +41,8 @@ class QuestionAnsweringPipeline(Pipeline):
 
     Example:
         >>> qa = pipeline("question-answering", model="my-squad-checkpoint")  # doctest: +SKIP
-        >>> qa(question="Where do penguins live?", context="Most penguins live in the southern hemisphere.")  # doctest: +SKIP
+        >>> context = "Most penguins live in the southern hemisphere."
+        >>> qa(question="Where do penguins live?", context=context)  # doctest: +SKIP
         {'score': 0.71, 'start': 22, 'end': 45, 'answer': 'the southern hemisphere'}
     """
 

@@ -182,7 +182,8 @@ class FlaxRunner:
         ids, mask = input_ids.astype(np.int32), attention_mask.astype(np.int32)
         if self._device is not None:
             ids, mask = self._jax.device_put(ids, self._device), self._jax.device_put(mask, self._device)
-        out = {name: np.asarray(value, np.float32)[:batch] for name, value in self._forward(self._state, ids, mask).items()}
+        out = self._forward(self._state, ids, mask)
+        out = {name: np.asarray(value, np.float32)[:batch] for name, value in out.items()}
         if self.model.task in TOKEN_LEVEL_TASKS:  # (B, T_padded, ...) -> (B, T, ...)
             out = {name: value[:, :length] for name, value in out.items()}
         return out

@@ -48,7 +48,8 @@ class TextClassificationPipeline(Pipeline):
         single = isinstance(inputs, (str, dict))
         items = [inputs] if single else inputs
         if not isinstance(items, (list, tuple)) or not items:
-            raise TypeError("inputs must be a text, a {'text': ..., 'text_pair': ...} dict, or a non-empty list of them")
+            raise TypeError("inputs must be a text, a {'text': ..., 'text_pair': ...} dict, "
+                            "or a non-empty list of them")
         rows = [row for item in items for row in self._encode(item, truncation)]
         function = function_to_apply or self._default_function()
         results = [self._labels(out["logits"], function, top_k) for out in self.run(rows)]
