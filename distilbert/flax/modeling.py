@@ -69,10 +69,13 @@ class Embeddings(nnx.Module):
             self.position_embeddings.embedding = nnx.Variable(jnp.asarray(sinusoidal_table(n_pos, dim), f.param_dtype))
         self.LayerNorm = f.norm(config.dim)
         self.dropout = f.dropout(config.dropout)
+        self.pad_token_id = -1 if config.pad_token_id is None else config.pad_token_id
 
     def __call__(self, input_ids, inputs_embeds, position_ids, deterministic):
-        if inputs_embeds is None:
-            inputs_embeds = _lookup(self.word_embeddings.embedding[...], input_ids)  # (B, T, D)
+        if inputs_embeds is None:  # the pad row gets no gradient, as with PyTorch's padding_idx
+            words = _lookup(self.word_embeddings.embedding[...], input_ids)  # (B, T, D)
+            pad = (input_ids == self.pad_token_id)[..., None]  # (B, T, 1)
+            inputs_embeds = jnp.where(pad, jax.lax.stop_gradient(words), words)  # (B, T, D)
         table = self.position_embeddings.embedding[...]  # (P, D)
         T = inputs_embeds.shape[1]
         positions = table[None, :T] if position_ids is None else _lookup(table, position_ids)  # (B|1, T, D)
@@ -386,9 +389,7 @@ class FlaxDistilBertForQuestionAnswering(FlaxDistilBertPreTrainedModel):
     task = "question_answering"
 
     def _build(self, config: DistilBertConfig, f: _Factory) -> None:
-        if config.num_labels != 2:
-            raise ValueError(f"question answering needs config.num_labels == 2 (start, end), got {config.num_labels}")
-        super()._build(config, f)
+        super()._build(config, f)  # two outputs (start, end) whatever config.num_labels says, as the table
         self.dropout = f.dropout(config.qa_dropout)
         self.qa_outputs = f.linear(config.dim, 2)
 
