@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (CommandError, CheckpointError, FileNotFoundError, FileExistsError, NotADirectoryError,
-            ValueError, OSError, KeyError) as exc:
+            ValueError, OSError, KeyError, ImportError) as exc:
         message = str(exc).strip().splitlines()
         print(f"distilbert {args.command}: error: {' '.join(m.strip() for m in message)}", file=sys.stderr)
         return EXIT_USAGE

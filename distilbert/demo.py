@@ -191,6 +191,9 @@ def sentiment_demo(epochs: int = DEFAULT_EPOCHS, frameworks=FRAMEWORKS, output: 
     from distilbert.pipelines.base import rows_of
 
     frameworks = ["tf"] + [fw for fw in dict.fromkeys(frameworks) if fw != "tf"]
+    unknown = [fw for fw in frameworks if fw not in FRAMEWORKS]
+    if unknown:
+        raise ValueError(f"unknown framework(s) {unknown}; expected some of {', '.join(FRAMEWORKS)}")
     if output is not None and os.path.exists(output):
         raise FileExistsError(f"{output!r} exists; pass a new directory for the demo's checkpoints")
     root = output or tempfile.mkdtemp(prefix="distilbert-demo-")

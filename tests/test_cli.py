@@ -7,6 +7,8 @@ import io
 import json
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,18 +146,19 @@ def test_bad_option_values_are_refused_by_argparse(models, capsys):
 
 
 def _doc_commands() -> list[str]:
-    """The ``distilbert`` command lines of docs/pipelines.md's bash blocks (not the demo's)."""
+    """The ``distilbert`` command lines of docs/pipelines.md's bash blocks; of the demo only the fill-mask
+    demo of a checkpoint (test_demo.py runs the training demo)."""
     commands = []
     for block in re.findall(r"^```bash\n(.*?)^```", DOCS.read_text(encoding="utf-8"), re.S | re.M):
         for line in block.replace("\\\n", " ").splitlines():
-            if line.startswith("distilbert ") and not line.startswith("distilbert demo"):
+            if line.startswith("distilbert ") and (not line.startswith("distilbert demo") or "--model" in line):
                 commands.append(line.split("  #")[0].strip())
     return commands
 
 
 def test_docs_have_command_examples():
     commands = _doc_commands()
-    for sub in ("fill-mask", "classify", "ner", "qa"):
+    for sub in ("fill-mask", "classify", "ner", "qa", "demo"):
         assert any(c.startswith(f"distilbert {sub} ") for c in commands), f"docs/pipelines.md shows no {sub}"
 
 
@@ -165,3 +168,14 @@ def test_docs_command_runs(command, models, capsys, monkeypatch):
     code, out, err = run(shlex.split(command)[1:], capsys)
     assert code == 0, err
     assert out.strip()
+
+
+def test_a_missing_framework_names_the_extra_to_install(models):
+    code = ("import sys\n"
+            "sys.modules['torch'] = None  # as if PyTorch were not installed\n"
+            "from distilbert.cli import main\n"
+            f"sys.exit(main(['classify', 'x', '--model', {str(models / 'sentiment-model')!r}]))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "framework 'pt' is not available" in result.stderr and "pip install 'distilbert[torch]'" in result.stderr

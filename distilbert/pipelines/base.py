@@ -44,6 +44,12 @@ class Pipeline:
         runner: The framework's runner (:mod:`distilbert.pipelines.runners`).
         batch_size: Sequences per forward pass.
         **defaults: Default values of the call's keyword arguments (e.g. ``top_k=3``).
+
+    Example:
+        >>> fill = pipeline("fill-mask", model="distilbert-base-uncased", top_k=3)  # doctest: +SKIP
+        >>> rows = rows_of(fill.tokenizer(["a [MASK] day"]))  # doctest: +SKIP
+        >>> fill.run(rows)[0]["logits"].shape  # raw outputs, no post-processing  # doctest: +SKIP
+        (5, 30522)
     """
 
     name = ""  # the task name given to pipeline()

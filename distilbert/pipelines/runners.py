@@ -18,15 +18,24 @@ from distilbert.common.names import TASK_CLASSES
 
 FRAMEWORKS = ("pt", "tf", "flax")
 CLASS_PREFIX = {"pt": "", "tf": "TF", "flax": "Flax"}
+EXTRAS = {"pt": "torch", "tf": "tf", "flax": "flax"}  # the package extra that installs each framework
 # Tasks whose outputs have a token axis (B, T, ...); the others give one row per sequence.
 TOKEN_LEVEL_TASKS = ("masked_lm", "token_classification", "question_answering")
 
 
 def model_class(framework: str, task: str):
     """The class of ``framework`` for ``task``: ``model_class("flax", "masked_lm")`` is
-    ``distilbert.flax.FlaxDistilBertForMaskedLM``."""
+    ``distilbert.flax.FlaxDistilBertForMaskedLM``.
+
+    Raises:
+        ImportError: the framework is not installed (naming the extra that installs it).
+    """
     check_framework(framework)
-    module = importlib.import_module(f"distilbert.{framework}")
+    try:
+        module = importlib.import_module(f"distilbert.{framework}")
+    except ImportError as exc:
+        raise ImportError(f"framework {framework!r} is not available ({exc}); install it with "
+                          f"pip install 'distilbert[{EXTRAS[framework]}]'") from exc
     return getattr(module, CLASS_PREFIX[framework] + TASK_CLASSES[task])
 
 
