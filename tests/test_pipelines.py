@@ -7,6 +7,7 @@ agree to 1e-5 and everything else (labels, tokens, words, offsets, answers) exac
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -318,3 +319,26 @@ def test_missing_tokenizer_and_weights_are_named(tmp_path, checkpoints):
     (tmp_path / "empty" / "config.json").write_text((weights_only / "config.json").read_text())
     with pytest.raises(FileNotFoundError, match="no weights in"):
         pipeline("fill-mask", model=str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_pipeline_sees_later_changes_to_its_model(framework, checkpoints):
+    from distilbert.pipelines.runners import model_class
+
+    directory = checkpoints["softmax"][0]
+    model = model_class(framework, "sequence_classification").from_pretrained(directory)
+    classify = pipeline("text-classification", model=model, tokenizer=directory)
+    before = classify("a great movie!", top_k=None)
+    # PyTorch and Keras models have these as methods, the Flax backend as functions of the model.
+    backend = importlib.import_module(f"distilbert.{framework}")
+    get = model.canonical_state if hasattr(model, "canonical_state") else lambda: backend.canonical_state(model)
+    state = get()
+    bias = np.zeros_like(state["classifier.bias"])
+    bias[0] = 50.0  # make "neg" win whatever the input
+    changed = {**state, "classifier.bias": state["classifier.bias"] + bias}
+    if hasattr(model, "load_canonical_state"):
+        model.load_canonical_state(changed)
+    else:
+        backend.load_canonical_state(model, changed)
+    after = classify("a great movie!", top_k=None)
+    assert after[0]["label"] == "neg" and after[0]["score"] > 0.99 and after != before
