@@ -17,7 +17,8 @@ Rows:
 
 Usage::
 
-    python benchmarks/bench_tf.py [--repeats 10] [--warmup 3] [--train-rounds 4] [--steps-per-round 2] [--train-xla] [--plot out.png]
+    python benchmarks/bench_tf.py [--repeats 10] [--warmup 3] [--train-rounds 4] [--steps-per-round 2]
+                                  [--train-xla] [--skip-inference] [--skip-training] [--plot out.png]
 """
 
 from __future__ import annotations

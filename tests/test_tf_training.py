@@ -128,7 +128,7 @@ def test_dataset_of_dicts_with_callbacks(tmp_path):
     callbacks = [keras.callbacks.ModelCheckpoint(path, save_weights_only=True),
                  # min_delta that nothing reaches: stops after patience + 1 epochs
                  keras.callbacks.EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0)]
-    history = model.fit(train, validation_data=val, epochs=6, callbacks=callbacks, verbose=0)
+    history = model.fit(train, validation_data=val, epochs=6, callbacks=callbacks, verbose=0, shuffle=False)
     assert len(history.history["val_loss"]) == 2 and history.history["loss"][1] < history.history["loss"][0]
     assert os.path.isfile(path)
     fresh = ours("token_classification", CONFIG, random_state(CONFIG, "token_classification", seed=0))

@@ -13,8 +13,8 @@ from distilbert.tf.modeling import (
     TFDistilBertForSequenceClassification,
     TFDistilBertForTokenClassification,
     TFDistilBertModel,
-    TFDistilBertPreTrainedModel,
 )
+from distilbert.tf.pretrained import TFDistilBertPreTrainedModel
 
 __all__ = [
     "TFDistilBertPreTrainedModel",

@@ -150,3 +150,17 @@ def validate(config: DistilBertConfig, input_ids, attention_mask, inputs_embeds,
         return None
     with tf.control_dependencies(asserts):
         return tf.identity(bad)
+
+
+def head_mask_for(config: DistilBertConfig, head_mask):
+    """``head_mask`` of shape ``(n_heads,)`` or ``(n_layers, n_heads)`` as ``(L, 1, H, 1, 1)``; 1 keeps a head."""
+    if head_mask is None:
+        return None
+    c = config
+    head_mask = tf.convert_to_tensor(head_mask)
+    if tuple(head_mask.shape) == (c.n_heads,):
+        head_mask = tf.tile(head_mask[None], (c.n_layers, 1))
+    if tuple(head_mask.shape) != (c.n_layers, c.n_heads):
+        raise ValueError(f"head_mask must have shape (n_heads,)=({c.n_heads},) or (n_layers, n_heads)="
+                         f"({c.n_layers}, {c.n_heads}), got {tuple(head_mask.shape)}")
+    return tf.reshape(head_mask, (c.n_layers, 1, c.n_heads, 1, 1))  # (L, 1, H, 1, 1)

@@ -1,10 +1,8 @@
 """DistilBERT in Keras 3 on TensorFlow: the bare model and five task heads.
 
-The module tree mirrors the PyTorch backend (``embeddings.word_embeddings``,
-``transformer.layer[i].attention.q_lin``, ``sa_layer_norm``, ``ffn.lin1``, ...), so the weight-name
-table's ``keras`` column is an attribute path into these objects. Every variable is created in
-``__init__``; nothing depends on the first call. Attention scores, softmax, LayerNorm statistics
-and returned logits are float32 under mixed precision.
+The module tree mirrors the PyTorch backend, so the weight table's ``keras`` column is an attribute
+path into it. Every variable is created in ``__init__``. Attention scores, softmax, LayerNorm
+statistics and returned logits are float32 under mixed precision.
 """
 
 from __future__ import annotations
@@ -16,37 +14,26 @@ import numpy as np
 import tensorflow as tf
 
 from distilbert.common.config import DistilBertConfig
-from distilbert.common.names import sinusoidal_table
 from distilbert.tf import losses
 from distilbert.tf import outputs as out
-from distilbert.tf.inputs import check_rank, unpack_inputs, validate
-from distilbert.tf.loading import LoadingMixin
-from distilbert.tf.training import TrainingMixin
+from distilbert.tf.inputs import check_rank, head_mask_for, unpack_inputs, validate
+from distilbert.tf.layers import SinusoidalPositions, VocabProjector, activation
+from distilbert.tf.pretrained import TFDistilBertPreTrainedModel
 
 
-def _dense(config, units, name, dtype):
-    init = keras.initializers.RandomNormal(stddev=config.initializer_range)
-    return keras.layers.Dense(units, kernel_initializer=init, name=name, dtype=dtype)
-
-
-def _layer_norm(name, dtype):
-    return keras.layers.LayerNormalization(epsilon=1e-12, name=name, dtype=dtype)
-
-
-def _build(layer, shape):
+def _built(layer, shape):
     layer.build(shape)
     return layer
 
 
-class SinusoidalPositions(keras.layers.Layer):
-    """The fixed sin/cos position table: a constant, not a variable (nothing to train or save)."""
+def _dense(config, units, name, dtype, n_in, rank=3):
+    dense = keras.layers.Dense(units, kernel_initializer=keras.initializers.RandomNormal(
+        stddev=config.initializer_range), name=name, dtype=dtype)
+    return _built(dense, (None,) * (rank - 1) + (n_in,))
 
-    def __init__(self, n_pos, dim, **kwargs):
-        super().__init__(**kwargs)
-        self.table = sinusoidal_table(n_pos, dim)  # (P, D) numpy
 
-    def call(self, position_ids):
-        return tf.gather(tf.constant(self.table, dtype=self.compute_dtype), position_ids)  # (B|1, T, D)
+def _layer_norm(name, dtype, dim):
+    return _built(keras.layers.LayerNormalization(epsilon=1e-12, name=name, dtype=dtype), (None, None, dim))
 
 
 class Embeddings(keras.layers.Layer):
@@ -62,10 +49,9 @@ class Embeddings(keras.layers.Layer):
             self.position_embeddings = keras.layers.Embedding(
                 config.max_position_embeddings, config.dim, embeddings_initializer=init,
                 name="position_embeddings", dtype=d)
-        self.LayerNorm = _build(_layer_norm("LayerNorm", d), (None, None, config.dim))
+        self.LayerNorm = _layer_norm("LayerNorm", d, config.dim)
         self.dropout = keras.layers.Dropout(config.dropout, dtype=d)
-        _build(self.word_embeddings, (None, None))
-        _build(self.position_embeddings, (None, None))
+        _built(self.word_embeddings, (None, None)), _built(self.position_embeddings, (None, None))
         self.pad_token_id = config.pad_token_id
         if config.pad_token_id is not None:  # the reference's padding row starts at zero
             table = keras.ops.convert_to_numpy(self.word_embeddings.embeddings)
@@ -91,7 +77,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         self.n_heads, self.head_dim, d = config.n_heads, config.head_dim, self.dtype_policy
         for name in ("q_lin", "k_lin", "v_lin", "out_lin"):
-            setattr(self, name, _build(_dense(config, config.dim, name, d), (None, None, config.dim)))
+            setattr(self, name, _dense(config, config.dim, name, d, config.dim))
         self.dropout = keras.layers.Dropout(config.attention_dropout, dtype=d)
         self.built = True
 
@@ -120,8 +106,8 @@ class FFN(keras.layers.Layer):
     def __init__(self, config: DistilBertConfig, **kwargs):
         super().__init__(**kwargs)
         d = self.dtype_policy
-        self.lin1 = _build(_dense(config, config.hidden_dim, "lin1", d), (None, None, config.dim))
-        self.lin2 = _build(_dense(config, config.dim, "lin2", d), (None, None, config.hidden_dim))
+        self.lin1 = _dense(config, config.hidden_dim, "lin1", d, config.dim)
+        self.lin2 = _dense(config, config.dim, "lin2", d, config.hidden_dim)
         self.activation = activation(config.activation)
         self.dropout = keras.layers.Dropout(config.dropout, dtype=d)
         self.built = True
@@ -130,20 +116,14 @@ class FFN(keras.layers.Layer):
         return self.dropout(self.lin2(self.activation(self.lin1(x))), training=training)  # (B, T, D)
 
 
-def activation(name):
-    if name == "gelu":
-        return lambda x: tf.nn.gelu(x, approximate=False)  # the exact erf form
-    return tf.nn.relu
-
-
 class TransformerBlock(keras.layers.Layer):
     def __init__(self, config: DistilBertConfig, **kwargs):
         super().__init__(**kwargs)
         d = self.dtype_policy
         self.attention = MultiHeadSelfAttention(config, name="attention", dtype=d)
-        self.sa_layer_norm = _build(_layer_norm("sa_layer_norm", d), (None, None, config.dim))
+        self.sa_layer_norm = _layer_norm("sa_layer_norm", d, config.dim)
         self.ffn = FFN(config, name="ffn", dtype=d)
-        self.output_layer_norm = _build(_layer_norm("output_layer_norm", d), (None, None, config.dim))
+        self.output_layer_norm = _layer_norm("output_layer_norm", d, config.dim)
         self.built = True
 
     def call(self, x, keep, head_mask=None, training=False):
@@ -159,8 +139,7 @@ class Transformer(keras.layers.Layer):
                       for i in range(config.n_layers)]
         self.built = True
 
-    def call(self, x, keep, head_mask=None, output_attentions=False, output_hidden_states=False,
-             training=False):
+    def call(self, x, keep, head_mask=None, output_attentions=False, output_hidden_states=False, training=False):
         hidden_states, attentions = (), ()
         for i, block in enumerate(self.layer):
             if output_hidden_states:
@@ -173,49 +152,6 @@ class Transformer(keras.layers.Layer):
         return x, hidden_states or None, attentions or None
 
 
-class TFDistilBertPreTrainedModel(TrainingMixin, LoadingMixin, keras.Model):
-    """Shared base: config handling, Keras serialisation, loading/saving and ``fit`` support.
-
-    Args:
-        config: A :class:`~distilbert.DistilBertConfig` (or its dict).
-        **kwargs: Keras ``Model`` arguments (``name``, ``dtype`` policy such as ``"mixed_bfloat16"``).
-    """
-
-    task = "base"
-    label_names = ("labels",)
-
-    def __init__(self, config: DistilBertConfig | dict | None = None, **kwargs):
-        super().__init__(**kwargs)
-        if config is None:
-            config = DistilBertConfig()
-        if isinstance(config, dict):
-            config = DistilBertConfig.from_dict(config)
-        if not isinstance(config, DistilBertConfig):
-            raise TypeError(f"config must be a DistilBertConfig, got {type(config).__name__}")
-        self.config = config
-        # Inputs are converted by `unpack_inputs`; Keras must not cast float labels to float16.
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
-
-    def get_config(self):
-        return {**super().get_config(), "config": self.config.to_dict()}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        return cls(DistilBertConfig.from_dict(config.pop("config")), **config)
-
-    def _output(self, cls, return_dict, **fields):
-        result = cls(**fields)
-        return result if return_dict in (None, True) else result.to_tuple()
-
-    def _classifier_dropout_head(self, config, rate, names):
-        d = self.dtype_policy
-        self.dropout = keras.layers.Dropout(rate, dtype=d)
-        for name, units in names:
-            setattr(self, name, _build(_dense(config, units, name, d), (None, config.dim)))
-
-
 @keras.saving.register_keras_serializable(package="distilbert")
 class TFDistilBertModel(TFDistilBertPreTrainedModel):
     """The bare DistilBERT encoder, returning hidden states.
@@ -224,8 +160,6 @@ class TFDistilBertModel(TFDistilBertPreTrainedModel):
         config: Model configuration.
 
     Example:
-        >>> from distilbert import DistilBertConfig
-        >>> from distilbert.tf import TFDistilBertModel
         >>> model = TFDistilBertModel(DistilBertConfig(n_layers=1, dim=32, n_heads=2, hidden_dim=64))
         >>> model({"input_ids": [[5, 6, 7]]}).last_hidden_state.shape
         TensorShape([1, 3, 32])
@@ -237,18 +171,6 @@ class TFDistilBertModel(TFDistilBertPreTrainedModel):
         self.transformer = Transformer(self.config, name="transformer", dtype=self.dtype_policy)
         self.built = True
 
-    def _head_mask(self, head_mask):
-        if head_mask is None:
-            return None
-        c = self.config
-        head_mask = tf.convert_to_tensor(head_mask)
-        if tuple(head_mask.shape) == (c.n_heads,):
-            head_mask = tf.tile(head_mask[None], (c.n_layers, 1))
-        if tuple(head_mask.shape) != (c.n_layers, c.n_heads):
-            raise ValueError(f"head_mask must have shape (n_heads,)=({c.n_heads},) or (n_layers, n_heads)="
-                             f"({c.n_layers}, {c.n_heads}), got {tuple(head_mask.shape)}")
-        return tf.reshape(head_mask, (c.n_layers, 1, c.n_heads, 1, 1))  # (L, 1, H, 1, 1)
-
     @unpack_inputs
     def call(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
              output_attentions=None, output_hidden_states=None, return_dict=None, training=False,
@@ -258,251 +180,218 @@ class TFDistilBertModel(TFDistilBertPreTrainedModel):
         if bad is not None:  # graph mode: a sequence with an invalid value gives NaN everywhere
             poisoned = tf.reduce_any(bad, axis=-1)[:, None, None]  # (B|1, 1, 1)
             x = tf.where(poisoned, tf.constant(np.nan, x.dtype), x)
-        if attention_mask is None:
-            keep = tf.ones(tf.shape(x)[:2], tf.bool)[:, None, None, :]  # (B, 1, 1, T)
-        else:
-            keep = tf.not_equal(attention_mask, 0)[:, None, None, :]  # (B, 1, 1, T)
+        mask = tf.ones(tf.shape(x)[:2], tf.bool) if attention_mask is None else tf.not_equal(attention_mask, 0)
+        keep = mask[:, None, None, :]  # (B, 1, 1, T)
         x, hidden_states, attentions = self.transformer(
-            x, keep, self._head_mask(head_mask), output_attentions=bool(output_attentions),
+            x, keep, head_mask_for(self.config, head_mask), output_attentions=bool(output_attentions),
             output_hidden_states=bool(output_hidden_states), training=training)
         return self._output(out.TFBaseModelOutput, return_dict, last_hidden_state=x,
                             hidden_states=hidden_states, attentions=attentions)
 
 
-class VocabProjector(keras.layers.Layer):
-    """The MLM output layer: a bias, and a kernel of its own only when untied from the embeddings."""
-
-    def __init__(self, config: DistilBertConfig, **kwargs):
-        super().__init__(**kwargs)
-        if not config.tie_word_embeddings:
-            self.kernel = self.add_weight(shape=(config.dim, config.vocab_size), name="kernel",
-                                          initializer=keras.initializers.RandomNormal(stddev=config.initializer_range))
-        self.bias = self.add_weight(shape=(config.vocab_size,), name="bias", initializer="zeros")
-        self.built = True
-
-    def call(self, x, word_embeddings=None):
-        if word_embeddings is not None:  # tied: logits against the (V, D) embedding table
-            return tf.matmul(x, tf.cast(word_embeddings, x.dtype), transpose_b=True) + tf.cast(self.bias, x.dtype)
-        return tf.matmul(x, tf.cast(self.kernel, x.dtype)) + tf.cast(self.bias, x.dtype)  # (B, T, V)
+def _classifier(model, rate, rank=2, **layers):
+    """A head's dropout and Dense layers (``name=units``, in order), built for rank-``rank`` inputs."""
+    model.dropout = keras.layers.Dropout(rate, dtype=model.dtype_policy)
+    for name, units in layers.items():
+        setattr(model, name, _dense(model.config, units, name, model.dtype_policy, model.config.dim, rank))
+    model.built = True
 
 
 class _HeadModel(TFDistilBertPreTrainedModel):
+    """A head over ``self.distilbert``; subclasses give ``_head(hidden, labels, training) -> (loss, logits)``."""
+
+    output_class = None
+
     def __init__(self, config=None, **kwargs):
         super().__init__(config, **kwargs)
         self.distilbert = TFDistilBertModel(self.config, name="distilbert", dtype=self.dtype_policy)
 
-    def _encode(self, input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
-                output_hidden_states, training, position_ids, token_type_ids):
-        return self.distilbert(input_ids, attention_mask=attention_mask, head_mask=head_mask,
-                               inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-                               output_hidden_states=output_hidden_states, return_dict=True,
-                               training=training, position_ids=position_ids, token_type_ids=token_type_ids)
+    def _encode(self, ids, mask, head_mask, embeds, attentions, hidden, training, positions, token_types):
+        return self.distilbert(ids, attention_mask=mask, head_mask=head_mask, inputs_embeds=embeds,
+                               output_attentions=attentions, output_hidden_states=hidden, return_dict=True,
+                               training=training, position_ids=positions, token_type_ids=token_types)
 
+    @unpack_inputs
+    def call(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
+             output_attentions=None, output_hidden_states=None, return_dict=None, labels=None, training=False,
+             position_ids=None, token_type_ids=None):
+        """Runs the encoder and the head; ``labels`` add the loss."""
+        o = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
+                         output_hidden_states, training, position_ids, token_type_ids)
+        loss, logits = self._head(o.last_hidden_state, labels, training)
+        return self._output(self.output_class, return_dict, loss=loss, logits=logits,
+                            hidden_states=o.hidden_states, attentions=o.attentions)
 
-_CALL_DOC = """
-    Args:
-        config: Model configuration (``num_labels``, ``problem_type``, dropouts, ...).
-        **kwargs: Keras ``Model`` arguments (``name``, ``dtype``).
-
-    Call arguments are the reference's (``input_ids``, ``attention_mask``, ``head_mask``,
-    ``inputs_embeds``, ``output_attentions``, ``output_hidden_states``, ``return_dict``, labels,
-    ``training``) plus ``position_ids`` and ``token_type_ids`` (all zeros, or absent), as keywords
-    or as a dict in the first argument.
-"""
+    def _pool(self, hidden, training):  # the classification heads' first-token pooler
+        pooled = tf.nn.relu(self.pre_classifier(hidden[:, 0]))  # (B, D)
+        return self.dropout(pooled, training=training)
 
 
 @keras.saving.register_keras_serializable(package="distilbert")
 class TFDistilBertForMaskedLM(_HeadModel):
-    __doc__ = """DistilBERT with the masked-language-modelling head; loss ignores labels of -100.
-    """ + _CALL_DOC + """
+    """DistilBERT with the masked-language-modelling head; the loss ignores labels of -100.
+
+    Args:
+        config: Model configuration (``tie_word_embeddings`` shares the projector with the embeddings).
+
     Example:
-        >>> from distilbert import DistilBertConfig
-        >>> from distilbert.tf import TFDistilBertForMaskedLM
         >>> model = TFDistilBertForMaskedLM(DistilBertConfig(vocab_size=50, n_layers=1, dim=32, n_heads=2))
         >>> model({"input_ids": [[5, 6, 7]], "labels": [[-100, 6, -100]]}).logits.shape
         TensorShape([1, 3, 50])
     """
-    task = "masked_lm"
+
+    task, output_class = "masked_lm", out.TFMaskedLMOutput
 
     def __init__(self, config=None, **kwargs):
         super().__init__(config, **kwargs)
         c, d = self.config, self.dtype_policy
-        self.vocab_transform = _build(_dense(c, c.dim, "vocab_transform", d), (None, None, c.dim))
+        self.vocab_transform = _dense(c, c.dim, "vocab_transform", d, c.dim)
         self.activation = activation(c.activation)
-        self.vocab_layer_norm = _build(_layer_norm("vocab_layer_norm", d), (None, None, c.dim))
+        self.vocab_layer_norm = _layer_norm("vocab_layer_norm", d, c.dim)
         self.vocab_projector = VocabProjector(c, name="vocab_projector", dtype=d)
         self.built = True
 
-    @unpack_inputs
-    def call(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
-             output_attentions=None, output_hidden_states=None, return_dict=None, labels=None, training=False,
-             position_ids=None, token_type_ids=None):
-        o = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
-                         output_hidden_states, training, position_ids, token_type_ids)
-        x = self.vocab_layer_norm(self.activation(self.vocab_transform(o.last_hidden_state)))  # (B, T, D)
+    def _head(self, hidden, labels, training):
+        x = self.vocab_layer_norm(self.activation(self.vocab_transform(hidden)))  # (B, T, D)
         tied = self.distilbert.embeddings.word_embeddings.embeddings if self.config.tie_word_embeddings else None
         logits = tf.cast(self.vocab_projector(x, tied), tf.float32)  # (B, T, V)
-        loss = None if labels is None else losses.token_loss(logits, labels)
-        return self._output(out.TFMaskedLMOutput, return_dict, loss=loss, logits=logits,
-                            hidden_states=o.hidden_states, attentions=o.attentions)
+        return None if labels is None else losses.token_loss(logits, labels), logits
 
 
 @keras.saving.register_keras_serializable(package="distilbert")
 class TFDistilBertForSequenceClassification(_HeadModel):
-    __doc__ = """DistilBERT with a classifier (or regressor) on the first token.
+    """DistilBERT with a classifier (or regressor) on the first token.
 
     The loss follows ``config.problem_type`` (regression, single- or multi-label), inferred from
-    ``num_labels`` and the label dtype when unset, and recorded in ``config`` as the reference does.
-    """ + _CALL_DOC + """
+    ``num_labels`` and the label dtype when unset and then recorded, as the reference does.
+
+    Args:
+        config: Model configuration (``num_labels``, ``problem_type``, ``seq_classif_dropout``).
+
     Example:
-        >>> from distilbert import DistilBertConfig
-        >>> from distilbert.tf import TFDistilBertForSequenceClassification
         >>> model = TFDistilBertForSequenceClassification(DistilBertConfig(n_layers=1, dim=32, n_heads=2))
         >>> model({"input_ids": [[5, 6, 7]], "labels": [1]}).logits.shape
         TensorShape([1, 2])
     """
-    task = "sequence_classification"
+
+    task, output_class = "sequence_classification", out.TFSequenceClassifierOutput
 
     def __init__(self, config=None, **kwargs):
         super().__init__(config, **kwargs)
         c = self.config
-        self._classifier_dropout_head(c, c.seq_classif_dropout, (("pre_classifier", c.dim),
-                                                                  ("classifier", c.num_labels)))
-        self.built = True
+        _classifier(self, c.seq_classif_dropout, pre_classifier=c.dim, classifier=c.num_labels)
 
-    @unpack_inputs
-    def call(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
-             output_attentions=None, output_hidden_states=None, return_dict=None, labels=None, training=False,
-             position_ids=None, token_type_ids=None):
-        o = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
-                         output_hidden_states, training, position_ids, token_type_ids)
-        pooled = tf.nn.relu(self.pre_classifier(o.last_hidden_state[:, 0]))  # (B, D)
-        logits = tf.cast(self.classifier(self.dropout(pooled, training=training)), tf.float32)  # (B, C)
-        loss = None
-        if labels is not None:
-            loss, problem_type = losses.sequence_classification_loss(
-                logits, labels, self.config.problem_type, self.config.num_labels)
-            if self.config.problem_type is None:
-                self.config = self.config.replace(problem_type=problem_type)
-        return self._output(out.TFSequenceClassifierOutput, return_dict, loss=loss, logits=logits,
-                            hidden_states=o.hidden_states, attentions=o.attentions)
+    def _head(self, hidden, labels, training):
+        logits = tf.cast(self.classifier(self._pool(hidden, training)), tf.float32)  # (B, C)
+        if labels is None:
+            return None, logits
+        c = self.config
+        loss, problem_type = losses.sequence_classification_loss(logits, labels, c.problem_type, c.num_labels)
+        if c.problem_type is None:
+            self.config = c.replace(problem_type=problem_type)  # recorded, as the reference does
+        return loss, logits
 
 
 @keras.saving.register_keras_serializable(package="distilbert")
 class TFDistilBertForMultipleChoice(_HeadModel):
-    __doc__ = """DistilBERT scoring each of several choices; inputs are ``(batch, num_choices, seq_len)``.
-    """ + _CALL_DOC + """
+    """DistilBERT scoring each of several choices; inputs are ``(batch, num_choices, seq_len)``.
+
+    Args:
+        config: Model configuration.
+
     Example:
-        >>> from distilbert import DistilBertConfig
-        >>> from distilbert.tf import TFDistilBertForMultipleChoice
         >>> model = TFDistilBertForMultipleChoice(DistilBertConfig(n_layers=1, dim=32, n_heads=2))
         >>> model({"input_ids": [[[5, 6], [7, 8], [9, 10]]], "labels": [2]}).logits.shape
         TensorShape([1, 3])
     """
-    task = "multiple_choice"
+
+    task, output_class = "multiple_choice", out.TFMultipleChoiceModelOutput
 
     def __init__(self, config=None, **kwargs):
         super().__init__(config, **kwargs)
-        c = self.config
-        self._classifier_dropout_head(c, c.seq_classif_dropout, (("pre_classifier", c.dim), ("classifier", 1)))
-        self.built = True
+        _classifier(self, self.config.seq_classif_dropout, pre_classifier=self.config.dim, classifier=1)
 
     @unpack_inputs
     def call(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
              output_attentions=None, output_hidden_states=None, return_dict=None, labels=None, training=False,
              position_ids=None, token_type_ids=None):
+        """Scores every choice; ``labels`` ``(B,)`` (the right choice) add the loss."""
         check_rank(self.config, input_ids, inputs_embeds, expect_rank=3)
-        first = input_ids if input_ids is not None else inputs_embeds
-        num_choices = tf.shape(first)[1]
+        num_choices = tf.shape(input_ids if input_ids is not None else inputs_embeds)[1]
 
-        def flat(t, rank=2):  # (B, C, T[, D]) -> (B * C, T[, D])
-            if t is None or t.shape.rank is None or t.shape.rank < rank + 1:
-                return t
-            return tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0))
+        def flat(t):  # (B, C, T[, D]) -> (B * C, T[, D]); a (1, T) position row broadcasts as it is
+            return t if t is None or t.shape.rank in (None, 2) else tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0))
 
-        o = self._encode(flat(input_ids), flat(attention_mask), head_mask, flat(inputs_embeds),
-                         output_attentions, output_hidden_states, training, flat(position_ids),
-                         flat(token_type_ids))
-        pooled = tf.nn.relu(self.pre_classifier(o.last_hidden_state[:, 0]))  # (B * C, D)
-        logits = self.classifier(self.dropout(pooled, training=training))  # (B * C, 1)
-        logits = tf.cast(tf.reshape(logits, (-1, num_choices)), tf.float32)  # (B, C)
-        loss = None if labels is None else losses.multiple_choice_loss(logits, labels)
-        return self._output(out.TFMultipleChoiceModelOutput, return_dict, loss=loss, logits=logits,
-                            hidden_states=o.hidden_states, attentions=o.attentions)
+        result = super().call(flat(input_ids), flat(attention_mask), head_mask, flat(inputs_embeds), output_attentions,
+                              output_hidden_states, True, None, training, flat(position_ids), flat(token_type_ids))
+        result.logits = tf.reshape(result.logits, (-1, num_choices))  # (B, C)
+        result.loss = None if labels is None else losses.multiple_choice_loss(result.logits, labels)
+        return result if return_dict in (None, True) else result.to_tuple()
+
+    def _head(self, hidden, labels, training):
+        return None, tf.cast(self.classifier(self._pool(hidden, training)), tf.float32)  # (B * C, 1)
 
 
 @keras.saving.register_keras_serializable(package="distilbert")
 class TFDistilBertForTokenClassification(_HeadModel):
-    __doc__ = """DistilBERT with a per-token classifier (NER); loss ignores labels of -100.
-    """ + _CALL_DOC + """
+    """DistilBERT with a per-token classifier (NER); the loss ignores labels of -100.
+
+    Args:
+        config: Model configuration (``num_labels``).
+
     Example:
-        >>> from distilbert import DistilBertConfig
-        >>> from distilbert.tf import TFDistilBertForTokenClassification
         >>> model = TFDistilBertForTokenClassification(DistilBertConfig(n_layers=1, dim=32, n_heads=2, num_labels=5))
         >>> model({"input_ids": [[5, 6, 7]]}).logits.shape
         TensorShape([1, 3, 5])
     """
-    task = "token_classification"
+
+    task, output_class = "token_classification", out.TFTokenClassifierOutput
 
     def __init__(self, config=None, **kwargs):
         super().__init__(config, **kwargs)
-        c = self.config
-        self._classifier_dropout_head(c, c.dropout, ())
-        self.classifier = _build(_dense(c, c.num_labels, "classifier", self.dtype_policy), (None, None, c.dim))
-        self.built = True
+        _classifier(self, self.config.dropout, rank=3, classifier=self.config.num_labels)
 
-    @unpack_inputs
-    def call(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
-             output_attentions=None, output_hidden_states=None, return_dict=None, labels=None, training=False,
-             position_ids=None, token_type_ids=None):
-        o = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
-                         output_hidden_states, training, position_ids, token_type_ids)
-        x = self.dropout(o.last_hidden_state, training=training)  # (B, T, D)
-        logits = tf.cast(self.classifier(x), tf.float32)  # (B, T, C)
-        loss = None if labels is None else losses.token_loss(logits, labels)
-        return self._output(out.TFTokenClassifierOutput, return_dict, loss=loss, logits=logits,
-                            hidden_states=o.hidden_states, attentions=o.attentions)
+    def _head(self, hidden, labels, training):
+        logits = tf.cast(self.classifier(self.dropout(hidden, training=training)), tf.float32)  # (B, T, C)
+        return None if labels is None else losses.token_loss(logits, labels), logits
 
 
 @keras.saving.register_keras_serializable(package="distilbert")
 class TFDistilBertForQuestionAnswering(_HeadModel):
-    __doc__ = """DistilBERT predicting answer start and end positions (extractive QA).
+    """DistilBERT predicting answer start and end positions (extractive QA).
 
     The loss averages start and end cross-entropies; positions outside the sequence are clamped
     and ignored, as the reference PyTorch class does.
-    """ + _CALL_DOC + """
+
+    Args:
+        config: Model configuration (``qa_dropout``).
+
     Example:
-        >>> from distilbert import DistilBertConfig
-        >>> from distilbert.tf import TFDistilBertForQuestionAnswering
         >>> model = TFDistilBertForQuestionAnswering(DistilBertConfig(n_layers=1, dim=32, n_heads=2))
         >>> model({"input_ids": [[5, 6, 7]]}).start_logits.shape
         TensorShape([1, 3])
     """
-    task = "question_answering"
-    label_names = ("start_positions", "end_positions")
+
+    task, label_names = "question_answering", ("start_positions", "end_positions")
 
     def __init__(self, config=None, **kwargs):
         super().__init__(config, **kwargs)
-        c = self.config
-        self._classifier_dropout_head(c, c.qa_dropout, ())
-        self.qa_outputs = _build(_dense(c, 2, "qa_outputs", self.dtype_policy), (None, None, c.dim))
-        self.built = True
+        _classifier(self, self.config.qa_dropout, rank=3, qa_outputs=2)
 
     @unpack_inputs
     def call(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
              output_attentions=None, output_hidden_states=None, return_dict=None, start_positions=None,
              end_positions=None, training=False, position_ids=None, token_type_ids=None):
+        """Runs the encoder and the span head; ``start_positions`` and ``end_positions`` add the loss."""
         o = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
                          output_hidden_states, training, position_ids, token_type_ids)
         logits = self.qa_outputs(self.dropout(o.last_hidden_state, training=training))  # (B, T, 2)
-        logits = tf.cast(logits, tf.float32)
-        start_logits, end_logits = logits[..., 0], logits[..., 1]  # (B, T), (B, T)
+        start_logits, end_logits = tf.unstack(tf.cast(logits, tf.float32), axis=-1)  # (B, T), (B, T)
         loss = None
         if start_positions is not None and end_positions is not None:
             loss = losses.question_answering_loss(start_logits, end_logits, start_positions, end_positions)
-        return self._output(out.TFQuestionAnsweringModelOutput, return_dict, loss=loss,
-                            start_logits=start_logits, end_logits=end_logits,
-                            hidden_states=o.hidden_states, attentions=o.attentions)
+        return self._output(out.TFQuestionAnsweringModelOutput, return_dict, loss=loss, start_logits=start_logits,
+                            end_logits=end_logits, hidden_states=o.hidden_states, attentions=o.attentions)
 
 
 TF_CLASSES = {cls.task: cls for cls in (

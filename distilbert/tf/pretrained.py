@@ -1,0 +1,46 @@
+"""The base class of the Keras DistilBERT models: config, Keras serialisation, loading and training."""
+
+from __future__ import annotations
+
+import keras
+
+from distilbert.common.config import DistilBertConfig
+from distilbert.tf.loading import LoadingMixin
+from distilbert.tf.training import TrainingMixin
+
+
+class TFDistilBertPreTrainedModel(TrainingMixin, LoadingMixin, keras.Model):
+    """Shared base: config handling, Keras serialisation, loading/saving and ``fit`` support.
+
+    Args:
+        config: A :class:`~distilbert.DistilBertConfig` (or its dict).
+        **kwargs: Keras ``Model`` arguments (``name``, ``dtype`` policy such as ``"mixed_bfloat16"``).
+    """
+
+    task = "base"
+    label_names = ("labels",)
+
+    def __init__(self, config: DistilBertConfig | dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if config is None:
+            config = DistilBertConfig()
+        if isinstance(config, dict):
+            config = DistilBertConfig.from_dict(config)
+        if not isinstance(config, DistilBertConfig):
+            raise TypeError(f"config must be a DistilBertConfig, got {type(config).__name__}")
+        self.config = config
+        # Inputs are converted by `unpack_inputs`; Keras must not cast float labels to float16.
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(DistilBertConfig.from_dict(config.pop("config")), **config)
+
+    def _output(self, cls, return_dict, **fields):
+        result = cls(**fields)
+        return result if return_dict in (None, True) else result.to_tuple()
