@@ -3,7 +3,8 @@
 distilbert-base size with random weights (no downloads), batch 8 x 128 tokens padded as a tokenizer
 pads (row lengths 128 down to 72). Both models hold the same weights; their outputs are checked
 against each other before timing. Ours and the reference run alternately, so that load from other
-processes hits both alike; each figure is the median of ``--repeats`` runs after ``--warmup`` runs.
+processes hits both alike (in alternating order); tokens/s are medians of ``--repeats`` runs after
+``--warmup`` runs, the ratio is the median of the paired ratios.
 
 Rows: inference in float32, bfloat16 weights, and float32 weights under bfloat16 autocast; one
 training step of sequence classification with AdamW (float32).
@@ -67,18 +68,24 @@ def timed(fn) -> float:
 
 
 def compare(fns: dict, warmup: int, repeats: int) -> dict[str, float]:
-    """Median seconds per call of each function, run alternately."""
+    """Median seconds per call of ``ours`` and ``ref``, and the median of their paired ratios.
+
+    The two run back to back, in alternating order (ours-ref, ref-ours, ...), so that a change in
+    the machine's load between rounds hits both; the ratio of each pair cancels it.
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            times[k].append(timed(fn))
-    return {k: statistics.median(v) for k, v in times.items()}
+    for i in range(repeats):
+        for k in (["ours", "ref"] if i % 2 == 0 else ["ref", "ours"]):
+            times[k].append(timed(fns[k]))
+    out = {k: statistics.median(v) for k, v in times.items()}
+    out["ratio"] = statistics.median(r / o for o, r in zip(times["ours"], times["ref"]))
+    return out
 
 
-def inference_rows(warmup: int, repeats: int) -> list[tuple[str, float, float]]:
+def inference_rows(warmup: int, repeats: int) -> list[tuple[str, float, float, float]]:
     ours, ref = build("base")
     ours.eval(), ref.eval()
     inputs = make_inputs(ours.config.vocab_size)
@@ -87,21 +94,21 @@ def inference_rows(warmup: int, repeats: int) -> list[tuple[str, float, float]]:
         diff = (ours(**inputs).last_hidden_state - ref(**inputs).last_hidden_state).abs().max().item()
         assert diff < 1e-4, f"outputs differ by {diff}"
         t = compare({"ours": lambda: ours(**inputs), "ref": lambda: ref(**inputs)}, warmup, repeats)
-        rows.append(("inference float32", t["ours"], t["ref"]))
+        rows.append(("inference float32", t["ours"], t["ref"], t["ratio"]))
 
         with torch.autocast("cpu", dtype=torch.bfloat16):
             t = compare({"ours": lambda: ours(**inputs), "ref": lambda: ref(**inputs)}, warmup, repeats)
-        rows.append(("inference bf16 autocast", t["ours"], t["ref"]))
+        rows.append(("inference bf16 autocast", t["ours"], t["ref"], t["ratio"]))
 
         ours.to(torch.bfloat16), ref.to(torch.bfloat16)
         a, b = ours(**inputs).last_hidden_state.float(), ref(**inputs).last_hidden_state.float()
         assert (a - b).abs().max().item() < 0.1 * b.abs().max().item(), "bfloat16 outputs differ"
         t = compare({"ours": lambda: ours(**inputs), "ref": lambda: ref(**inputs)}, warmup, repeats)
-        rows.append(("inference bf16 weights", t["ours"], t["ref"]))
+        rows.append(("inference bf16 weights", t["ours"], t["ref"], t["ratio"]))
     return rows
 
 
-def training_rows(warmup: int, repeats: int) -> list[tuple[str, float, float]]:
+def training_rows(warmup: int, repeats: int) -> list[tuple[str, float, float, float]]:
     ours, ref = build("sequence_classification")
     ours.train(), ref.train()
     inputs = make_inputs(ours.config.vocab_size)
@@ -120,7 +127,7 @@ def training_rows(warmup: int, repeats: int) -> list[tuple[str, float, float]]:
     a, b = ours(**inputs, labels=labels).loss.item(), ref(**inputs, labels=labels).loss.item()
     assert abs(a - b) < 1e-4, f"losses differ: {a} vs {b}"
     t = compare({"ours": step(ours, opts["ours"]), "ref": step(ref, opts["ref"])}, warmup, repeats)
-    return [("train step float32 (seq-cls, AdamW)", t["ours"], t["ref"])]
+    return [("train step float32 (seq-cls, AdamW)", t["ours"], t["ref"], t["ratio"])]
 
 
 def main(argv=None) -> None:
@@ -139,13 +146,14 @@ def main(argv=None) -> None:
           f"batch {BATCH} x {SEQ}, median of {args.repeats} after {args.warmup} warm-up runs")
     rows = inference_rows(args.warmup, args.repeats)
     if not args.no_train:
-        rows += training_rows(max(1, args.warmup - 1), max(3, args.repeats // 2))
+        rows += training_rows(max(1, args.warmup - 1), args.repeats)
     tokens = BATCH * SEQ
     header = f"{'workload':38s} {'ours tok/s':>11s} {'ref tok/s':>11s} {'ours/ref':>9s}"
     print(header)
     print("-" * len(header))
-    for name, t_ours, t_ref in rows:
-        print(f"{name:38s} {tokens / t_ours:11.0f} {tokens / t_ref:11.0f} {t_ref / t_ours:8.2f}x")
+    for name, t_ours, t_ref, ratio in rows:
+        print(f"{name:38s} {tokens / t_ours:11.0f} {tokens / t_ref:11.0f} {ratio:8.2f}x")
+    print("tok/s: median over runs; ours/ref: median of the paired (back-to-back) speed ratios")
     if args.plot:
         try:
             import matplotlib

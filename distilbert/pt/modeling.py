@@ -386,12 +386,12 @@ class DistilBertForQuestionAnswering(_Head):
                 position_ids=None, token_type_ids=None):
         """Runs the encoder and the span head; ``start_positions`` and ``end_positions`` add the loss."""
         base = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
-                         output_hidden_states, position_ids, token_type_ids)
+                            output_hidden_states, position_ids, token_type_ids)
         logits = self.qa_outputs(self.dropout(base.last_hidden_state))  # (B, T, 2)
         start, end = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))  # (B, T) each
         loss = None
         if start_positions is not None and end_positions is not None:
-            T = start.shape[1]  # positions outside [0, T) are clamped to T and ignored
+            T = start.shape[1]  # positions are clamped to [0, T]; T (past the end) is ignored
             s = (start_positions.squeeze(-1) if start_positions.dim() > 1 else start_positions).clamp(0, T)
             e = (end_positions.squeeze(-1) if end_positions.dim() > 1 else end_positions).clamp(0, T)
             loss = (F.cross_entropy(start.float(), s, ignore_index=T) + F.cross_entropy(end.float(), e, ignore_index=T)) / 2
