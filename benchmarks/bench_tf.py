@@ -199,7 +199,11 @@ def print_table(rows: dict[str, dict[str, float]]) -> None:
 
 
 def plot(rows, path):
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"matplotlib is not installed; no plot written to {path}", file=sys.stderr)
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
