@@ -182,8 +182,8 @@ def test_head_mask_matches_reference(config, states, oracles):
     for head_mask in (torch.tensor([1.0, 0.0, 0.5, 1.0]),
                       torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 0.25, 1.0]])):
         with torch.no_grad():
-            compare_outputs(model(**inputs, head_mask=head_mask, output_attentions=True),
-                            oracles["base", "eager"](**inputs, head_mask=head_mask, output_attentions=True), "head_mask")
+            want = oracles["base", "eager"](**inputs, head_mask=head_mask, output_attentions=True)
+            compare_outputs(model(**inputs, head_mask=head_mask, output_attentions=True), want, "head_mask")
 
 
 def test_inputs_embeds_match_reference(config, states, oracles):
@@ -270,7 +270,8 @@ def base_model(config, states):
     ({"input_ids": [[1, 2, 3]]}, TypeError, "torch.Tensor"),
     ({"inputs_embeds": torch.ones(1, 3, 31)}, ValueError, "dim=32"),
     ({"inputs_embeds": torch.ones(1, 3, 32, dtype=torch.long)}, ValueError, "floating"),
-    ({"input_ids": torch.ones(2, 3, dtype=torch.long), "attention_mask": torch.ones(2, 4)}, ValueError, "attention_mask"),
+    ({"input_ids": torch.ones(2, 3, dtype=torch.long), "attention_mask": torch.ones(2, 4)}, ValueError,
+     "attention_mask"),
     ({"input_ids": torch.ones(1, 3, dtype=torch.long), "token_type_ids": torch.tensor([[0, 1, 0]])}, ValueError,
      "no segment embeddings"),
     ({"input_ids": torch.ones(1, 3, dtype=torch.long), "position_ids": torch.tensor([[0, 1, 64]])}, ValueError,

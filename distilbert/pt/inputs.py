@@ -15,7 +15,8 @@ def check_inputs(config, input_ids, inputs_embeds, attention_mask, token_type_id
     name = "input_ids" if input_ids is not None else "inputs_embeds"
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if input_ids is not None and (input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool):
+    if input_ids is not None and (input_ids.is_floating_point() or input_ids.is_complex()
+                                  or input_ids.dtype == torch.bool):
         raise TypeError(f"input_ids must be an integer tensor (torch.long), got {input_ids.dtype}")
     if inputs_embeds is not None and (not inputs_embeds.is_floating_point() or inputs_embeds.dim() != rank + 1):
         raise ValueError(f"inputs_embeds must be a floating tensor of rank {rank + 1}, got "

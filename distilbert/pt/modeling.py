@@ -394,7 +394,7 @@ class DistilBertForQuestionAnswering(_Head):
             T = start.shape[1]  # positions are clamped to [0, T]; T (past the end) is ignored
             s = (start_positions.squeeze(-1) if start_positions.dim() > 1 else start_positions).clamp(0, T)
             e = (end_positions.squeeze(-1) if end_positions.dim() > 1 else end_positions).clamp(0, T)
-            loss = (F.cross_entropy(start.float(), s, ignore_index=T) + F.cross_entropy(end.float(), e, ignore_index=T)) / 2
+            loss = sum(F.cross_entropy(z.float(), y, ignore_index=T) for z, y in ((start, s), (end, e))) / 2
         result = out.QuestionAnsweringModelOutput(loss=loss, start_logits=start, end_logits=end,
                                                   hidden_states=base.hidden_states, attentions=base.attentions)
         return result if self._flags(None, None, return_dict)[2] else result.to_tuple()

@@ -46,7 +46,8 @@ def linear(x: torch.Tensor, layer: nn.Linear, activation: str | None = None,
         if residual is not None:
             return torch.ops.mkldnn._linear_pointwise.binary(x, residual, layer.weight, layer.bias, "add")
         attr = activation or "none"
-        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, attr, [], "none" if attr == "gelu" else "")
+        algorithm = "none" if attr == "gelu" else ""  # "none": the exact erf GELU
+        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, attr, [], algorithm)
     y = layer(x)
     if activation is not None:
         y = ACTIVATIONS[activation](y)

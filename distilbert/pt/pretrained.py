@@ -212,7 +212,8 @@ class DistilBertPreTrainedModel(nn.Module):
             raise ValueError(f"new_num_tokens must be positive, got {n}")
         if n == old.num_embeddings:
             return old
-        pad = self.config.pad_token_id if self.config.pad_token_id is not None and self.config.pad_token_id < n else None
+        pad = self.config.pad_token_id
+        pad = pad if pad is not None and pad < n else None
         new = nn.Embedding(n, old.embedding_dim, padding_idx=pad, device=old.weight.device, dtype=old.weight.dtype)
         self._copy_rows(old.weight, new.weight, mean_resizing)
         new.weight.requires_grad_(old.weight.requires_grad)
@@ -245,7 +246,8 @@ class DistilBertPreTrainedModel(nn.Module):
             if added <= 0:
                 return
             if not mean_resizing:
-                new[k:] = torch.randn(added, new.shape[1], device=new.device).mul(self.config.initializer_range).to(new.dtype)
+                rows = torch.randn(added, new.shape[1], device=new.device) * self.config.initializer_range
+                new[k:] = rows.to(new.dtype)
                 return
             rows = old.float()
             mean = rows.mean(0)  # (dim,)
@@ -259,7 +261,8 @@ class DistilBertPreTrainedModel(nn.Module):
 
     # -------------------------------------------------------------------------- loading and saving
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *, config: DistilBertConfig | None = None,
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *,
+                        config: DistilBertConfig | None = None,
                         dtype=None, torch_dtype=None, attn_implementation: str | None = None,
                         ignore_mismatched_sizes: bool = False, weight_format: str | None = None,
                         from_tf: bool = False, from_flax: bool = False, output_loading_info: bool = False,
