@@ -38,6 +38,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
@@ -200,7 +201,10 @@ def _restore(directory, like, step: int | None):
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {os.fspath(directory)!r}")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _encode(like))
-        return _decode(manager.restore(step, args=ocp.args.StandardRestore(abstract)), like), step
+        restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    # Orbax returns arrays committed to a device; fresh ones are not, and jit would compile again for them.
+    restored = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), restored)
+    return _decode(restored, like), step
 
 
 def save_checkpoint(directory: str | os.PathLike, model: nnx.Module, optimizer: nnx.Optimizer,
