@@ -5,6 +5,7 @@ Migrating from transformers is a change of import::
     from distilbert.pt import DistilBertForSequenceClassification  # was: from transformers import ...
 """
 
+from distilbert.pt.loading import canonical_state, load_canonical_state
 from distilbert.pt.modeling import (
     DistilBertForMaskedLM,
     DistilBertForMultipleChoice,
@@ -23,4 +24,6 @@ __all__ = [
     "DistilBertForMultipleChoice",
     "DistilBertForTokenClassification",
     "DistilBertForQuestionAnswering",
+    "canonical_state",
+    "load_canonical_state",
 ]

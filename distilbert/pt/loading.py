@@ -72,20 +72,20 @@ def canonical_state(model: torch.nn.Module) -> dict[str, np.ndarray]:
 
 
 def load_canonical_state(model: torch.nn.Module, state: Mapping[str, np.ndarray],
-                         allow_missing: Iterable[str] = ()) -> None:
+                         skip: Iterable[str] = ()) -> None:
     """Copies a canonical state into ``model``'s tensors (cast to their dtype), strictly.
 
     Args:
         model: A ``DistilBertPreTrainedModel``.
         state: Canonical name -> array, as :func:`distilbert.common.checkpoint.load_state` returns.
-        allow_missing: Names that may be absent (a new head): those keep their current values.
+        skip: Names left as they are (a new head): absent from ``state``, they keep their current values.
 
     Raises:
         WeightMismatchError: naming every missing, unexpected and mis-shaped tensor; nothing is copied.
     """
     table = weight_table(model.config, model.task)
     params = model.state_dict(keep_vars=True)
-    allow = set(allow_missing)
+    allow = set(skip)
     missing = [s.name for s in table if s.name not in state and s.kind != TIED and s.name not in allow]
     unexpected = sorted(set(state) - {s.name for s in table})
     mismatched = [(s.name, tuple(state[s.name].shape), s.shape) for s in table

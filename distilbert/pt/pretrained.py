@@ -297,7 +297,7 @@ class DistilBertPreTrainedModel(nn.Module):
         model = cls(config, attn_implementation=attn_implementation)
         state, report = load_state(pretrained_model_name_or_path, config, cls.task, framework="pt",
                                    weight_format=weight_format, ignore_mismatched_sizes=ignore_mismatched_sizes)
-        load_canonical_state(model, state, allow_missing=report.new)
+        load_canonical_state(model, state, skip=report.new)
         if target is not None:
             model.to(target)
         model.eval()
@@ -334,6 +334,6 @@ class DistilBertPreTrainedModel(nn.Module):
         """Every tensor as a numpy array under its canonical (Hugging Face PyTorch) name."""
         return canonical_state(self)
 
-    def load_canonical_state(self, state, allow_missing=()) -> None:
+    def load_canonical_state(self, state, skip=()) -> None:
         """Copies a canonical numpy state into this model, strictly (see :mod:`distilbert.pt.loading`)."""
-        load_canonical_state(self, state, allow_missing)
+        load_canonical_state(self, state, skip)
