@@ -62,7 +62,7 @@ class Embeddings(keras.layers.Layer):
     def call(self, input_ids=None, inputs_embeds=None, position_ids=None, training=False):
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)  # (B, T, D)
-            if training and self.pad_token_id is not None:  # like PyTorch's padding_idx: no gradient
+            if self.pad_token_id is not None:  # like PyTorch's padding_idx: the pad row gets no gradient
                 is_pad = tf.equal(input_ids, tf.cast(self.pad_token_id, input_ids.dtype))[..., None]
                 inputs_embeds = tf.where(is_pad, tf.stop_gradient(inputs_embeds), inputs_embeds)
         inputs_embeds = tf.cast(inputs_embeds, self.compute_dtype)
