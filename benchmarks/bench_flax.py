@@ -4,9 +4,10 @@ distilbert-base size with random weights (no downloads), batch 8 x 128, on the d
 
 - inference under ``jax.jit``: float32, and bfloat16 compute over float32 parameters
   (``dtype=jnp.bfloat16``; the reference's ``dtype`` argument means the same);
-- a jitted training step (sequence classification, AdamW, dropout on): ours through the functional
-  ``nnx.split`` + ``jax.jit`` path (:func:`distilbert.flax.training.make_train_step`) and through
-  ``nnx.jit`` + ``nnx.Optimizer``; the reference through ``jax.jit`` over its params.
+- a jitted training step (sequence classification, AdamW, dropout on, float32 parameters; float32
+  and bfloat16 compute): ours through the functional ``nnx.split`` + ``jax.jit`` path
+  (:func:`distilbert.flax.training.make_train_step`) and through ``nnx.jit`` + ``nnx.Optimizer``;
+  the reference through ``jax.jit`` over its params.
 
 Median of several runs after warm-up (``block_until_ready``), in tokens per second.
 
@@ -62,6 +63,45 @@ def reference_flax(task_class: str, config: DistilBertConfig, dtype):
     return getattr(transformers, task_class)(hf, dtype=dtype, seed=0)
 
 
+def time_training(config: DistilBertConfig, batch, dtype, runs: int) -> list[float]:
+    """Seconds per AdamW step (sequence classification, dropout on, float32 parameters, ``dtype`` compute):
+    ours functional, ours nnx.jit, reference."""
+    tx = optax.adamw(2e-5)
+    model = FlaxDistilBertForSequenceClassification(config, dtype=dtype, rngs=nnx.Rngs(params=0, dropout=1))
+    graphdef, state = functional_state(model, tx)
+    step = make_train_step(graphdef, tx)
+    holder = {"state": state}
+
+    def run_functional():
+        holder["state"], loss = step(holder["state"], batch)
+        loss.block_until_ready()
+
+    model = FlaxDistilBertForSequenceClassification(config, dtype=dtype, rngs=nnx.Rngs(params=0, dropout=1))
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    ref = reference_flax("FlaxDistilBertForSequenceClassification", config, dtype)
+
+    def ref_loss(params, batch, dropout_rng):
+        logits = ref(batch["input_ids"], batch["attention_mask"], params=params, dropout_rng=dropout_rng,
+                     train=True).logits
+        return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["labels"]).mean()
+
+    @jax.jit
+    def ref_step(params, opt_state, batch, key):
+        key, dropout_rng = jax.random.split(key)
+        loss, grads = jax.value_and_grad(ref_loss)(params, batch, dropout_rng)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, key, loss
+
+    ref_holder = {"p": ref.params, "o": tx.init(ref.params), "k": jax.random.key(0)}
+
+    def run_ref():
+        h = ref_holder
+        h["p"], h["o"], h["k"], loss = ref_step(h["p"], h["o"], batch, h["k"])
+        loss.block_until_ready()
+
+    return timed([run_functional, lambda: train_step(model, optimizer, batch).block_until_ready(), run_ref], runs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10)
@@ -95,47 +135,15 @@ def main() -> None:
         t_ours, t_ref = timed([lambda: ours_fn(state, ids, mask).block_until_ready(),
                                lambda: ref_fn(ref.params, ids, mask).block_until_ready()], args.runs)
         rows.append((f"inference {name}", tokens / t_ours, tokens / t_ref))
+        print(rows[-1], flush=True)
 
     if not args.skip_train:
         batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
-        tx = optax.adamw(2e-5)
-        model = FlaxDistilBertForSequenceClassification(config, rngs=nnx.Rngs(params=0, dropout=1))
-        graphdef, tstate = functional_state(model, tx)
-        step = make_train_step(graphdef, tx)
-        holder = {"s": tstate}
-
-        def run_functional():
-            holder["s"], loss = step(holder["s"], batch)
-            loss.block_until_ready()
-
-        model = FlaxDistilBertForSequenceClassification(config, rngs=nnx.Rngs(params=0, dropout=1))
-        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-
-        ref = reference_flax("FlaxDistilBertForSequenceClassification", config, jnp.float32)
-
-        def ref_loss(params, batch, dropout_rng):
-            logits = ref(batch["input_ids"], batch["attention_mask"], params=params, dropout_rng=dropout_rng,
-                         train=True).logits
-            return optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
-
-        @jax.jit
-        def ref_step(params, opt_state, batch, key):
-            key, dropout_rng = jax.random.split(key)
-            loss, grads = jax.value_and_grad(ref_loss)(params, batch, dropout_rng)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, key, loss
-
-        ref_holder = {"p": ref.params, "o": tx.init(ref.params), "k": jax.random.key(0)}
-
-        def run_ref():
-            h = ref_holder
-            h["p"], h["o"], h["k"], loss = ref_step(h["p"], h["o"], batch, h["k"])
-            loss.block_until_ready()
-
-        t_fun, t_nnx, t_ref = timed(
-            [run_functional, lambda: train_step(model, optimizer, batch).block_until_ready(), run_ref], args.runs)
-        rows.append(("train step f32 (split/merge + jax.jit)", tokens / t_fun, tokens / t_ref))
-        rows.append(("train step f32 (nnx.jit + nnx.Optimizer)", tokens / t_nnx, tokens / t_ref))
+        for name, dtype in (("float32", jnp.float32), ("bfloat16", jnp.bfloat16)):
+            t_fun, t_nnx, t_ref = time_training(config, batch, dtype, args.runs)
+            rows.append((f"train step {name} (split/merge + jax.jit)", tokens / t_fun, tokens / t_ref))
+            rows.append((f"train step {name} (nnx.jit + nnx.Optimizer)", tokens / t_nnx, tokens / t_ref))
+            print(*rows[-2:], sep="\n", flush=True)
 
     width = max(len(r[0]) for r in rows)
     print(f"\n{'workload':<{width}}  {'ours tok/s':>11}  {'reference tok/s':>15}  {'ratio':>6}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -115,3 +116,13 @@ def test_inside_jit_bad_ids_give_nan_not_clamped_rows(model, inputs):
         out = np.asarray(fn(model, ids, inputs["attention_mask"]))
         assert np.all(np.isnan(out[1])), bad  # the row with the bad id
         assert np.array_equal(out[[0, 2]], good[[0, 2]])  # other rows untouched
+
+
+def test_concrete_inputs_closed_over_inside_jit(model, inputs):
+    """Constant ids captured by a jitted function are still checked (on the host) and run."""
+    ids, mask = jnp.asarray(inputs["input_ids"]), jnp.asarray(inputs["attention_mask"])
+    logits = jax.jit(lambda: model(ids, mask, token_type_ids=jnp.zeros_like(ids)).logits)()
+    assert np.allclose(logits, model(ids, mask).logits, atol=1e-6)
+    bad = ids.at[0, 1].set(500)
+    with pytest.raises(ValueError, match="vocab_size"):
+        jax.jit(lambda: model(bad, mask).logits)()

@@ -208,17 +208,17 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
         return out if return_dict else out.to_tuple()
 
     def _inputs(self, input_ids, inputs_embeds, attention_mask, position_ids, token_type_ids, head_mask):
-        """Checks the inputs (values too, when concrete) and folds multiple choice into the batch."""
+        """Checks the inputs (concrete values on the host, as jnp ops would be traced); folds multiple choice."""
         ids, embeds, mask, pos, types, heads = (x if x is None or hasattr(x, "dtype") else np.asarray(x) for x in (
             input_ids, inputs_embeds, attention_mask, position_ids, token_type_ids, head_mask))
         c, shape, lo, hi = self.config, None, None, None
-        _concrete = lambda x: x is not None and not isinstance(x, jax.core.Tracer)  # noqa: E731 (not under jit)
+        host = lambda x: None if x is None or isinstance(x, jax.core.Tracer) or not x.size else np.asarray(x)  # noqa
         for name, x, kind in (("input_ids", ids, jnp.integer), ("inputs_embeds", embeds, jnp.floating)):
             if x is not None and not jnp.issubdtype(x.dtype, kind):
                 raise TypeError(f"{name} must be {'integer ids' if kind is jnp.integer else 'floats'}, got {x.dtype}")
         if ids is not None and embeds is None:
             shape = tuple(ids.shape)
-            lo, hi = (int(np.min(ids)), int(np.max(ids))) if _concrete(ids) and ids.size else (None, None)
+            lo, hi = (None, None) if host(ids) is None else (int(np.min(host(ids))), int(np.max(host(ids))))
         elif embeds is not None and ids is None:
             shape = tuple(embeds.shape[:-1])
         check_inputs(c, shape, ids is not None, embeds is not None, lo, hi,
@@ -227,9 +227,9 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
             if x is not None and tuple(x.shape) != shape and not (
                     name == "position_ids" and tuple(x.shape) in (shape[-1:], (1,) + shape[-1:])):
                 raise ValueError(f"{name} must have the shape of the input ids {shape}, got {tuple(x.shape)}")
-        if _concrete(types):
-            check_token_type_ids(bool(np.any(np.asarray(types) != 0)))
-        if _concrete(pos) and pos.size and not 0 <= np.min(pos) <= np.max(pos) < c.max_position_embeddings:
+        if host(types) is not None:
+            check_token_type_ids(bool(np.any(host(types) != 0)))
+        if host(pos) is not None and not 0 <= np.min(host(pos)) <= np.max(host(pos)) < c.max_position_embeddings:
             raise ValueError(f"position_ids must be in [0, max_position_embeddings={c.max_position_embeddings})")
         if heads is not None and tuple(heads.shape) not in ((c.n_heads,), (c.n_layers, c.n_heads)):
             raise ValueError(f"head_mask must have shape (n_heads,) = ({c.n_heads},) or (n_layers, n_heads) = "
