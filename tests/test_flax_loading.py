@@ -156,3 +156,15 @@ def test_load_canonical_state_is_strict():
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         FlaxDistilBertModel.from_pretrained(tmp_path / "nowhere")
+
+
+def test_reference_switches_are_accepted_and_not_saved(tmp_path):
+    from distilbert.common.checkpoint import save_state
+
+    config = tiny_config()
+    state = random_state(config, "masked_lm")
+    save_state(tmp_path / "src", state, config, "masked_lm")
+    model = FlaxDistilBertForMaskedLM.from_pretrained(tmp_path / "src", from_pt=True)
+    model.save_pretrained(tmp_path / "out")
+    assert "from_pt" not in json.loads((tmp_path / "out" / "config.json").read_text())
+    assert set(model.canonical_state()) == set(state)  # the same methods as the PT and TF models

@@ -80,6 +80,8 @@ def from_pretrained(cls, name_or_path: str | os.PathLike, *, config: DistilBertC
     ``seed``, ``rngs``) and config overrides (``num_labels``, ``id2label``, ...). With
     ``output_loading_info`` the :class:`~distilbert.common.checkpoint.LoadReport` comes back too.
     """
+    for flag in ("from_pt", "from_tf", "from_flax"):  # the reference's switches: every format is read without them
+        kwargs.pop(flag, None)
     model_kw = {k: kwargs.pop(k) for k in ("dtype", "param_dtype", "remat", "seed", "rngs") if k in kwargs}
     if "torch_dtype" in kwargs:  # accepted for symmetry with the PyTorch classes: the compute dtype
         model_kw.setdefault("dtype", kwargs.pop("torch_dtype"))

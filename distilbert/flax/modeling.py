@@ -189,6 +189,8 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
 
     from_pretrained = classmethod(loading.from_pretrained)
     save_pretrained = loading.save_pretrained
+    canonical_state = loading.canonical_state
+    load_canonical_state = loading.load_canonical_state
 
     def __call__(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, position_ids=None,
                  token_type_ids=None, labels=None, output_attentions=False, output_hidden_states=False,
