@@ -9,7 +9,6 @@ from distilbert.common.names import (
     WeightMismatchError,
     adapt_prefix,
     from_native,
-    infer_task,
     sinusoidal_table,
     to_native,
     weight_table,
@@ -125,13 +124,6 @@ def test_prefix_added_and_dropped_between_base_and_heads():
     state, dropped, new = adapt_prefix(state, "base", "question_answering", qa_table)
     assert dropped == [] and sorted(new) == ["qa_outputs.bias", "qa_outputs.weight"]
     assert "distilbert.embeddings.word_embeddings.weight" in state
-
-
-def test_infer_task_from_architectures_then_heads():
-    config = tiny_config()
-    assert infer_task(config.replace(architectures=["TFDistilBertForMultipleChoice"]), []) == "multiple_choice"
-    assert infer_task(config, ["qa_outputs.weight"]) == "question_answering"
-    assert infer_task(config, ["embeddings.word_embeddings.weight"]) == "base"
 
 
 def test_unknown_task_and_format_are_refused():

@@ -1,7 +1,8 @@
 """Checkpoint files, framework-free: numpy arrays keyed by each format's own tensor names.
 
-Readers return ``{native_name: np.ndarray}`` with dtypes as stored (bfloat16 through ``ml_dtypes``);
-writers take the same and write to a temporary name that is renamed into place, so a failure never
+Openers return a :class:`LazyTensors` mapping ``{native_name: np.ndarray}`` whose tensors are read one
+at a time, with dtypes as stored (bfloat16 through ``ml_dtypes``); writers take any such mapping, pull
+one tensor at a time and write to a temporary name that is renamed into place, so a failure never
 leaves a half-written file. :mod:`distilbert.common.names` maps native names to canonical ones.
 """
 
@@ -147,11 +148,6 @@ def open_safetensors(path: str | os.PathLike) -> LazyTensors:
         return array.astype(dtype, copy=False).reshape(shape)
 
     return LazyTensors(meta, load)
-
-
-def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads one ``.safetensors`` file into memory."""
-    return dict(open_safetensors(path))
 
 
 def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray],
@@ -325,12 +321,6 @@ def open_tf_h5(path: str | os.PathLike) -> LazyTensors:
     return LazyTensors(meta, load, fh.close)
 
 
-def read_tf_h5(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads an HF ``tf_model.h5`` into memory (names as :func:`open_tf_h5` gives them)."""
-    with open_tf_h5(path) as lazy:
-        return dict(lazy)
-
-
 def _h5_array(dataset) -> np.ndarray:
     array = np.asarray(dataset)
     # HDF5 has no bfloat16: it is stored opaque with a dtype attribute (Keras 3's convention too).
@@ -345,7 +335,7 @@ def _str_list(values) -> list[str]:
 
 def write_tf_h5(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], model_name: str,
                 shared: Mapping[str, list[str]] | None = None) -> None:
-    """Writes tensors named as :func:`read_tf_h5` returns them, in the layout HF's TF classes load.
+    """Writes tensors named as :func:`open_tf_h5` gives them, in the layout HF's TF classes load.
 
     Each top-level layer (the first name component) is a group whose ``weight_names`` are the full
     Keras names ``{model_name}/{name}``, and the datasets sit at those names inside the group.
@@ -523,11 +513,6 @@ def open_flax_msgpack(path: str | os.PathLike) -> LazyTensors:
         return (), np.asarray(leaf).dtype
 
     return LazyTensors({name: describe(leaf) for name, leaf in leaves.items()}, load)
-
-
-def read_flax_msgpack(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads ``flax_model.msgpack`` into memory (names as :func:`open_flax_msgpack` gives them)."""
-    return dict(open_flax_msgpack(path))
 
 
 def write_flax_msgpack(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]) -> None:

@@ -302,33 +302,6 @@ def task_from_architectures(architectures: Iterable[str] | None) -> str | None:
     return None
 
 
-def infer_task(config: DistilBertConfig, canonical_names: Iterable[str]) -> str:
-    """Which task a set of canonical names belongs to: from ``architectures``, else from the heads."""
-    names = set(canonical_names)
-    task = task_from_architectures(config.architectures)
-    if task is not None:
-        return task
-    if "qa_outputs.weight" in names:
-        return "question_answering"
-    if "vocab_transform.weight" in names:
-        return "masked_lm"
-    if "pre_classifier.weight" in names:
-        return "sequence_classification"
-    if "classifier.weight" in names:
-        return "token_classification"
-    return "base"
-
-
-def canonical_names_of_native(native_names: Iterable[str], fmt: str) -> set[str]:
-    """Rough canonical names of native ones, enough for :func:`infer_task` (heads are prefix-free)."""
-    out = set()
-    for name in native_names:
-        parts = name.replace(".", "/").split("/")
-        if parts[0] in ("vocab_transform", "qa_outputs", "pre_classifier", "classifier"):
-            out.add(f"{parts[0]}.weight")
-    return out
-
-
 def adapt_prefix(state: Mapping[str, np.ndarray], source_task: str, target_task: str,
                  target_table: list[TensorSpec]) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
     """Moves a canonical state between a head model and the base model.
