@@ -320,6 +320,39 @@ def test_bfloat16_compute_with_float32_params():
     assert np.allclose(np.asarray(half(**inputs).logits, np.float32), ref.logits, atol=0.1)
 
 
+def test_mixed_precision_backward_matmuls_stay_bfloat16():
+    """Every matmul of a bf16 model's gradient, backward included, is bf16 x bf16 -> f32 (see ops.py)."""
+    import re
+
+    from distilbert.flax import ops
+
+    config = tiny_config()
+    inputs = inputs_for("masked_lm", config)
+    model = FlaxDistilBertForMaskedLM(config, dtype=jnp.bfloat16)
+    load_canonical_state(model, random_state(config, "masked_lm", seed=6))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    labels = labels_for("masked_lm", config, inputs)["labels"]
+
+    def loss(p):
+        return nnx.merge(graphdef, p, rest, copy=True)(**inputs, labels=labels).loss
+
+    grad_fn = jax.jit(jax.grad(loss))
+    text = grad_fn.lower(params).as_text()
+    grads = grad_fn(params)  # runs: XLA:CPU lacks bf16 x bf16 -> f32 kernels for some layouts (ops.py)
+    assert all(np.all(np.isfinite(v[...])) for _, v in nnx.to_flat_state(grads))
+    dots = re.findall(r"dot_general.*\(tensor<[^>]*x(\w+)>, tensor<[^>]*x(\w+)>\) -> tensor<[^>]*x(\w+)>", text)
+    assert len(dots) >= 3 * 6 * config.n_layers
+    assert set(dots) == {("bf16", "bf16", "f32")}, set(dots)
+    # and the custom backward is the gradient of the same function (float32 check on a small contraction)
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((2, 3, 4)), jnp.bfloat16)
+    b = jnp.asarray(np.random.default_rng(1).standard_normal((4, 5)), jnp.bfloat16)
+    ours_grads = jax.grad(lambda a, b: jnp.sum(jnp.sin(ops.einsum("btd,dv->btv", a, b))), (0, 1))(a, b)
+    a32, b32 = a.astype(jnp.float32), b.astype(jnp.float32)
+    want = jax.grad(lambda a, b: jnp.sum(jnp.sin(jnp.einsum("btd,dv->btv", a, b))), (0, 1))(a32, b32)
+    for x, y in zip(ours_grads, want):
+        assert x.dtype == jnp.bfloat16 and np.allclose(np.asarray(x, np.float32), y, rtol=0.02, atol=0.02)
+
+
 def test_remat_gives_same_loss_and_gradients_with_dropout():
     config = tiny_config(dropout=0.2, attention_dropout=0.2)
     state = random_state(config, "token_classification", seed=4)
