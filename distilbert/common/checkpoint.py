@@ -249,8 +249,8 @@ def stored_rows(table, weight_format: str):
     naming = WEIGHT_NAMING[weight_format]
     lost = [s.name for s in table if s.names[naming] is None and s.kind not in (TIED, SINUSOIDAL)]
     if lost:
-        raise ValueError(f"the {weight_format} format cannot hold {', '.join(lost)} (an untied masked-LM "
-                         "projector has no place in tf_model.h5); save as safetensors or flax instead")
+        raise ValueError(f"the {weight_format} format cannot hold {', '.join(lost)}: an untied vocab_projector "
+                         "has no place in tf_model.h5 (the reference TF class has none); save as safetensors or flax")
     return [s for s in table if s.names[naming] is not None and not (weight_format == "safetensors" and s.kind == TIED)]
 
 

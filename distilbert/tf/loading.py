@@ -115,13 +115,10 @@ class LoadingMixin:
             safe_serialization: ``True`` is the reference's way of asking for safetensors.
             max_shard_size: Shard safetensors files at this many bytes.
         """
-        # The reference TF format has no place for an untied LM projector: never drop it silently.
+        # tf_model.h5 has no place for an untied LM projector (save_state refuses to drop it): default around it.
         untied = self.task == "masked_lm" and not self.config.tie_word_embeddings
         if weight_format is None:
             weight_format = "safetensors" if safe_serialization or untied else "tf"
-        if weight_format == "tf" and untied:
-            raise ValueError("tf_model.h5 cannot hold an untied vocab_projector (the reference TF class has "
-                             "none); save with weight_format='safetensors' or 'flax'")
         return save_state(save_directory, canonical_state(self), self.config, self.task, framework="tf",
                           weight_format=weight_format, max_shard_size=max_shard_size)
 
