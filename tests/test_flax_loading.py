@@ -56,6 +56,17 @@ def test_loads_reference_checkpoints(reference_dirs, framework):
     assert_close(base(**inputs).last_hidden_state, model.distilbert(**inputs).last_hidden_state)
 
 
+def test_loads_pytorch_model_bin(tmp_path, reference_dirs):
+    """The legacy pickle format (read with torch.load(weights_only=True) by the foundation)."""
+    config, state, _ = reference_dirs
+    oracle_pt_model(config, "sequence_classification", state).save_pretrained(tmp_path, safe_serialization=False)
+    assert os.path.isfile(tmp_path / "pytorch_model.bin")
+    model, report = FlaxDistilBertForSequenceClassification.from_pretrained(tmp_path, output_loading_info=True)
+    assert report.format == "pytorch"
+    inputs = random_inputs(config)
+    assert_close(model(**inputs).logits, reference_output(config, "sequence_classification", state, inputs))
+
+
 @pytest.mark.parametrize("task", ["masked_lm", "question_answering"])
 def test_msgpack_both_ways_with_reference_flax(tmp_path, task):
     """Our flax_model.msgpack loads into the reference Flax class and the reference's loads into ours."""
