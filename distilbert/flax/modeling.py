@@ -93,16 +93,15 @@ class MultiHeadSelfAttention(nnx.Module):
         self.out_lin = f.linear(config.dim, config.dim)
         self.dropout = f.dropout(config.attention_dropout)
 
-    def __call__(self, x, keep, head_mask, deterministic, output_attentions):
+    def __call__(self, x, bias, head_mask, deterministic, output_attentions):
         split = x.shape[:2] + (self.n_heads, self.head_dim)  # (B, T, H, Dh)
         q = (self.q_lin(x) / math.sqrt(self.head_dim)).astype(self.dtype).reshape(split)  # (B, T, H, Dh)
         k = self.k_lin(x).astype(self.dtype).reshape(split)  # (B, T, H, Dh)
         v = self.v_lin(x).astype(self.dtype).reshape(split)  # (B, T, H, Dh)
         scores = ops.einsum("bqhd,bkhd->bhqk", q, k)  # (B, H, T, T), float32
-        if keep is not None:
-            scores = jnp.where(keep[:, None, None, :], scores, jnp.finfo(jnp.float32).min)
-        weights = jax.nn.softmax(scores, axis=-1)  # (B, H, T, T)
-        weights = self.dropout(weights, deterministic=deterministic)
+        if bias is not None:  # + 0 or finfo.min: where(mask, scores, min) exactly, and XLA fuses it better
+            scores = scores + bias
+        weights = self.dropout(jax.nn.softmax(scores, axis=-1), deterministic=deterministic)  # (B, H, T, T)
         if head_mask is not None:
             weights = weights * head_mask[None, :, None, None]
         context = ops.einsum("bhqk,bkhd->bqhd", weights.astype(self.dtype), v)  # (B, T, H, Dh)
@@ -129,8 +128,8 @@ class TransformerBlock(nnx.Module):
         self.ffn = FFN(config, f)
         self.output_layer_norm = f.norm(config.dim)
 
-    def __call__(self, x, keep, head_mask, deterministic, output_attentions):
-        attn, weights = self.attention(x, keep, head_mask, deterministic, output_attentions)
+    def __call__(self, x, bias, head_mask, deterministic, output_attentions):
+        attn, weights = self.attention(x, bias, head_mask, deterministic, output_attentions)
         x = self.sa_layer_norm(attn + x)  # (B, T, D)
         x = self.output_layer_norm(self.ffn(x, deterministic) + x)  # (B, T, D)
         return x, weights
@@ -141,12 +140,12 @@ class Transformer(nnx.Module):
         self.layer = nnx.List([TransformerBlock(config, f) for _ in range(config.n_layers)])
         self.remat = remat
 
-    def __call__(self, x, keep, head_mask, deterministic, output_attentions, output_hidden_states):
-        run = lambda block, x, keep, head_mask: block(x, keep, head_mask, deterministic, output_attentions)  # noqa
+    def __call__(self, x, bias, head_mask, deterministic, output_attentions, output_hidden_states):
+        run = lambda block, x, bias, head_mask: block(x, bias, head_mask, deterministic, output_attentions)  # noqa
         run = nnx.remat(run) if self.remat else run  # remat: recompute activations in the backward pass
         hidden, attentions = (x,), ()
         for i, block in enumerate(self.layer):
-            x, weights = run(block, x, keep, head_mask if head_mask is None or head_mask.ndim == 1 else head_mask[i])
+            x, weights = run(block, x, bias, head_mask if head_mask is None or head_mask.ndim == 1 else head_mask[i])
             hidden, attentions = hidden + (x,), attentions + (weights,)
         return out_lib.BaseModelOutput(x, hidden if output_hidden_states else None,
                                        attentions if output_attentions else None)
@@ -262,9 +261,10 @@ class FlaxDistilBertModel(FlaxDistilBertPreTrainedModel):
     def encode(self, input_ids, inputs_embeds, attention_mask, position_ids, head_mask=None, output_attentions=False,
                output_hidden_states=False, deterministic=None) -> out_lib.BaseModelOutput:
         """The forward pass on checked inputs (the heads call this)."""
-        keep = None if attention_mask is None else attention_mask != 0  # (B, T)
+        bias = None if attention_mask is None else jnp.where(
+            attention_mask[:, None, None, :] != 0, 0.0, jnp.finfo(jnp.float32).min)  # (B, 1, 1, T)
         x = self.embeddings(input_ids, inputs_embeds, position_ids, deterministic)  # (B, T, D)
-        return self.transformer(x, keep, head_mask, deterministic, output_attentions, output_hidden_states)
+        return self.transformer(x, bias, head_mask, deterministic, output_attentions, output_hidden_states)
 
 
 class VocabProjector(nnx.Module):
