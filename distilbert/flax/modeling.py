@@ -94,18 +94,17 @@ class MultiHeadSelfAttention(nnx.Module):
         self.dropout = f.dropout(config.attention_dropout)
 
     def __call__(self, x, bias, head_mask, deterministic, output_attentions):
-        split = x.shape[:2] + (self.n_heads, self.head_dim)  # (B, T, H, Dh)
-        q = (self.q_lin(x) / math.sqrt(self.head_dim)).astype(self.dtype).reshape(split)  # (B, T, H, Dh)
-        k = self.k_lin(x).astype(self.dtype).reshape(split)  # (B, T, H, Dh)
-        v = self.v_lin(x).astype(self.dtype).reshape(split)  # (B, T, H, Dh)
-        scores = ops.einsum("bqhd,bkhd->bhqk", q, k)  # (B, H, T, T), float32
+        per_head = lambda y: y.astype(self.dtype).reshape(x.shape[:2] + (self.n_heads, -1)).swapaxes(1, 2)  # noqa
+        q = per_head(self.q_lin(x) / math.sqrt(self.head_dim))  # (B, H, T, Dh)
+        k, v = per_head(self.k_lin(x)), per_head(self.v_lin(x))  # (B, H, T, Dh) each
+        scores = ops.einsum("bhqd,bhkd->bhqk", q, k)  # (B, H, T, T), float32
         if bias is not None:  # + 0 or finfo.min: where(mask, scores, min) exactly, and XLA fuses it better
             scores = scores + bias
         weights = self.dropout(jax.nn.softmax(scores, axis=-1), deterministic=deterministic)  # (B, H, T, T)
         if head_mask is not None:
             weights = weights * head_mask[None, :, None, None]
-        context = ops.einsum("bhqk,bkhd->bqhd", weights.astype(self.dtype), v)  # (B, T, H, Dh)
-        out = self.out_lin(context.reshape(x.shape))  # (B, T, D)
+        context = ops.einsum("bhqk,bhkd->bhqd", weights.astype(self.dtype), v)  # (B, H, T, Dh)
+        out = self.out_lin(context.swapaxes(1, 2).reshape(x.shape))  # (B, T, D)
         return out, (weights if output_attentions else None)
 
 
