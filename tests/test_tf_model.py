@@ -281,8 +281,15 @@ def test_bad_input_in_graph_mode_and_xla(base_model):
     graph = tf.function(lambda ids: base_model(ids).last_hidden_state)
     xla = tf.function(lambda ids: base_model(ids).last_hidden_state, jit_compile=True)
     assert np.isfinite(graph(good).numpy()).all()
-    with pytest.raises(tf.errors.InvalidArgumentError, match="vocab_size=99"):
-        graph(bad)
+    # The assertion must run before the embedding gather (which would fail first, with a bare message):
+    # repeated on a wide batch, a race between them shows up almost surely.
+    for _ in range(10):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="vocab_size=99"):
+            graph(tf.tile(bad, (64, 1)))
+    positions = tf.function(lambda ids, pos: base_model(ids, position_ids=pos).last_hidden_state)
+    for _ in range(10):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="max_position_embeddings=64"):
+            positions(tf.tile(good, (64, 1)), tf.constant([[0, 1, 70]] * 64, tf.int64))
     # XLA drops assertions and clamps gathers; the model poisons the sequence instead.
     assert_close(xla(good), graph(good))
     assert np.isnan(xla(bad).numpy()).all()

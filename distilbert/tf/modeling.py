@@ -174,6 +174,9 @@ class TFDistilBertModel(TFDistilBertPreTrainedModel):
              output_attentions=None, output_hidden_states=None, return_dict=None, training=False,
              position_ids=None, token_type_ids=None):
         bad = validate(self.config, input_ids, attention_mask, inputs_embeds, position_ids, token_type_ids)
+        if bad is not None:  # graph mode: the assertions run before the gathers that would fail on bad ids
+            with tf.control_dependencies([bad]):
+                input_ids, position_ids = (None if t is None else tf.identity(t) for t in (input_ids, position_ids))
         x = self.embeddings(input_ids, inputs_embeds, position_ids, training=training)  # (B, T, D)
         if bad is not None:  # graph mode: a sequence with an invalid value gives NaN everywhere
             poisoned = tf.reduce_any(bad, axis=-1)[:, None, None]  # (B|1, 1, 1)
