@@ -160,7 +160,11 @@ def test_base_checkpoint_into_head_keeps_fresh_head(config, reference):
 
 def test_head_checkpoint_into_base_drops_head(config, reference):
     model, info = dpt.DistilBertModel.from_pretrained(reference["masked_lm"]["dirs"]["pt"], output_loading_info=True)
-    assert "vocab_transform.weight" in info["unexpected_keys"]
+    assert "vocab_transform.weight" in info["unexpected_keys"] and info.format == "safetensors"
+    assert info["error_msgs"] == [] and info.keys() == ["missing_keys", "unexpected_keys", "mismatched_keys",
+                                                        "error_msgs"]
+    with pytest.raises(KeyError, match="missing_keys"):
+        info["missing"]
     state = reference["masked_lm"]["state"]
     assert np.array_equal(canonical_state(model)["transformer.layer.1.ffn.lin2.weight"],
                           state["distilbert.transformer.layer.1.ffn.lin2.weight"])

@@ -44,9 +44,9 @@ def test_tf_model_h5_both_ways_with_reference_tf_classes(task, tmp_path):
     assert_close(got[key].numpy(), expected[key])
     # reference -> ours
     ref.save_pretrained(tmp_path / "ref")
-    loaded = TF_CLASSES[task].from_pretrained(tmp_path / "ref")
+    loaded, report = TF_CLASSES[task].from_pretrained(tmp_path / "ref", output_loading_info=True)
     assert_close(loaded(batch)[key], expected[key])
-    assert loaded.load_report.format == "tf" and not loaded.load_report.new
+    assert report.format == "tf" and not report.new
 
 
 def test_safetensors_and_every_reference_format_load(tmp_path):
@@ -74,10 +74,11 @@ def test_safetensors_and_every_reference_format_load(tmp_path):
 def test_new_head_from_base_checkpoint_and_mismatched_sizes(tmp_path):
     state = random_state(CONFIG, "base", seed=32)
     ours("base", CONFIG, state).save_pretrained(tmp_path / "base")
-    model = TFDistilBertForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=3)
+    model, report = TFDistilBertForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=3,
+                                                                          output_loading_info=True)
     assert model.config.num_labels == 3 and model.classifier.kernel.shape == (32, 3)
-    assert sorted(model.load_report.new) == ["classifier.bias", "classifier.weight",
-                                             "pre_classifier.bias", "pre_classifier.weight"]
+    assert sorted(report.new) == sorted(report["missing_keys"]) == [
+        "classifier.bias", "classifier.weight", "pre_classifier.bias", "pre_classifier.weight"]
     assert_close(model.distilbert.embeddings.word_embeddings.embeddings.numpy(),
                  state["embeddings.word_embeddings.weight"])
     assert (model.classifier.bias.numpy() == 0).all()  # the fresh head keeps its initialisation
@@ -89,8 +90,8 @@ def test_new_head_from_base_checkpoint_and_mismatched_sizes(tmp_path):
     assert five.classifier.kernel.shape == (32, 5)
     assert_close(five.pre_classifier.kernel.numpy(), model.pre_classifier.kernel.numpy())
     # A head checkpoint into the bare model drops the head.
-    base = TFDistilBertModel.from_pretrained(tmp_path / "three")
-    assert "classifier.weight" in base.load_report.dropped
+    base, report = TFDistilBertModel.from_pretrained(tmp_path / "three", output_loading_info=True)
+    assert "classifier.weight" in report.dropped and "classifier.weight" in report["unexpected_keys"]
 
 
 def test_sinusoidal_and_untied_round_trips(tmp_path):
@@ -108,8 +109,8 @@ def test_sinusoidal_and_untied_round_trips(tmp_path):
             path = model.save_pretrained(directory, weight_format=fmt)
             if fmt is None:  # the default: tf_model.h5 unless it cannot hold the model
                 assert path.endswith("model.safetensors" if not config.tie_word_embeddings else "tf_model.h5")
-            again = TFDistilBertForMaskedLM.from_pretrained(directory)
-            assert not again.load_report.new
+            again, report = TFDistilBertForMaskedLM.from_pretrained(directory, output_loading_info=True)
+            assert not report.new
             assert_close(again(batch).logits, model(batch).logits)
         if not config.tie_word_embeddings:
             assert tuple(model.vocab_projector.kernel.shape) == (32, 99)

@@ -50,7 +50,12 @@ CLASS_PREFIX = {"pt": "", "tf": "TF", "flax": "Flax"}
 
 @dataclass
 class LoadReport:
-    """What a load did besides copying tensors: the file read, what was left behind, what is new."""
+    """What a load did besides copying tensors: the file read, what was left behind, what is new.
+
+    ``from_pretrained(..., output_loading_info=True)`` returns it in every backend. It also reads as the
+    reference's loading-info dict: ``report["missing_keys"]`` (= ``new``), ``["unexpected_keys"]``
+    (= ``dropped``), ``["mismatched_keys"]`` and ``["error_msgs"]`` (always empty: errors raise).
+    """
 
     path: str
     format: str
@@ -58,6 +63,16 @@ class LoadReport:
     dropped: list[str] = field(default_factory=list)
     new: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> list:
+        info = {"missing_keys": self.new, "unexpected_keys": self.dropped, "mismatched_keys": self.mismatched,
+                "error_msgs": []}
+        if key not in info:
+            raise KeyError(f"{key!r}; loading info has {', '.join(info)}")
+        return list(info[key])
+
+    def keys(self) -> list[str]:
+        return ["missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"]
 
 
 def available_formats(directory: str) -> list[str]:

@@ -78,7 +78,8 @@ def from_pretrained(cls, name_or_path: str | os.PathLike, *, config: DistilBertC
 
     ``kwargs`` are split between the model's constructor (``dtype``, ``param_dtype``, ``remat``,
     ``seed``, ``rngs``) and config overrides (``num_labels``, ``id2label``, ...). With
-    ``output_loading_info`` the :class:`~distilbert.common.checkpoint.LoadReport` comes back too.
+    ``output_loading_info`` the :class:`~distilbert.common.checkpoint.LoadReport` comes back too (as in the
+    PyTorch and TensorFlow classes; it also reads as the reference's loading-info dict).
     """
     for flag in ("from_pt", "from_tf", "from_flax"):  # the reference's switches: every format is read without them
         kwargs.pop(flag, None)

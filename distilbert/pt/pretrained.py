@@ -278,8 +278,9 @@ class DistilBertPreTrainedModel(nn.Module):
             ignore_mismatched_sizes: Re-initialise head tensors whose shape differs (a new ``num_labels``).
             weight_format: Read only this format (``"safetensors"``, ``"pytorch"``, ``"tf"``, ``"flax"``, ...).
             from_tf / from_flax: Shorthand for ``weight_format="tf"`` / ``"flax"``.
-            output_loading_info: Also return a dict of ``missing_keys`` (newly initialised),
-                ``unexpected_keys`` (left unused) and ``mismatched_keys``.
+            output_loading_info: Also return the :class:`~distilbert.common.checkpoint.LoadReport` (file and
+                format read, tensors newly initialised or left unused), which also reads as the reference's
+                dict: ``info["missing_keys"]``, ``["unexpected_keys"]``, ``["mismatched_keys"]``.
             **config_overrides: Config fields to change, e.g. ``num_labels=3`` or ``id2label={...}``.
 
         Example:
@@ -301,11 +302,7 @@ class DistilBertPreTrainedModel(nn.Module):
         if target is not None:
             model.to(target)
         model.eval()
-        if output_loading_info:
-            info = {"missing_keys": list(report.new), "unexpected_keys": list(report.dropped),
-                    "mismatched_keys": list(report.mismatched), "error_msgs": []}
-            return model, info
-        return model
+        return (model, report) if output_loading_info else model
 
     def save_pretrained(self, save_directory: str | os.PathLike, *, weight_format: str = "safetensors",
                         max_shard_size: int | str | None = None, safe_serialization: bool = True) -> str:

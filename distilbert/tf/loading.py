@@ -79,7 +79,7 @@ class LoadingMixin:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *, config: DistilBertConfig | None = None,
                         weight_format: str | None = None, ignore_mismatched_sizes: bool = False,
-                        dtype=None, from_pt: bool | None = None, **overrides):
+                        dtype=None, from_pt: bool | None = None, output_loading_info: bool = False, **overrides):
         """Builds the model from a checkpoint directory or hub id, in any format the package reads.
 
         Args:
@@ -89,6 +89,8 @@ class LoadingMixin:
             ignore_mismatched_sizes: Re-initialise head tensors whose shape differs (e.g. new ``num_labels``).
             dtype: Keras dtype policy (``"float32"``, ``"mixed_bfloat16"``, ``"mixed_float16"``, ...).
             from_pt: Accepted for compatibility; every format is read without it.
+            output_loading_info: Also return the :class:`~distilbert.common.checkpoint.LoadReport` (file and
+                format read, tensors newly initialised or left unused; indexable as the reference's dict).
             **overrides: Config fields to change (``num_labels``, ``id2label``, dropouts, ...).
         """
         del from_pt
@@ -101,8 +103,7 @@ class LoadingMixin:
         state, report = load_state(path, config, cls.task, framework="tf", weight_format=weight_format,
                                    ignore_mismatched_sizes=ignore_mismatched_sizes)
         load_canonical_state(model, state, skip=report.new)
-        model.load_report = report
-        return model
+        return (model, report) if output_loading_info else model
 
     def save_pretrained(self, save_directory, weight_format: str | None = None,
                         safe_serialization: bool | None = None, max_shard_size: int | None = None) -> str:
