@@ -15,14 +15,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from distilbert.common.checkpoint import FORMATS
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.names import TASK_CLASSES
 
 FRAMEWORKS = ("pt", "tf", "flax")
 _PREFIX = {"pt": "", "tf": "TF", "flax": "Flax"}
 # Which framework reads each weight format natively (the Keras formats need the TF backend).
-FORMAT_FRAMEWORK = {"safetensors": "pt", "safetensors-sharded": "pt", "pytorch": "pt", "pytorch-sharded": "pt",
-                    "tf": "tf", "flax": "flax"}
+FORMAT_FRAMEWORK = {fmt: framework for fmt, (_, _, framework) in FORMATS.items()}
 
 
 def _check(framework: str) -> None:

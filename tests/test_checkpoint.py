@@ -121,6 +121,31 @@ def test_sharded_safetensors_round_trip(tmp_path):
     assert_states_equal(got, state)
 
 
+@pytest.mark.parametrize("framework", ["tf", "flax"])
+@pytest.mark.parametrize("task", ["masked_lm", "question_answering"])
+def test_reads_reference_sharded_files_exactly(oracle, tmp_path, framework, task):
+    """The reference's save_pretrained(max_shard_size=...) in TF and Flax: an index and several shards."""
+    state, dirs = oracle[task]
+    model = oracle_class(framework, task).from_pretrained(dirs["pt"], from_pt=True)
+    model.save_pretrained(tmp_path, max_shard_size="20KB")
+    index_path = tmp_path / (files.TF_H5_INDEX if framework == "tf" else files.FLAX_MSGPACK_INDEX)
+    index = json.loads(index_path.read_text())
+    assert len(set(index["weight_map"].values())) > 1
+    assert available_formats(str(tmp_path)) == [f"{framework}-sharded"]
+    got, report = load_state(tmp_path, CONFIG, task)
+    assert report.format == f"{framework}-sharded" and report.source_task == task and not report.new
+    assert_states_equal(got, state)
+    # A tensor the index lists but no shard holds is named; so is a shard gone missing.
+    last_shard = sorted(set(index["weight_map"].values()))[-1]
+    index["weight_map"]["distilbert/extra/kernel"] = last_shard
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(files.CheckpointError, match="no shard holds.*extra"):
+        load_state(tmp_path, CONFIG, task)
+    os.remove(tmp_path / last_shard)
+    with pytest.raises(files.CheckpointError, match=f"not found.*{last_shard}"):
+        load_state(tmp_path, CONFIG, task)
+
+
 def test_shard_index_pointing_outside_is_refused(tmp_path):
     (tmp_path / files.SAFETENSORS_INDEX).write_text(json.dumps({"weight_map": {"a": "../evil.safetensors"}}))
     with pytest.raises(files.CheckpointError, match="outside its directory"):

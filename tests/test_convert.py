@@ -97,6 +97,23 @@ def test_sharded_output(tmp_path):
     load_state(tmp_path / "out", CONFIG, "base")
 
 
+@pytest.mark.parametrize("framework", ["tf", "flax"])
+def test_reference_sharded_source(tmp_path, capsys, framework):
+    """A sharded tf_model.h5 / flax_model.msgpack, as the reference saves it, converts and verifies."""
+    task = "token_classification"
+    state = random_state(CONFIG, task, seed=7)
+    oracle_pt_model(CONFIG, task, state).save_pretrained(tmp_path / "pt")
+    model = oracle_class(framework, task).from_pretrained(tmp_path / "pt", from_pt=True)
+    model.save_pretrained(tmp_path / "src", max_shard_size="20KB")
+    target = "flax" if framework == "tf" else "tf"
+    assert main(["convert", str(tmp_path / "src"), str(tmp_path / "out"), "--to", target, "--verify", "-q"]) == 0
+    assert "OK" in capsys.readouterr().out
+    got, report = load_state(tmp_path / "out", CONFIG, task)
+    assert report.format == target
+    for name, array in state.items():
+        np.testing.assert_array_equal(got[name], array, err_msg=name)
+
+
 def test_conversion_imports_no_ml_framework(tmp_path):
     save_state(tmp_path / "src", random_state(CONFIG, "masked_lm"), CONFIG, "masked_lm")
     code = (f"import sys; from distilbert.cli import main; "

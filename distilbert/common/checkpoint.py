@@ -41,7 +41,10 @@ FORMATS = {
     "pytorch": (files.PT_BIN, files.open_torch_bin, "pt"),
     "pytorch-sharded": (files.PT_BIN_INDEX, lambda p: files.open_sharded(p, files.open_torch_bin), "pt"),
     "tf": (files.TF_H5, files.open_tf_h5, "tf"),
+    "tf-sharded": (files.TF_H5_INDEX, files.open_tf_h5_sharded, "tf"),
     "flax": (files.FLAX_MSGPACK, files.open_flax_msgpack, "flax"),
+    "flax-sharded": (
+        files.FLAX_MSGPACK_INDEX, lambda p: files.open_sharded(p, files.open_flax_msgpack), "flax"),
 }
 # Which format each framework writes by default and prefers to read after safetensors.
 NATIVE = {"pt": "safetensors", "tf": "tf", "flax": "flax"}
@@ -92,8 +95,9 @@ def _pick_format(directory: str, framework: str | None, fmt: str | None) -> tupl
         names = ", ".join(f[0] for f in FORMATS.values())
         raise FileNotFoundError(f"no weights in {directory!r}: expected one of {names}")
     # safetensors first (fast, safe), then the framework's own format, then the rest; pickles last.
-    order = ["safetensors", "safetensors-sharded", NATIVE.get(framework or "pt"), "tf", "flax",
-             "pytorch", "pytorch-sharded"]
+    native = NATIVE.get(framework or "pt")
+    order = ["safetensors", "safetensors-sharded", native, f"{native}-sharded", "tf", "tf-sharded", "flax",
+             "flax-sharded", "pytorch", "pytorch-sharded"]
     chosen = next(f for f in order if f in present)
     return chosen, os.path.join(directory, FORMATS[chosen][0])
 

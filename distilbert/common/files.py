@@ -22,7 +22,9 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 PT_BIN = "pytorch_model.bin"
 PT_BIN_INDEX = "pytorch_model.bin.index.json"
 TF_H5 = "tf_model.h5"
+TF_H5_INDEX = "tf_model.h5.index.json"
 FLAX_MSGPACK = "flax_model.msgpack"
+FLAX_MSGPACK_INDEX = "flax_model.msgpack.index.json"
 CONFIG = "config.json"
 
 
@@ -207,13 +209,18 @@ def read_index(index_path: str | os.PathLike) -> dict[str, str]:
     return weight_map
 
 
-def open_sharded(index_path: str | os.PathLike, open_one: Callable[[str], LazyTensors]) -> LazyTensors:
-    """Opens every shard of an index lazily and checks the index's names are all there."""
+def open_sharded(index_path: str | os.PathLike, open_one: Callable[[str], LazyTensors],
+                 index_name: Callable[[str], str] = str) -> LazyTensors:
+    """Opens every shard of an index lazily and checks the index's names are all there.
+
+    ``index_name`` turns a name of the index into the shards' own name for it (HF's TF indexes keep the
+    Keras model's name in front, which the shards drop).
+    """
     weight_map = read_index(index_path)
     directory = os.path.dirname(os.fspath(index_path))
     shards = {shard: open_one(os.path.join(directory, shard)) for shard in dict.fromkeys(weight_map.values())}
     owner = {name: shard for shard in shards.values() for name in shard}
-    absent = sorted(set(weight_map) - set(owner))
+    absent = sorted({index_name(name) for name in weight_map} - set(owner))
     if absent:
         raise CheckpointError(f"shard index {os.fspath(index_path)!r} lists tensors no shard holds: {absent}")
     meta = {name: shard.meta[name] for name, shard in owner.items()}
@@ -288,7 +295,7 @@ def read_torch_bin(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 # ------------------------------------------------------------------------------ HF TF (Keras 2 h5)
 def open_tf_h5(path: str | os.PathLike) -> LazyTensors:
-    """Opens an HF ``tf_model.h5`` (Keras 2 ``save_weights`` layout) lazily.
+    """Opens an HF ``tf_model.h5`` (Keras 2 ``save_weights`` layout), or one shard of a sharded one, lazily.
 
     Names lose their first component (the Keras model's own name, which varies), e.g.
     ``distilbert/embeddings/word_embeddings/weight:0``.
@@ -301,9 +308,12 @@ def open_tf_h5(path: str | os.PathLike) -> LazyTensors:
     try:
         fh = h5py.File(path, "r")
         for layer in _str_list(fh.attrs.get("layer_names", [])):
-            group = fh[layer]
-            for weight_name in _str_list(group.attrs.get("weight_names", [])):
-                datasets.setdefault("/".join(weight_name.split("/")[1:]), group[weight_name])
+            entry = fh[layer]
+            if isinstance(entry, h5py.Dataset):  # a shard: "layer_names" lists the weights themselves
+                datasets[layer] = entry
+                continue
+            for weight_name in _str_list(entry.attrs.get("weight_names", [])):
+                datasets.setdefault("/".join(weight_name.split("/")[1:]), entry[weight_name])
     except (OSError, KeyError) as exc:
         raise CheckpointError(f"cannot read TF h5 file {path!r} (truncated or corrupted?): {exc}") from None
     if not datasets:
@@ -319,6 +329,11 @@ def open_tf_h5(path: str | os.PathLike) -> LazyTensors:
             raise CheckpointError(f"cannot read {name!r} from {path!r} (truncated or corrupted?): {exc}") from None
 
     return LazyTensors(meta, load, fh.close)
+
+
+def open_tf_h5_sharded(index_path: str | os.PathLike) -> LazyTensors:
+    """Opens HF's sharded ``tf_model.h5`` (``tf_model.h5.index.json`` + ``tf_model-0000i-of-0000n.h5``)."""
+    return open_sharded(index_path, open_tf_h5, index_name=lambda name: name.split("/", 1)[-1])
 
 
 def _h5_array(dataset) -> np.ndarray:
