@@ -221,6 +221,14 @@ def test_killed_conversion_leaves_no_destination(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "out").exists()
+    # The killed process's hidden work directory is still there; the next conversion removes it, but
+    # not the work directory of a conversion still running (this process stands in for one).
+    leftover = [p for p in os.listdir(tmp_path) if p.startswith(f".out.{proc.pid}.")]
+    assert leftover
+    live = tmp_path / f".out.{os.getpid()}.abc123.tmp"
+    live.mkdir()
+    convert(tmp_path / "src", tmp_path / "out", to="tf")
+    assert sorted(p for p in os.listdir(tmp_path) if p.startswith(".out.")) == [live.name]
 
 
 # ------------------------------------------------------------------------- Keras files, --verify

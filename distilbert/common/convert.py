@@ -103,7 +103,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, *, weight_f
 
     parent = os.path.dirname(dst)
     os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.", suffix=".tmp", dir=parent)
+    _remove_stale_work(dst)
+    work = tempfile.mkdtemp(prefix=_work_prefix(dst), suffix=".tmp", dir=parent)
     try:
         native, naming, task, table, config, path, fmt = _open_source(src_dir, keras_file, to, source_format)
         with native:
@@ -266,12 +267,37 @@ def _write_keras(native, naming, table, config, task, work, weight_format, dtype
     return len(state)
 
 
+def _work_prefix(dst: str) -> str:
+    """Hidden work directories beside ``dst`` are named ``.DST.PID.RANDOM.tmp`` (or ``.old``)."""
+    return f".{os.path.basename(dst)}.{os.getpid()}."
+
+
+def _remove_stale_work(dst: str) -> None:
+    """Removes work directories for ``dst`` left by conversions whose process is gone (killed with
+    SIGKILL or by a power cut, when no clean-up could run); those of live processes stay."""
+    prefix = f".{os.path.basename(dst)}."
+    parent = os.path.dirname(dst)
+    for name in os.listdir(parent):
+        if not name.startswith(prefix):
+            continue
+        pid, _, rest = name[len(prefix):].partition(".")  # "PID", "RANDOM.tmp"
+        random_part, _, suffix = rest.partition(".")
+        if not (pid.isdigit() and random_part and suffix in ("tmp", "old")):
+            continue
+        try:
+            os.kill(int(pid), 0)  # signal 0 only asks whether the process exists
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        except (PermissionError, OverflowError):
+            pass  # alive under another user, or not a pid
+
+
 def _move_into_place(work: str, dst: str) -> None:
     """Renames the finished ``work`` directory to ``dst``, replacing an old one only at the end."""
     if not os.path.exists(dst):
         os.rename(work, dst)
         return
-    old = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.", suffix=".old", dir=os.path.dirname(dst))
+    old = tempfile.mkdtemp(prefix=_work_prefix(dst), suffix=".old", dir=os.path.dirname(dst))
     os.rmdir(old)
     os.rename(dst, old)
     os.rename(work, dst)
