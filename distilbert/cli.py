@@ -236,11 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("src", help="source checkpoint directory or hub id")
     conv.add_argument("dst", help="destination directory (must not exist unless --force)")
     conv.add_argument("--to", required=True, choices=["pt", "tf", "flax", "keras"], help="target framework")
-    conv.add_argument("--format", help="pt: safetensors (default) or safetensors-sharded; "
+    conv.add_argument("--format", help="pt: safetensors (default) or safetensors-sharded; tf: tf (default) or "
+                                       "tf-sharded; flax: flax (default) or flax-sharded; "
                                        "keras: keras-weights (default, model.weights.h5) or keras (model.keras)")
     conv.add_argument("--source-format", help="which of the source's formats to read when it has several")
     conv.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="cast floating tensors")
-    conv.add_argument("--max-shard-size", type=float, help="MiB per shard for safetensors-sharded")
+    conv.add_argument("--max-shard-size", type=float, help="MiB per shard for the *-sharded formats")
     conv.add_argument("--force", action="store_true", help="replace an existing destination")
     conv.add_argument("--verify", action="store_true",
                       help="run source and converted models on random inputs and compare every output")

@@ -146,6 +146,33 @@ def test_reads_reference_sharded_files_exactly(oracle, tmp_path, framework, task
         load_state(tmp_path, CONFIG, task)
 
 
+@pytest.mark.parametrize("framework", ["tf", "flax"])
+def test_reference_reads_our_sharded_files(oracle, tmp_path, framework):
+    """save_state(max_shard_size=...) in TF and Flax formats: shards + index that the reference loads."""
+    import torch
+
+    task = "masked_lm"
+    state, dirs = oracle[task]
+    path = save_state(tmp_path, state, CONFIG, task, framework=framework, max_shard_size="20KB")
+    index_name = files.TF_H5_INDEX if framework == "tf" else files.FLAX_MSGPACK_INDEX
+    assert os.path.basename(path) == index_name
+    assert len(set(json.loads((tmp_path / index_name).read_text())["weight_map"].values())) > 1
+    got, report = load_state(tmp_path, CONFIG, task)
+    assert report.format == f"{framework}-sharded"
+    assert_states_equal(got, state)
+    ids = np.array([[2, 5, 7, 9, 3]])
+    theirs = oracle_class(framework, task).from_pretrained(str(tmp_path))
+    pt = oracle_class("pt", task).from_pretrained(dirs["pt"]).eval()
+    with torch.no_grad():
+        want = pt(input_ids=torch.from_numpy(ids)).logits.numpy()
+    np.testing.assert_allclose(np.asarray(theirs(ids).logits), want, atol=1e-5)
+    # Everything fits in one shard: the plain file, as the reference writes it.
+    one = save_state(tmp_path / "one", state, CONFIG, task, framework=framework, max_shard_size="1GB")
+    assert os.path.basename(one) == (files.TF_H5 if framework == "tf" else files.FLAX_MSGPACK)
+    with pytest.raises(ValueError, match="max_shard_size"):
+        save_state(tmp_path / "bad", state, CONFIG, task, framework=framework, max_shard_size="lots")
+
+
 def test_shard_index_pointing_outside_is_refused(tmp_path):
     (tmp_path / files.SAFETENSORS_INDEX).write_text(json.dumps({"weight_map": {"a": "../evil.safetensors"}}))
     with pytest.raises(files.CheckpointError, match="outside its directory"):

@@ -114,6 +114,20 @@ def test_reference_sharded_source(tmp_path, capsys, framework):
         np.testing.assert_array_equal(got[name], array, err_msg=name)
 
 
+@pytest.mark.parametrize("fmt", ["tf-sharded", "flax-sharded"])
+def test_sharded_tf_and_flax_output(tmp_path, fmt):
+    state = random_state(CONFIG, "sequence_classification", seed=3)
+    save_state(tmp_path / "src", state, CONFIG, "sequence_classification")
+    to = fmt.split("-")[0]
+    assert main(["convert", str(tmp_path / "src"), str(tmp_path / "out"), "--to", to, "--format", fmt,
+                 "--max-shard-size", "0.02", "-q"]) == 0
+    assert (tmp_path / "out" / f"{files.TF_H5 if to == 'tf' else files.FLAX_MSGPACK}.index.json").exists()
+    got, report = load_state(tmp_path / "out", CONFIG, "sequence_classification")
+    assert report.format == fmt
+    for name, array in state.items():
+        np.testing.assert_array_equal(got[name], array, err_msg=name)
+
+
 def test_conversion_imports_no_ml_framework(tmp_path):
     save_state(tmp_path / "src", random_state(CONFIG, "masked_lm"), CONFIG, "masked_lm")
     code = (f"import sys; from distilbert.cli import main; "

@@ -179,3 +179,16 @@ def test_reference_switches_are_accepted_and_not_saved(tmp_path):
     model.save_pretrained(tmp_path / "out")
     assert "from_pt" not in json.loads((tmp_path / "out" / "config.json").read_text())
     assert set(model.canonical_state()) == set(state)  # the same methods as the PT and TF models
+
+
+def test_sharded_save_pretrained_round_trips(tmp_path):
+    config = tiny_config()
+    state = random_state(config, "question_answering", seed=13)
+    model = FlaxDistilBertForQuestionAnswering(config)
+    load_canonical_state(model, state)
+    path = model.save_pretrained(tmp_path, max_shard_size="20KB")
+    assert os.path.basename(path) == "flax_model.msgpack.index.json"
+    again, report = FlaxDistilBertForQuestionAnswering.from_pretrained(tmp_path, output_loading_info=True)
+    assert report.format == "flax-sharded" and not report.new
+    inputs = random_inputs(config)
+    assert_close(again(**inputs).start_logits, model(**inputs).start_logits)

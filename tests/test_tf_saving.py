@@ -171,3 +171,15 @@ def test_canonical_state_round_trip_and_strictness():
     del missing["vocab_transform.bias"]
     with pytest.raises(WeightMismatchError, match="vocab_transform.bias"):
         model.load_canonical_state(missing)
+
+
+def test_sharded_save_pretrained_round_trips(tmp_path):
+    task = "masked_lm"
+    state = random_state(CONFIG, task, seed=34)
+    model = ours(task, CONFIG, state)
+    path = model.save_pretrained(tmp_path, max_shard_size="20KB")
+    assert os.path.basename(path) == "tf_model.h5.index.json" and not os.path.exists(tmp_path / "tf_model.h5")
+    again, report = TFDistilBertForMaskedLM.from_pretrained(tmp_path, output_loading_info=True)
+    assert report.format == "tf-sharded" and not report.new
+    batch = inputs_for(task)
+    assert_close(again(batch).logits, model(batch).logits)

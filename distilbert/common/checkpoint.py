@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -204,7 +205,7 @@ def load_state(name_or_path: str | os.PathLike, config: DistilBertConfig, task: 
 
 def save_state(directory: str | os.PathLike, state: Mapping[str, np.ndarray], config: DistilBertConfig,
                task: str, framework: str = "pt", weight_format: str | None = None,
-               max_shard_size: int | None = None) -> str:
+               max_shard_size: int | str | None = None) -> str:
     """Writes ``config.json`` and the weights in the Hugging Face layout; returns the weight file.
 
     Args:
@@ -215,8 +216,10 @@ def save_state(directory: str | os.PathLike, state: Mapping[str, np.ndarray], co
         framework: Which class name goes in ``architectures`` and the default format.
         weight_format: ``"safetensors"`` (default for PyTorch), ``"tf"`` (``tf_model.h5``) or
             ``"flax"`` (``flax_model.msgpack``).
-        max_shard_size: Split safetensors into shards of at most this many bytes.
+        max_shard_size: Split the weights into shards of at most this size (bytes, or ``"200MB"``), in
+            any format, as transformers' ``save_pretrained(max_shard_size=...)`` does.
     """
+    max_shard_size = parse_size(max_shard_size)
     directory = os.fspath(directory)
     weight_format = weight_format or NATIVE[framework]
     table = weight_table(config, task)
@@ -233,26 +236,43 @@ def save_state(directory: str | os.PathLike, state: Mapping[str, np.ndarray], co
 WEIGHT_NAMING = {"safetensors": "pt", "tf": "tf", "flax": "flax"}
 
 
+def parse_size(size: int | str | None) -> int | None:
+    """``max_shard_size`` as bytes: an int, or a string such as ``"200MB"`` / ``"5GiB"``."""
+    if size is None or isinstance(size, int):
+        return size
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]I?B)\s*", str(size).upper())
+    if not match:
+        raise ValueError(f"max_shard_size must be bytes or a size like '500MB', got {size!r}")
+    unit = match.group(2)
+    base = 1024 if "I" in unit else 1000
+    return int(float(match.group(1)) * base ** ("KMG".index(unit[0]) + 1))
+
+
 def write_weights(directory: str, native: Mapping[str, np.ndarray], table, task: str, weight_format: str,
                   max_shard_size: int | None = None) -> str:
-    """Writes tensors already named and laid out for ``weight_format``; returns the file written.
+    """Writes tensors already named and laid out for ``weight_format``; returns the file written
+    (the index when ``max_shard_size`` split them into shards).
 
     ``native`` may be lazy (:class:`~distilbert.common.files.LazyTensors`): each writer pulls one
     tensor at a time.
     """
     if weight_format == "safetensors":
         if max_shard_size:
-            files.write_safetensors_sharded(directory, native, max_shard_size)
-        else:
-            files.write_safetensors(os.path.join(directory, files.SAFETENSORS), native)
+            return files.write_safetensors_sharded(directory, native, max_shard_size)
+        files.write_safetensors(os.path.join(directory, files.SAFETENSORS), native)
         return os.path.join(directory, files.SAFETENSORS)
     if weight_format == "tf":
+        model_name = _keras2_name("TF" + TASK_CLASSES[task])
+        if max_shard_size:
+            return files.write_tf_h5_sharded(directory, native, model_name, max_shard_size)
         path = os.path.join(directory, files.TF_H5)
         # HF's TF LM head holds the whole embeddings layer, so Keras lists its weights there too.
         shared = {spec.names["pt"].split(".")[0]: [n for n in native if n.startswith("distilbert/embeddings/")]
                   for spec in table if spec.kind == TIED}
-        files.write_tf_h5(path, native, _keras2_name("TF" + TASK_CLASSES[task]), shared)
+        files.write_tf_h5(path, native, model_name, shared)
         return path
+    if max_shard_size:
+        return files.write_sharded(directory, native, max_shard_size, files.FLAX_MSGPACK, files.write_flax_msgpack)
     path = os.path.join(directory, files.FLAX_MSGPACK)
     files.write_flax_msgpack(path, native)
     return path

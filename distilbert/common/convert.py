@@ -45,8 +45,8 @@ from distilbert.common.names import (
 # --to: target framework -> its formats (first = default).
 TARGETS = {
     "pt": ("safetensors", "safetensors-sharded"),
-    "tf": ("tf",),
-    "flax": ("flax",),
+    "tf": ("tf", "tf-sharded"),
+    "flax": ("flax", "flax-sharded"),
     "keras": ("keras-weights", "keras"),
 }
 DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
@@ -83,7 +83,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, *, weight_f
         source_format: Read this format of ``src`` when it holds several (a key of ``FORMATS``).
         dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"`` to cast floating tensors; default: as stored.
         force: Replace an existing ``dst``.
-        max_shard_size: Bytes per shard for ``safetensors-sharded``.
+        max_shard_size: Bytes per shard for the ``*-sharded`` formats.
         progress: Show a progress bar (tqdm) on standard error.
     """
     if to not in TARGETS:

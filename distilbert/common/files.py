@@ -232,9 +232,16 @@ def open_sharded(index_path: str | os.PathLike, open_one: Callable[[str], LazyTe
     return LazyTensors(meta, lambda name: owner[name][name], close)
 
 
-def write_safetensors_sharded(directory: str | os.PathLike, tensors: Mapping[str, np.ndarray],
-                              max_shard_bytes: int) -> None:
-    """Writes ``model-0000i-of-0000n.safetensors`` shards and their index, as ``save_pretrained`` does."""
+def write_sharded(directory: str | os.PathLike, tensors: Mapping[str, np.ndarray], max_shard_bytes: int,
+                  filename: str, write_one: Callable[[str, LazyTensors], None],
+                  index_name: Callable[[str], str] = str) -> str:
+    """Writes ``tensors`` as ``save_pretrained(max_shard_size=...)`` does: one file ``filename`` when they
+    fit in ``max_shard_bytes``, else shards ``stem-0000i-of-0000n.ext`` and the index ``filename.index.json``.
+
+    ``write_one(path, subset)`` writes one file; ``index_name`` gives a tensor's name in the index.
+    Returns the single file's or the index's path.
+    """
+    directory = os.fspath(directory)
     lazy = tensors if isinstance(tensors, LazyTensors) else LazyTensors.from_dict(tensors)
     shards: list[list[str]] = [[]]
     size = 0
@@ -246,16 +253,24 @@ def write_safetensors_sharded(directory: str | os.PathLike, tensors: Mapping[str
         shards[-1].append(name)
         size += nbytes
     if len(shards) == 1:
-        write_safetensors(os.path.join(directory, SAFETENSORS), lazy)
-        return
+        write_one(os.path.join(directory, filename), lazy)
+        return os.path.join(directory, filename)
+    stem, ext = os.path.splitext(filename)
     weight_map = {}
     for i, names in enumerate(shards, 1):
-        fname = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        write_safetensors(os.path.join(directory, fname), lazy.subset(names))
-        weight_map.update(dict.fromkeys(names, fname))
+        shard = f"{stem}-{i:05d}-of-{len(shards):05d}{ext}"
+        write_one(os.path.join(directory, shard), lazy.subset(names))
+        weight_map.update(dict.fromkeys(map(index_name, names), shard))
     total = sum(lazy.nbytes(name) for name in lazy)
-    atomic_write_json(os.path.join(directory, SAFETENSORS_INDEX),
-                      {"metadata": {"total_size": total}, "weight_map": weight_map})
+    index = os.path.join(directory, filename + ".index.json")
+    atomic_write_json(index, {"metadata": {"total_size": total}, "weight_map": weight_map})
+    return index
+
+
+def write_safetensors_sharded(directory: str | os.PathLike, tensors: Mapping[str, np.ndarray],
+                              max_shard_bytes: int) -> str:
+    """Writes ``model-0000i-of-0000n.safetensors`` shards and their index, as ``save_pretrained`` does."""
+    return write_sharded(directory, tensors, max_shard_bytes, SAFETENSORS, write_safetensors)
 
 
 # ------------------------------------------------------------------------------ pytorch pickle
@@ -334,6 +349,27 @@ def open_tf_h5(path: str | os.PathLike) -> LazyTensors:
 def open_tf_h5_sharded(index_path: str | os.PathLike) -> LazyTensors:
     """Opens HF's sharded ``tf_model.h5`` (``tf_model.h5.index.json`` + ``tf_model-0000i-of-0000n.h5``)."""
     return open_sharded(index_path, open_tf_h5, index_name=lambda name: name.split("/", 1)[-1])
+
+
+def write_tf_h5_sharded(directory: str | os.PathLike, tensors: Mapping[str, np.ndarray], model_name: str,
+                       max_shard_bytes: int) -> str:
+    """Writes HF's sharded ``tf_model.h5`` (or one ``tf_model.h5`` when the tensors fit in one shard)."""
+    return write_sharded(directory, tensors, max_shard_bytes, TF_H5, _write_tf_h5_shard,
+                         index_name=lambda name: f"{model_name}/{name}")
+
+
+def _write_tf_h5_shard(path: str, tensors: LazyTensors) -> None:
+    """One shard as HF's TF ``save_pretrained`` writes it: ``layer_names`` lists the datasets themselves."""
+    import h5py
+
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as fh:
+            fh.attrs["layer_names"] = np.array([n.encode() for n in tensors], dtype="S")
+            for name in tensors:
+                array = np.asarray(tensors[name])
+                dataset = fh.create_dataset(name, data=array)
+                if array.dtype == ml_dtypes.bfloat16:
+                    dataset.attrs["dtype"] = "bfloat16"
 
 
 def _h5_array(dataset) -> np.ndarray:

@@ -101,7 +101,8 @@ def from_pretrained(cls, name_or_path: str | os.PathLike, *, config: DistilBertC
 
 
 def save_pretrained(model: nnx.Module, directory: str | os.PathLike, weight_format: str = "flax",
-                    max_shard_size: int | None = None) -> str:
-    """Writes ``config.json`` and the weights (``flax_model.msgpack`` by default); returns the file."""
+                    max_shard_size: int | str | None = None) -> str:
+    """Writes ``config.json`` and the weights (``flax_model.msgpack`` by default); returns the file.
+    ``max_shard_size`` (bytes or ``"200MB"``) splits them into shards with an index, as the reference does."""
     return save_state(directory, canonical_state(model), model.config, model.task, framework="flax",
                       weight_format=weight_format, max_shard_size=max_shard_size)

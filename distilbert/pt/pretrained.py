@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from typing import Any
 
 import numpy as np
@@ -38,18 +37,6 @@ def _as_config(config: Any) -> DistilBertConfig:
     if hasattr(config, "to_dict"):  # a transformers DistilBertConfig, for drop-in use
         return DistilBertConfig.from_dict(config.to_dict())
     raise TypeError(f"config must be a DistilBertConfig, got {type(config).__name__}")
-
-
-def _parse_size(size: int | str | None) -> int | None:
-    """``max_shard_size`` as bytes: an int, or a string such as ``"200MB"`` / ``"5GiB"``."""
-    if size is None or isinstance(size, int):
-        return size
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]I?B)\s*", str(size).upper())
-    if not match:
-        raise ValueError(f"max_shard_size must be bytes or a size like '500MB', got {size!r}")
-    unit = match.group(2)
-    base = 1024 if "I" in unit else 1000
-    return int(float(match.group(1)) * base ** ("KMG".index(unit[0]) + 1))
 
 
 class DistilBertPreTrainedModel(nn.Module):
@@ -312,7 +299,7 @@ class DistilBertPreTrainedModel(nn.Module):
             save_directory: Target directory (created if needed).
             weight_format: ``"safetensors"`` (default), ``"tf"`` (``tf_model.h5``) or ``"flax"``
                 (``flax_model.msgpack``); every format loads into every backend.
-            max_shard_size: Split safetensors into shards of at most this size (bytes or ``"200MB"``).
+            max_shard_size: Split the weights into shards of at most this size (bytes or ``"200MB"``).
             safe_serialization: Accepted for compatibility; only False (pickle) is refused.
         """
         if not safe_serialization:
@@ -325,7 +312,7 @@ class DistilBertPreTrainedModel(nn.Module):
         config = DistilBertConfig.from_dict(data)
         state = canonical_state(self)
         return save_state(save_directory, state, config, self.task, framework="pt", weight_format=weight_format,
-                          max_shard_size=_parse_size(max_shard_size))
+                          max_shard_size=max_shard_size)
 
     def canonical_state(self) -> dict[str, np.ndarray]:
         """Every tensor as a numpy array under its canonical (Hugging Face PyTorch) name."""

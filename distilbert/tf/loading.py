@@ -106,7 +106,7 @@ class LoadingMixin:
         return (model, report) if output_loading_info else model
 
     def save_pretrained(self, save_directory, weight_format: str | None = None,
-                        safe_serialization: bool | None = None, max_shard_size: int | None = None) -> str:
+                        safe_serialization: bool | None = None, max_shard_size: int | str | None = None) -> str:
         """Writes ``config.json`` and the weights in the Hugging Face layout; returns the weight file.
 
         Args:
@@ -114,7 +114,8 @@ class LoadingMixin:
                 ``"safetensors"`` (``model.safetensors``) or ``"flax"``. A masked LM with an untied
                 projector defaults to safetensors, since ``tf_model.h5`` cannot hold it.
             safe_serialization: ``True`` is the reference's way of asking for safetensors.
-            max_shard_size: Shard safetensors files at this many bytes.
+            max_shard_size: Split the weights into shards of at most this size (bytes or ``"200MB"``), with
+                an index, as the reference TF classes do.
         """
         # tf_model.h5 has no place for an untied LM projector (save_state refuses to drop it): default around it.
         untied = self.task == "masked_lm" and not self.config.tie_word_embeddings
