@@ -15,26 +15,30 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from distilbert.common.checkpoint import FORMATS
+from distilbert.common.checkpoint import CLASS_PREFIX, FORMATS
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.names import TASK_CLASSES
 
 FRAMEWORKS = ("pt", "tf", "flax")
-_PREFIX = {"pt": "", "tf": "TF", "flax": "Flax"}
+EXTRAS = {"pt": "torch", "tf": "tf", "flax": "flax"}  # the package extra that installs each framework
 # Which framework reads each weight format natively (the Keras formats need the TF backend).
 FORMAT_FRAMEWORK = {fmt: framework for fmt, (_, _, framework) in FORMATS.items()}
 
 
-def _check(framework: str) -> None:
+def check_framework(framework: str) -> None:
     if framework not in FRAMEWORKS:
-        raise ValueError(f"unknown framework {framework!r}; expected one of {FRAMEWORKS}")
+        raise ValueError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
 
 
 def model_class(framework: str, task: str):
     """The class of ``task`` in ``framework`` (e.g. ``("tf", "masked_lm")`` -> ``TFDistilBertForMaskedLM``)."""
-    _check(framework)
-    module = importlib.import_module(f"distilbert.{framework}")
-    return getattr(module, _PREFIX[framework] + TASK_CLASSES[task])
+    check_framework(framework)
+    try:
+        module = importlib.import_module(f"distilbert.{framework}")
+    except ImportError as exc:
+        raise ImportError(f"framework {framework!r} is not available ({exc}); install it with "
+                          f"pip install 'distilbert[{EXTRAS[framework]}]'") from exc
+    return getattr(module, CLASS_PREFIX[framework] + TASK_CLASSES[task])
 
 
 def build(framework: str, task: str, config: DistilBertConfig, state: Mapping[str, np.ndarray] | None = None):
@@ -49,13 +53,13 @@ def build(framework: str, task: str, config: DistilBertConfig, state: Mapping[st
 
 def canonical_state(framework: str, model) -> dict[str, np.ndarray]:
     """The model's weights as canonical numpy arrays (the backend's ``loading.canonical_state``)."""
-    _check(framework)
+    check_framework(framework)
     return importlib.import_module(f"distilbert.{framework}.loading").canonical_state(model)
 
 
 def load_canonical_state(framework: str, model, state: Mapping[str, np.ndarray]) -> None:
     """Copies a canonical numpy state into the model, strictly (the backend's ``loading.load_canonical_state``)."""
-    _check(framework)
+    check_framework(framework)
     importlib.import_module(f"distilbert.{framework}.loading").load_canonical_state(model, dict(state))
 
 
@@ -94,14 +98,15 @@ def run(framework: str, model, inputs: Mapping[str, np.ndarray], **kwargs) -> di
     Returns:
         The output's non-None fields as numpy arrays (tuples for hidden states and attentions).
     """
-    _check(framework)
+    check_framework(framework)
+    kwargs = {**kwargs, "return_dict": True}
     if framework == "pt":
         import torch
 
         device = next(model.parameters()).device
         tensors = {k: torch.from_numpy(np.asarray(v)).to(device) for k, v in inputs.items()}
         with torch.no_grad():
-            out = model(**tensors, **kwargs, return_dict=True)
+            out = model(**tensors, **kwargs)
     elif framework == "tf":
         out = model(dict(inputs), training=False, **kwargs)
     else:

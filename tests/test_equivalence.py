@@ -189,3 +189,24 @@ def test_one_sgd_step_gives_the_same_weights(task):
 
 def test_the_matrix_is_complete():
     assert len(PAIRS) * len(TASKS) * len(CONFIGS) * len(INPUTS) == 432
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_output_flags_default_to_the_config(framework):
+    """``output_attentions`` / ``output_hidden_states`` / ``return_dict`` left unset come from config.json,
+    as in the reference, in every backend."""
+    from distilbert import DistilBertConfig
+
+    config = DistilBertConfig.from_dict({**tiny_config().to_dict(), "output_hidden_states": True,
+                                         "output_attentions": True, "return_dict": False})
+    model = build(framework, "sequence_classification", config, random_state(config, "sequence_classification"))
+    inputs = random_inputs(config)
+    assert run(framework, model, inputs).keys() == {"logits", "hidden_states", "attentions"}
+    assert run(framework, model, inputs, output_attentions=False, output_hidden_states=False).keys() == {"logits"}
+    if framework == "pt":
+        import torch
+
+        inputs = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    result = model(**inputs)  # return_dict=False from the config: the reference's tuple
+    assert isinstance(result, tuple) and len(result) == 3
+    assert len(result[1]) == config.n_layers + 1 and len(result[2]) == config.n_layers

@@ -166,8 +166,9 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
     ``attention_mask`` (B, T) (non-zero: attend), ``head_mask`` (H,) or (L, H) multiplying the
     attention weights, ``inputs_embeds`` (B, T, D), ``position_ids`` (B, T), ``token_type_ids`` (all
     zeros: accepted for BERT tokenizers' output), ``output_attentions``, ``output_hidden_states``,
-    ``return_dict`` and ``deterministic`` (None: dropout as set by ``model.train()`` / ``model.eval()``,
-    eval after construction). Heads add ``labels`` (QA: ``start_positions``, ``end_positions``).
+    ``return_dict`` (None: the config's value) and ``deterministic`` (None: dropout as set by
+    ``model.train()`` / ``model.eval()``, eval after construction). Heads add ``labels`` (QA:
+    ``start_positions``, ``end_positions``).
     """
 
     task = "base"
@@ -190,8 +191,8 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
     load_canonical_state = loading.load_canonical_state
 
     def __call__(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, position_ids=None,
-                 token_type_ids=None, labels=None, output_attentions=False, output_hidden_states=False,
-                 return_dict=True, deterministic=None, start_positions=None, end_positions=None):
+                 token_type_ids=None, labels=None, output_attentions=None, output_hidden_states=None,
+                 return_dict=None, deterministic=None, start_positions=None, end_positions=None):
         qa = self.task == "question_answering"
         if (labels is not None and self.task in ("base", "question_answering")) or (
                 not qa and (start_positions is not None or end_positions is not None)):
@@ -201,6 +202,8 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
             labels = (jnp.asarray(start_positions), jnp.asarray(end_positions))
         ids, embeds, mask, pos, heads, shape = self._inputs(input_ids, inputs_embeds, attention_mask, position_ids,
                                                             token_type_ids, head_mask)
+        output_attentions, output_hidden_states, return_dict = out_lib.output_flags(
+            self.config, output_attentions, output_hidden_states, return_dict)
         encoder = self if self.task == "base" else self.distilbert
         base = encoder.encode(ids, embeds, mask, pos, heads, output_attentions, output_hidden_states, deterministic)
         out = self._head(base, deterministic, labels, shape)

@@ -9,39 +9,14 @@ Each runner imports only its own framework, and only when it is built.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 
 import numpy as np
 
-from distilbert.common.names import TASK_CLASSES
+from distilbert.frameworks import FRAMEWORKS, check_framework, model_class  # noqa: F401 (re-exported)
 
-FRAMEWORKS = ("pt", "tf", "flax")
-CLASS_PREFIX = {"pt": "", "tf": "TF", "flax": "Flax"}
-EXTRAS = {"pt": "torch", "tf": "tf", "flax": "flax"}  # the package extra that installs each framework
 # Tasks whose outputs have a token axis (B, T, ...); the others give one row per sequence.
 TOKEN_LEVEL_TASKS = ("masked_lm", "token_classification", "question_answering")
-
-
-def model_class(framework: str, task: str):
-    """The class of ``framework`` for ``task``: ``model_class("flax", "masked_lm")`` is
-    ``distilbert.flax.FlaxDistilBertForMaskedLM``.
-
-    Raises:
-        ImportError: the framework is not installed (naming the extra that installs it).
-    """
-    check_framework(framework)
-    try:
-        module = importlib.import_module(f"distilbert.{framework}")
-    except ImportError as exc:
-        raise ImportError(f"framework {framework!r} is not available ({exc}); install it with "
-                          f"pip install 'distilbert[{EXTRAS[framework]}]'") from exc
-    return getattr(module, CLASS_PREFIX[framework] + TASK_CLASSES[task])
-
-
-def check_framework(framework: str) -> None:
-    if framework not in FRAMEWORKS:
-        raise ValueError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
 
 
 def framework_of(model) -> str | None:

@@ -131,10 +131,7 @@ class DistilBertPreTrainedModel(nn.Module):
 
     def _flags(self, output_attentions, output_hidden_states, return_dict) -> tuple[bool, bool, bool]:
         """The call's output flags, unset ones from the config (as the reference)."""
-        extra = self.config.extra
-        return (extra.get("output_attentions", False) if output_attentions is None else output_attentions,
-                extra.get("output_hidden_states", False) if output_hidden_states is None else output_hidden_states,
-                extra.get("return_dict", True) if return_dict is None else return_dict)
+        return outputs.output_flags(self.config, output_attentions, output_hidden_states, return_dict)
 
     def _head_mask(self, head_mask: torch.Tensor | None) -> torch.Tensor | None:
         """``(H,)`` or ``(layers, H)`` to ``(layers, 1, H, 1, 1)`` in the model's dtype."""

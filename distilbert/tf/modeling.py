@@ -173,6 +173,7 @@ class TFDistilBertModel(TFDistilBertPreTrainedModel):
     def call(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
              output_attentions=None, output_hidden_states=None, return_dict=None, training=False,
              position_ids=None, token_type_ids=None):
+        output_attentions, output_hidden_states, _ = self._flags(output_attentions, output_hidden_states, None)
         bad = validate(self.config, input_ids, attention_mask, inputs_embeds, position_ids, token_type_ids)
         if bad is not None:  # graph mode: the assertions run before the gathers that would fail on bad ids
             with tf.control_dependencies([bad]):
@@ -187,7 +188,7 @@ class TFDistilBertModel(TFDistilBertPreTrainedModel):
         # and residual, which TF's CPU graph optimiser then fuses (measured faster).
         x, hidden, attentions = self.transformer(
             tf.reshape(x, (-1, self.config.dim)), keep, head_mask_for(self.config, head_mask), training=training,
-            output_attentions=bool(output_attentions), output_hidden_states=bool(output_hidden_states))
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         return self._output(out.TFBaseModelOutput, return_dict, last_hidden_state=tf.reshape(x, shape),
                             hidden_states=hidden and tuple(tf.reshape(h, shape) for h in hidden), attentions=attentions)
 
@@ -329,7 +330,7 @@ class TFDistilBertForMultipleChoice(_HeadModel):
                               output_hidden_states, True, None, training, flat(position_ids), flat(token_type_ids))
         result.logits = tf.reshape(result.logits, (-1, num_choices))  # (B, C)
         result.loss = None if labels is None else losses.multiple_choice_loss(result.logits, labels)
-        return result if return_dict in (None, True) else result.to_tuple()
+        return result if self._flags(None, None, return_dict)[2] else result.to_tuple()
 
     def _head(self, hidden, labels, training):
         return None, tf.cast(self.classifier(self._pool(hidden, training)), tf.float32)  # (B * C, 1)

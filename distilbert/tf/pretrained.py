@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from distilbert.common.config import DistilBertConfig
+from distilbert.common.outputs import output_flags
 from distilbert.tf.loading import LoadingMixin
 from distilbert.tf.training import TrainingMixin
 
@@ -41,6 +42,10 @@ class TFDistilBertPreTrainedModel(TrainingMixin, LoadingMixin, keras.Model):
         config = dict(config)
         return cls(DistilBertConfig.from_dict(config.pop("config")), **config)
 
+    def _flags(self, output_attentions, output_hidden_states, return_dict) -> tuple[bool, bool, bool]:
+        """The call's output flags, unset ones from the config (as the reference)."""
+        return output_flags(self.config, output_attentions, output_hidden_states, return_dict)
+
     def _output(self, cls, return_dict, **fields):
         result = cls(**fields)
-        return result if return_dict in (None, True) else result.to_tuple()
+        return result if self._flags(None, None, return_dict)[2] else result.to_tuple()
