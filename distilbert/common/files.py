@@ -334,8 +334,7 @@ def open_tf_h5(path: str | os.PathLike) -> LazyTensors:
     if not datasets:
         fh.close()
         raise CheckpointError(f"{path!r} holds no Keras weights (no 'layer_names' attribute)")
-    meta = {name: (ds.shape, ml_dtypes.bfloat16 if ds.attrs.get("dtype") in ("bfloat16", b"bfloat16") else ds.dtype)
-            for name, ds in datasets.items()}
+    meta = {name: (ds.shape, ml_dtypes.bfloat16 if _h5_is_bf16(ds) else ds.dtype) for name, ds in datasets.items()}
 
     def load(name):
         try:
@@ -364,20 +363,30 @@ def _write_tf_h5_shard(path: str, tensors: LazyTensors) -> None:
 
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as fh:
-            fh.attrs["layer_names"] = np.array([n.encode() for n in tensors], dtype="S")
+            fh.attrs["layer_names"] = _h5_names(tensors)
             for name in tensors:
-                array = np.asarray(tensors[name])
-                dataset = fh.create_dataset(name, data=array)
-                if array.dtype == ml_dtypes.bfloat16:
-                    dataset.attrs["dtype"] = "bfloat16"
+                _h5_write(fh, name, tensors[name])
+
+
+# HDF5 has no bfloat16: it is stored opaque with a dtype attribute (Keras 3's convention too).
+def _h5_is_bf16(dataset) -> bool:
+    return dataset.attrs.get("dtype") in ("bfloat16", b"bfloat16")
 
 
 def _h5_array(dataset) -> np.ndarray:
     array = np.asarray(dataset)
-    # HDF5 has no bfloat16: it is stored opaque with a dtype attribute (Keras 3's convention too).
-    if dataset.attrs.get("dtype") in ("bfloat16", b"bfloat16"):
-        array = array.view(ml_dtypes.bfloat16)
-    return array
+    return array.view(ml_dtypes.bfloat16) if _h5_is_bf16(dataset) else array
+
+
+def _h5_write(parent, name: str, array) -> None:
+    array = np.asarray(array)
+    dataset = parent.create_dataset(name, data=array)
+    if array.dtype == ml_dtypes.bfloat16:
+        dataset.attrs["dtype"] = "bfloat16"
+
+
+def _h5_names(names) -> np.ndarray:
+    return np.array([n.encode() for n in names], dtype="S")
 
 
 def _str_list(values) -> list[str]:
@@ -404,16 +413,13 @@ def write_tf_h5(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], mode
         with h5py.File(tmp, "w") as fh:
             fh.attrs["backend"] = b"tensorflow"
             fh.attrs["keras_version"] = b"2.21.0"
-            fh.attrs["layer_names"] = np.array([n.encode() for n in layers], dtype="S")
+            fh.attrs["layer_names"] = _h5_names(layers)
             for layer, names in layers.items():
                 group = fh.create_group(layer)
                 full = [f"{model_name}/{n}" for n in names]
-                group.attrs["weight_names"] = np.array([n.encode() for n in full], dtype="S")
+                group.attrs["weight_names"] = _h5_names(full)
                 for name, full_name in zip(names, full):
-                    array = np.asarray(tensors[name])
-                    dataset = group.create_dataset(full_name, data=array)
-                    if array.dtype == ml_dtypes.bfloat16:
-                        dataset.attrs["dtype"] = "bfloat16"
+                    _h5_write(group, full_name, tensors[name])
 
 
 # ------------------------------------------------------------------------------ HF Flax msgpack
