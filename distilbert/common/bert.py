@@ -553,7 +553,7 @@ def _plan(native: files.LazyTensors, naming: str, bert: BertConfig, config: Dist
     keep_mlm = out_task == "masked_lm"
     dropped = [spec.name for spec in rows if spec.names[naming] in names and
                (spec.action == DROP or (spec.group == MLM and not keep_mlm and spec.action != DUPLICATE))]
-    dropped += [names[n] for n in fine_tuned]
+    dropped += sorted(names[n] for n in fine_tuned)
     groups = [f"{GROUP_WORDS[g]} ({sum(1 for s in rows if s.group == g and s.action != DUPLICATE)} tensors)"
               for g in (POOLER, MLM, NSP) if g in present and (g != MLM or not keep_mlm)]
     if fine_tuned:
