@@ -22,6 +22,7 @@ from distilbert.common.bert import (
     parse_layers,
     read_bert_checkpoint,
     sentence_transformers_files,
+    tokenizer_config_for_distilbert,
 )
 from distilbert.common.names import weight_table
 
@@ -29,7 +30,7 @@ TINY_BERT = dict(model_type="bert", vocab_size=99, hidden_size=32, num_hidden_la
                  intermediate_size=37, max_position_embeddings=64, type_vocab_size=2, hidden_dropout_prob=0.0,
                  attention_probs_dropout_prob=0.0)
 CLASSES = {"base": "BertModel", "masked_lm": "BertForMaskedLM", "pretraining": "BertForPreTraining"}
-# Directory name -> (how the reference saves it, framework that saves it).
+# How the reference saves each fixture: save_pretrained in PyTorch (safetensors, sharded, pickle), TF, Flax.
 SAVES = ("safetensors", "safetensors-sharded", "pytorch", "tf", "flax")
 
 
@@ -289,7 +290,7 @@ def test_a_config_with_fewer_layers_than_the_file_is_refused(saved, tmp_path):
 
 def test_legacy_gamma_beta_names_and_the_position_id_buffer_are_read(saved, tmp_path):
     """Files converted from Google's TF BERT name LayerNorms gamma/beta; older ones store position_ids."""
-    model, dirs = saved["masked_lm"]
+    dirs = saved["masked_lm"][1]
     _rewrite_safetensors(dirs["safetensors"], tmp_path / "old",
                          rename=lambda n: n.replace("LayerNorm.weight", "LayerNorm.gamma").replace(
                              "LayerNorm.bias", "LayerNorm.beta"),
@@ -354,8 +355,9 @@ try:
 except ImportError:  # the `test` extra installs it
     pass
 
-SENTENCES = ["The cat sat on the mat.", "", "A much longer sentence about distillation, which makes a student "
-             "network from a teacher network by matching its outputs.", "Paris is the capital of France."]
+SENTENCES = ["The cat sat on the mat.", "", ("A much longer sentence about distillation, which makes a student "
+                                             "network from a teacher network by matching its outputs."),
+             "Paris is the capital of France."]
 
 
 @pytest.fixture(scope="module")
@@ -371,7 +373,7 @@ def minilm():
     with torch.no_grad():
         expected = reference(**{k: torch.from_numpy(v) for k, v in batch.items()}).last_hidden_state.numpy()
     assert (batch["token_type_ids"] == 0).all()
-    inputs = {"input_ids": batch["input_ids"].astype(np.int64), "attention_mask": batch["attention_mask"].astype(np.int64)}
+    inputs = {k: batch[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
     return read_bert_checkpoint(MINILM_DIR), inputs, expected
 
 
@@ -394,6 +396,24 @@ def test_minilm_lists_its_sentence_transformers_files(minilm):
     # modules.json lists 2_Normalize, a module without files, whose folder this package does not ship.
     expected += ["2_Normalize"] if os.path.exists(os.path.join(MINILM_DIR, "2_Normalize")) else []
     assert source.sentence_transformers == expected == sentence_transformers_files(MINILM_DIR)
+
+
+def test_minilm_directory_built_from_the_listed_files_loads_in_sentence_transformers(minilm, tmp_path):
+    """What ``convert`` must write for a sentence-transformers source: the model, the listed files, the tokenizer
+    with its token types turned off (sentence-transformers would pass them to DistilBertModel)."""
+    from sentence_transformers import SentenceTransformer
+
+    source = minilm[0]
+    frameworks.build("pt", source.task, source.config, source.tensors).save_pretrained(tmp_path)
+    for name in source.sentence_transformers + ["vocab.txt", "tokenizer.json", "special_tokens_map.json"]:
+        path = os.path.join(MINILM_DIR, name)
+        (shutil.copytree if os.path.isdir(path) else shutil.copy)(path, tmp_path / name)
+    with open(os.path.join(MINILM_DIR, "tokenizer_config.json"), encoding="utf-8") as fh:
+        tokenizer_config = tokenizer_config_for_distilbert(json.load(fh))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    expected = SentenceTransformer(MINILM_DIR, device="cpu").encode(SENTENCES)
+    got = SentenceTransformer(str(tmp_path), device="cpu").encode(SENTENCES)
+    assert_close(got, expected, name="sentence embeddings")
 
 
 def test_sentence_transformers_files(tmp_path):

@@ -452,7 +452,8 @@ class BertSource:
         return _join_words(self.dropped_groups)
 
     def close(self) -> None:
-        self.tensors.close()
+        if isinstance(self.tensors, files.LazyTensors):  # read_bert_checkpoint's plain dict has nothing open
+            self.tensors.close()
 
     def __enter__(self) -> "BertSource":
         return self
@@ -572,7 +573,8 @@ def _plan(native: files.LazyTensors, naming: str, bert: BertConfig, config: Dist
             continue
         target = spec.target
         if spec.layer is not None:
-            target = target.replace(f"transformer.layer.{spec.layer}.", f"transformer.layer.{student_layer[spec.layer]}.", 1)
+            teacher, student_index = f"transformer.layer.{spec.layer}.", student_layer[spec.layer]
+            target = target.replace(teacher, f"transformer.layer.{student_index}.", 1)
         if spec.group == BODY:
             target = prefix + target
         sources[target] = (spec, fold if spec.target == fold.target else None)
@@ -616,6 +618,16 @@ def _join_words(words: Sequence[str]) -> str:
 
 
 # ------------------------------------------------------------------------ sentence-transformers
+def tokenizer_config_for_distilbert(tokenizer_config: Mapping[str, Any]) -> dict[str, Any]:
+    """A BERT ``tokenizer_config.json`` (as a dict) for the converted model: it stops emitting ``token_type_ids``.
+
+    DistilBERT takes no token types, and sentence-transformers passes every tensor the tokenizer emits
+    to the model, so a converted directory whose tokenizer still emits them fails in
+    ``SentenceTransformer(...).encode``. The vocabulary and every other setting are unchanged.
+    """
+    return {**dict(tokenizer_config), "model_input_names": ["input_ids", "attention_mask"]}
+
+
 def sentence_transformers_files(directory: str | os.PathLike) -> list[str]:
     """The files and folders a sentence-transformers directory needs beside its transformer's weights.
 

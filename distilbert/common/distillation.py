@@ -174,7 +174,8 @@ def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     logits, labels = logits[keep], labels[keep]
     n_classes = logits.shape[-1]
     if labels.min() < 0 or labels.max() >= n_classes:
-        raise ValueError(f"labels must be -100 or in [0, {n_classes}), got values from {labels.min()} to {labels.max()}")
+        raise ValueError(f"labels must be -100 or in [0, {n_classes}), "
+                         f"got values from {labels.min()} to {labels.max()}")
     return float(-_log_softmax(logits)[np.arange(len(labels)), labels].mean())
 
 
