@@ -8,6 +8,7 @@ from distilbert.common.config import DistilBertConfig
 
 __version__ = "0.1.0"
 __all__ = ["DistilBertConfig", "DistilBertTokenizer", "DistilBertTokenizerFast", "__version__"]
+__all__ += ["DistillationConfig"]
 
 
 def __getattr__(name: str):
@@ -16,4 +17,8 @@ def __getattr__(name: str):
         from distilbert.common import tokenization
 
         return getattr(tokenization, name)
+    if name == "DistillationConfig":
+        from distilbert.common.distillation import DistillationConfig
+
+        return DistillationConfig
     raise AttributeError(f"module 'distilbert' has no attribute {name!r}")
