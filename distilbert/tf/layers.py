@@ -6,18 +6,6 @@ import keras
 import tensorflow as tf
 
 from distilbert.common.config import DistilBertConfig
-from distilbert.common.names import sinusoidal_table
-
-
-class SinusoidalPositions(keras.layers.Layer):
-    """The fixed sin/cos position table: a constant, not a variable (nothing to train or save)."""
-
-    def __init__(self, n_pos, dim, **kwargs):
-        super().__init__(**kwargs)
-        self.table = sinusoidal_table(n_pos, dim)  # (P, D) numpy
-
-    def call(self, position_ids):
-        return tf.gather(tf.constant(self.table, dtype=self.compute_dtype), position_ids)  # (B|1, T, D)
 
 
 class VocabProjector(keras.layers.Layer):
