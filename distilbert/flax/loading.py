@@ -18,7 +18,7 @@ from distilbert.common.checkpoint import load_state, save_state
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.names import WeightMismatchError, from_native, to_native, weight_table
 
-__all__ = ["Frozen", "canonical_state", "load_canonical_state", "native_params", "from_pretrained",
+__all__ = ["Frozen", "canonical_state", "from_pretrained", "load_canonical_state", "native_params",
            "save_pretrained"]
 
 
