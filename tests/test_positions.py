@@ -228,6 +228,8 @@ def _train_one_step(framework, model, inputs):
     elif framework == "tf":
         import keras
 
+        model.trainable = True  # the usual un-freezing after a frozen phase must not switch the table on
+        assert not [v for v in model.trainable_weights if "position_embeddings" in v.path]
         model.compile(optimizer=keras.optimizers.AdamW(1e-2, weight_decay=0.1))
         model.fit(dict(inputs, labels=labels), batch_size=len(labels), epochs=1, verbose=0)
     else:

@@ -14,11 +14,10 @@ import numpy as np
 import tensorflow as tf
 
 from distilbert.common.config import DistilBertConfig
-from distilbert.common.names import sinusoidal_table
 from distilbert.tf import losses
 from distilbert.tf import outputs as out
 from distilbert.tf.inputs import check_rank, head_mask_for, unpack_inputs, validate
-from distilbert.tf.layers import VocabProjector, activation
+from distilbert.tf.layers import SinusoidalPositions, VocabProjector, activation
 from distilbert.tf.pretrained import TFDistilBertPreTrainedModel
 
 
@@ -43,17 +42,16 @@ class Embeddings(keras.layers.Layer):
         d, init = self.dtype_policy, keras.initializers.RandomNormal(stddev=config.initializer_range)
         self.word_embeddings = keras.layers.Embedding(
             config.vocab_size, config.dim, embeddings_initializer=init, name="word_embeddings", dtype=d)
-        # A sinusoidal table is a variable that training leaves alone (not a constant), so that a stored one
-        # loads as stored; the formula fills it only here, for a fresh model.
-        self.position_embeddings = keras.layers.Embedding(
-            config.max_position_embeddings, config.dim, embeddings_initializer=init, name="position_embeddings",
-            dtype=d, trainable=not config.sinusoidal_pos_embds)
+        if config.sinusoidal_pos_embds:  # a variable that training leaves alone, loaded as stored
+            self.position_embeddings = SinusoidalPositions(
+                config.max_position_embeddings, config.dim, name="position_embeddings", dtype=d)
+        else:
+            self.position_embeddings = keras.layers.Embedding(
+                config.max_position_embeddings, config.dim, embeddings_initializer=init,
+                name="position_embeddings", dtype=d)
         self.LayerNorm = _layer_norm("LayerNorm", d, config.dim)
         self.dropout = keras.layers.Dropout(config.dropout, dtype=d)
         _built(self.word_embeddings, (None, None)), _built(self.position_embeddings, (None, None))
-        if config.sinusoidal_pos_embds:
-            self.position_embeddings.embeddings.assign(
-                sinusoidal_table(config.max_position_embeddings, config.dim))
         self.pad_token_id = config.pad_token_id
         if config.pad_token_id is not None:  # the reference's padding row starts at zero
             table = keras.ops.convert_to_numpy(self.word_embeddings.embeddings)
