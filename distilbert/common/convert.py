@@ -113,8 +113,9 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, *, weight_f
                 count = _write_keras(native, naming, table, config, task, work, weight_format, dtype)
             else:
                 target = weight_format.removesuffix("-sharded")
-                config = config_for_positions(config, target, _source_positions(native, naming, table))
-                rows = stored_rows(weight_table(config, task), target)
+                written = config_for_positions(config, target, _source_positions(native, naming, table))
+                rows = stored_rows(table if written is config else weight_table(written, task), target)
+                config = written
                 view = _converted_view(native, naming, WEIGHT_NAMING[target], rows, table, dtype, progress)
                 write_weights(work, view, table, task, target,
                               max_shard_size if weight_format.endswith("sharded") else None)
