@@ -25,7 +25,9 @@ Accepted shapes (``B`` batch, ``C`` choices, ``T`` tokens; multiple choice adds 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.losses import IGNORE_INDEX, problem_type_for
@@ -93,7 +95,26 @@ def _matches(shape, expected) -> bool:
         len(shape) == len(expected) and all(_same(a, b) for a, b in zip(shape, expected)))
 
 
-# ---------------------------------------------------------------------------------------- inputs
+# ---------------------------------------------------------------------------------------- config
+def as_config(config: Any) -> DistilBertConfig:
+    """The constructors' ``config`` argument: a :class:`DistilBertConfig`, its dict, or a transformers config.
+
+    Raises:
+        TypeError: anything else (None included: there is no implicit default size).
+    """
+    if isinstance(config, DistilBertConfig):
+        return config
+    if isinstance(config, Mapping):
+        return DistilBertConfig.from_dict(dict(config))
+    to_dict = getattr(config, "to_dict", None)
+    if callable(to_dict):  # a transformers DistilBertConfig, for drop-in use
+        data = to_dict()
+        if isinstance(data, Mapping):
+            return DistilBertConfig.from_dict(dict(data))
+    raise TypeError(f"config must be a distilbert.DistilBertConfig, its dict or a transformers DistilBertConfig, "
+                    f"got {type(config).__name__} (DistilBertConfig() gives distilbert-base's sizes)")
+
+
 def check_head_config(config: DistilBertConfig, task: str) -> None:
     """Refuses, at construction, a config that ``task``'s head cannot use."""
     if task == "question_answering" and config.num_labels != 2:

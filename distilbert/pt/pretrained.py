@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +18,7 @@ from distilbert.common import outputs
 from distilbert.common.checkpoint import load_state, save_state
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.names import sinusoidal_table
+from distilbert.common.validation import as_config
 from distilbert.pt import attention
 from distilbert.pt.loading import canonical_state, load_canonical_state, resolve_dtype
 
@@ -31,19 +31,11 @@ for _cls in outputs.OUTPUT_CLASSES:  # pytree nodes, so that torch.export can re
         pass
 
 
-def _as_config(config: Any) -> DistilBertConfig:
-    if isinstance(config, DistilBertConfig):
-        return config
-    if hasattr(config, "to_dict"):  # a transformers DistilBertConfig, for drop-in use
-        return DistilBertConfig.from_dict(config.to_dict())
-    raise TypeError(f"config must be a DistilBertConfig, got {type(config).__name__}")
-
-
 class DistilBertPreTrainedModel(nn.Module):
     """Base of the six DistilBERT classes: config, initialisation, loading and saving.
 
     Args:
-        config: A :class:`distilbert.DistilBertConfig` (a transformers config is converted).
+        config: A :class:`distilbert.DistilBertConfig`, its dict, or a transformers config.
         attn_implementation: ``"sdpa"`` (default), ``"eager"`` or ``"flash_attention_2"``.
 
     Example:
@@ -60,7 +52,7 @@ class DistilBertPreTrainedModel(nn.Module):
 
     def __init__(self, config: DistilBertConfig, attn_implementation: str | None = None):
         super().__init__()
-        self.config = _as_config(config)
+        self.config = as_config(config)
         self._requested_attn = attn_implementation
 
     # ---------------------------------------------------------------------------- initialisation
@@ -276,7 +268,7 @@ class DistilBertPreTrainedModel(nn.Module):
         if config is None:
             config = DistilBertConfig.from_pretrained(pretrained_model_name_or_path, **config_overrides)
         else:
-            config = _as_config(config)
+            config = as_config(config)
             config = config.replace(**config_overrides) if config_overrides else config
         target = resolve_dtype(dtype if dtype is not None else torch_dtype, config)
         model = cls(config, attn_implementation=attn_implementation)
