@@ -266,7 +266,7 @@ def test_bad_input_eager(base_model, kwargs, match):
 
 
 def test_bad_dict_keys(base_model):
-    with pytest.raises(ValueError, match="unexpected input"):
+    with pytest.raises(TypeError, match="unexpected input"):
         base_model({"input_ids": [[1, 2]], "segment_ids": [[0, 0]]})
     with pytest.raises(ValueError, match="both in the input dict"):
         base_model({"input_ids": [[1, 2]], "attention_mask": [[1, 1]]}, attention_mask=[[1, 1]])

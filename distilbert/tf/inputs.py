@@ -54,7 +54,7 @@ def unpack_inputs(call):
             given = dict(input_ids)
             unknown = sorted(set(given) - names)
             if unknown:
-                raise ValueError(f"unexpected input(s) {unknown} for {type(self).__name__}; "
+                raise TypeError(f"unexpected input(s) {unknown} for {type(self).__name__}; "
                                  f"accepted names: {sorted(names - {'training'})}")
             clash = sorted(k for k in given if kwargs.get(k) is not None)
             if clash:
