@@ -127,6 +127,15 @@ def test_bad_input_same_exception_and_message(case, models, config):
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_limits_are_inclusive(framework, models, config):
+    """A sequence of exactly max_position_embeddings tokens, the last id and the last position are fine."""
+    ids = np.full((1, config.max_position_embeddings), config.vocab_size - 1, np.int64)
+    positions = np.arange(config.max_position_embeddings)[None]
+    out = run(framework, models(framework, "base"), {"input_ids": ids, "position_ids": positions})
+    assert np.isfinite(out["last_hidden_state"]).all()
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_multiple_choice_wants_three_axes(framework, models, config):
     model = models(framework, "multiple_choice")
     with pytest.raises(ValueError, match=r"input_ids must have shape \(batch, num_choices, seq_len\), got \(2, 5\)"):
