@@ -194,7 +194,7 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
         ids, embeds, mask, pos, heads, shape = inputs.prepare(self.config, self.rank, input_ids, inputs_embeds,
                                                               attention_mask, position_ids, token_type_ids, head_mask)
         problem_type = inputs.check_labels(self.config, self.task, shape, labels, start_positions, end_positions)
-        if problem_type != self.config.problem_type:  # the labels' dtype decides it: static, also under jit
+        if problem_type is not None and self.config.problem_type is None:  # decided by the labels' static dtype
             # recorded on the model and its encoder, as the reference's shared config
             self.config = self.distilbert.config = self.config.replace(problem_type=problem_type)
         if start_positions is not None:
