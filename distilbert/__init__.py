@@ -7,17 +7,20 @@ Importing this package imports no ML framework; the backends import only their o
 from distilbert.common.config import DistilBertConfig
 
 __version__ = "0.1.0"
-__all__ = ["DistilBertConfig", "DistilBertTokenizer", "DistilBertTokenizerFast", "pipeline", "__version__"]
+__all__ = ["DistilBertConfig", "DistilBertTokenizer", "DistilBertTokenizerFast", "__version__"]
 
 
 def __getattr__(name: str):
-    # Tokenizers and pipeline() load lazily so that `import distilbert` stays cheap (and framework-free).
+    if name == "pipeline":  # lazily too: distilbert.pipelines imports no framework until a model is built
+        from distilbert.pipelines import pipeline
+
+        return pipeline
+    # Tokenizers load lazily so that `import distilbert` stays cheap.
     if name in ("DistilBertTokenizer", "DistilBertTokenizerFast"):
         from distilbert.common import tokenization
 
         return getattr(tokenization, name)
-    if name == "pipeline":
-        from distilbert.pipelines import pipeline
-
-        return pipeline
     raise AttributeError(f"module 'distilbert' has no attribute {name!r}")
+
+
+__all__ += ["pipeline"]
