@@ -84,7 +84,8 @@ def _bad_cases(config):
         "too_long": ({"input_ids": np.ones((1, 65), np.int64)}, ValueError,
                      "sequence length 65 exceeds max_position_embeddings=64"),
         "empty": ({"input_ids": np.ones((1, 0), np.int64)}, ValueError, "empty sequence axis"),
-        "both": ({"input_ids": ids, "inputs_embeds": embeds}, ValueError, "either input_ids or inputs_embeds, not both"),
+        "both": ({"input_ids": ids, "inputs_embeds": embeds}, ValueError,
+                 "either input_ids or inputs_embeds, not both"),
         "neither": ({"attention_mask": ids}, ValueError, "pass input_ids or inputs_embeds"),
         "rank_1": ({"input_ids": np.ones((5,), np.int64)}, ValueError, r"shape \(batch, seq_len\), got \(5,\)"),
         "rank_3": ({"input_ids": np.ones((1, 2, 5), np.int64)}, ValueError, r"shape \(batch, seq_len\)"),
@@ -294,7 +295,8 @@ def test_load_canonical_state_names_every_problem(framework, models, config):
         load_canonical_state(framework, models(framework, "question_answering"), state)
     message = str(info.value)
     for expected in ("missing (1): qa_outputs.bias", "unexpected (1): qa_outputs.extra",
-                     "shape of distilbert.transformer.layer.1.ffn.lin1.weight: file has (5, 32), model expects (37, 32)"):
+                     "shape of distilbert.transformer.layer.1.ffn.lin1.weight: file has (5, 32), "
+                     "model expects (37, 32)"):
         assert expected in message
 
 

@@ -196,7 +196,8 @@ def _check_position_ids(config: DistilBertConfig, info: ArrayInfo, shape, rank: 
         ok = 1 <= len(p) <= rank and _same(p[-1], shape[-1]) and all(
             a is None or a == 1 or _same(a, b) for a, b in zip(p[-2::-1], shape[-2::-1]))
         if not ok:
-            forms = "(T,), (1, T) or (B, T)" if rank == 2 else "(T,), (C, T), (1, 1, T), (B, 1, T), (1, C, T) or (B, C, T)"
+            forms = ("(T,), (1, T) or (B, T)" if rank == 2 else
+                     "(T,), (C, T), (1, 1, T), (B, 1, T), (1, C, T) or (B, C, T)")
             raise ValueError(f"position_ids must broadcast to the input's shape {_shape(shape)} along its whole "
                              f"sequence axis: {forms}; got {_shape(p)}")
     if info.lo is not None and (info.lo < 0 or info.hi >= config.max_position_embeddings):

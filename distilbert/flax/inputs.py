@@ -35,7 +35,7 @@ def _kind(dtype) -> str:
 
 
 def describe(x, values: str | None = None) -> ArrayInfo | None:
-    """``x`` as an :class:`ArrayInfo`; ``values`` ``"range"`` or ``"nonzero"`` reads them from the host when concrete."""
+    """``x`` as an :class:`ArrayInfo`; ``values`` (``"range"`` or ``"nonzero"``) read on the host when concrete."""
     if x is None:
         return None
     kind, lo, hi, nonzero = _kind(x.dtype), None, None, None

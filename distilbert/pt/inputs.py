@@ -43,7 +43,8 @@ def check_inputs(config, input_ids=None, inputs_embeds=None, attention_mask=None
     v = values or None
     return validation.check_inputs(
         config, input_ids=describe("input_ids", input_ids, v and "range"),
-        inputs_embeds=describe("inputs_embeds", inputs_embeds), attention_mask=describe("attention_mask", attention_mask),
+        inputs_embeds=describe("inputs_embeds", inputs_embeds),
+        attention_mask=describe("attention_mask", attention_mask),
         position_ids=describe("position_ids", position_ids, v and "range"),
         token_type_ids=describe("token_type_ids", token_type_ids, v and "nonzero"),
         head_mask=describe("head_mask", head_mask), rank=rank)
