@@ -237,7 +237,9 @@ def check_labels(config: DistilBertConfig, task: str, input_shape, *, labels: Ar
 
     Returns:
         For sequence classification with labels, the loss's ``problem_type`` (``config.problem_type``,
-        or inferred from ``num_labels`` and the labels' dtype as the reference does); else None.
+        or inferred from ``num_labels`` and the labels' dtype as the reference does); else None. When
+        the config has none, every backend records it on ``model.config`` and ``model.distilbert.config``
+        (the reference shares one config object between them); ``torch.compile`` graphs do not record it.
     """
     if start_positions is not None or end_positions is not None:
         if task != "question_answering":
