@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import h5py
 import msgpack
@@ -35,12 +36,12 @@ TASK = "masked_lm"
 SHARD_BYTES = 20_000  # the tiny model's tensors split into several shards at this size
 # Each format, how save_state writes it, and which target `convert` is asked for (one without a framework).
 FORMATS = {
-    "safetensors": (dict(weight_format="safetensors"), "flax"),
-    "safetensors-sharded": (dict(weight_format="safetensors", max_shard_size=SHARD_BYTES), "tf"),
-    "tf": (dict(framework="tf"), "pt"),
-    "tf-sharded": (dict(framework="tf", max_shard_size=SHARD_BYTES), "flax"),
-    "flax": (dict(framework="flax"), "tf"),
-    "flax-sharded": (dict(framework="flax", max_shard_size=SHARD_BYTES), "pt"),
+    "safetensors": ({"weight_format": "safetensors"}, "flax"),
+    "safetensors-sharded": ({"weight_format": "safetensors", "max_shard_size": SHARD_BYTES}, "tf"),
+    "tf": ({"framework": "tf"}, "pt"),
+    "tf-sharded": ({"framework": "tf", "max_shard_size": SHARD_BYTES}, "flax"),
+    "flax": ({"framework": "flax"}, "tf"),
+    "flax-sharded": ({"framework": "flax", "max_shard_size": SHARD_BYTES}, "pt"),
 }
 SHARDED = [f for f in FORMATS if f.endswith("-sharded")]
 INDEX = {"safetensors-sharded": files.SAFETENSORS_INDEX, "tf-sharded": files.TF_H5_INDEX,
@@ -155,7 +156,7 @@ def test_truncated_files_are_refused(checkpoints, fmt, data):
     fname = data.draw(st.sampled_from(sorted(os.listdir(source))), label="file")
     with corrupted_copy(source) as (work, directory, dst):
         path = os.path.join(directory, fname)
-        content = open(path, "rb").read()
+        content = Path(path).read_bytes()
         cut = data.draw(st.integers(0, len(content) - 1), label="cut")
         with open(path, "wb") as fh:
             fh.write(content[:cut])
@@ -174,7 +175,7 @@ def test_flipped_bytes_are_refused_or_harmless(checkpoints, fmt, data):
     fname = data.draw(st.sampled_from(sorted(os.listdir(source))), label="file")
     with corrupted_copy(source) as (work, directory, dst):
         path = os.path.join(directory, fname)
-        content = bytearray(open(path, "rb").read())
+        content = bytearray(Path(path).read_bytes())
         # Structure sits at the start of the binary formats: draw positions there more often.
         head = min(len(content), 4096)
         positions = data.draw(st.lists(st.one_of(st.integers(0, head - 1), st.integers(0, len(content) - 1)),
@@ -247,7 +248,7 @@ def test_wrong_typed_or_out_of_range_config_field_is_named(checkpoints, field, d
     value = data.draw(bad_config_value(field), label="value")
     with corrupted_copy(checkpoints["safetensors"]) as (work, directory, dst):
         path = os.path.join(directory, "config.json")
-        config = json.load(open(path))
+        config = json.loads(Path(path).read_text())
         config[field] = value
         if field in ("id2label", "label2id"):
             config.pop("label2id" if field == "id2label" else "id2label")
@@ -302,7 +303,7 @@ def test_wrong_typed_or_out_of_range_index_field_is_named(checkpoints, fmt, kind
     mutate, field = data.draw(bad_index(kind), label="corruption")
     with corrupted_copy(checkpoints[fmt]) as (work, directory, dst):
         path = os.path.join(directory, INDEX[fmt])
-        index = mutate(json.load(open(path)))
+        index = mutate(json.loads(Path(path).read_text()))
         with open(path, "w") as fh:
             json.dump(index, fh)
         assert_clean_failure(outcomes(work, directory, dst, FORMATS[fmt][1]), [INDEX[fmt]], field)
@@ -323,7 +324,7 @@ def test_reported_wrong_typed_fields_are_named(checkpoints, case):
     fmt, fname, mutate, field = KNOWN[case]
     with corrupted_copy(checkpoints[fmt]) as (work, directory, dst):
         path = os.path.join(directory, fname)
-        data = mutate(json.load(open(path)))
+        data = mutate(json.loads(Path(path).read_text()))
         with open(path, "w") as fh:
             json.dump(data, fh)
         assert_clean_failure(outcomes(work, directory, dst, FORMATS[fmt][1]), [fname], field)
@@ -331,7 +332,7 @@ def test_reported_wrong_typed_fields_are_named(checkpoints, case):
 
 # ------------------------------------------------------------------------------ safetensors headers
 def read_safetensors_raw(path: str) -> tuple[dict, bytes]:
-    raw = open(path, "rb").read()
+    raw = Path(path).read_bytes()
     n = int.from_bytes(raw[:8], "little")
     return json.loads(raw[8:8 + n]), raw[8 + n:]
 
@@ -491,7 +492,7 @@ def test_bad_h5_attribute_or_dataset_is_refused(checkpoints, fmt, kind, data):
 
 # ------------------------------------------------------------------------------ msgpack structure
 def unpack_tree(raw: bytes):
-    return msgpack.unpackb(raw, raw=False, strict_map_key=False, ext_hook=lambda code, data: msgpack.ExtType(code, data))
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False, ext_hook=msgpack.ExtType)
 
 
 def array_ext(shape, dtype, data) -> msgpack.ExtType:
@@ -511,7 +512,7 @@ def test_chunked_flax_arrays_are_read(checkpoints, tmp_path):
     directory = str(tmp_path / "ckpt")
     shutil.copytree(checkpoints["flax"], directory)
     path = os.path.join(directory, files.FLAX_MSGPACK)
-    tree = unpack_tree(open(path, "rb").read())
+    tree = unpack_tree(Path(path).read_bytes())
     embeddings = tree["distilbert"]["embeddings"]["word_embeddings"]
     shape, dtype, data = msgpack.unpackb(embeddings["embedding"].data, raw=False)
     embeddings["embedding"] = chunked_form(shape, dtype, data, pieces=3)
@@ -622,7 +623,31 @@ def test_bad_msgpack_structure_is_refused(checkpoints, fmt, kind, data):
     fname = data.draw(st.sampled_from(weight_files(source)), label="file")
     with corrupted_copy(source) as (work, directory, dst):
         path = os.path.join(directory, fname)
-        tree = mutate(unpack_tree(open(path, "rb").read()))
+        tree = mutate(unpack_tree(Path(path).read_bytes()))
         with open(path, "wb") as fh:
             fh.write(msgpack.packb(tree, use_bin_type=True, strict_types=False))
         assert_clean_failure(outcomes(work, directory, dst, FORMATS[fmt][1]), names_for(fmt, fname))
+
+
+# ------------------------------------------------------------------------------ PyTorch pickles
+BIN_CASES = {  # what a pytorch_model.bin may hold instead of {name: tensor}
+    "a list": lambda state, torch: list(state.values()),
+    "numbers": lambda state, torch: {name: 1.5 for name in state},
+    "a nested dict": lambda state, torch: {"state_dict": state},
+    "integer keys": lambda state, torch: dict(enumerate(state.values())),
+    "an integer weight": lambda state, torch: {name: t.to(torch.int32) for name, t in state.items()},
+    "a complex weight": lambda state, torch: {name: t.to(torch.complex64) for name, t in state.items()},
+}
+
+
+@pytest.mark.parametrize("case", BIN_CASES)
+def test_pytorch_bin_that_is_not_a_state_dict_of_weights_is_named(checkpoints, case):
+    """The package writes no pickles, but reads them (with weights_only=True): their content is checked too."""
+    import torch
+
+    with corrupted_copy(checkpoints["safetensors"]) as (work, directory, dst):
+        lazy = files.open_safetensors(os.path.join(directory, files.SAFETENSORS))
+        state = {name: torch.from_numpy(np.array(lazy[name])) for name in lazy}
+        os.remove(os.path.join(directory, files.SAFETENSORS))
+        torch.save(BIN_CASES[case](state, torch), os.path.join(directory, files.PT_BIN))
+        assert_clean_failure(outcomes(work, directory, dst, "flax"), [files.PT_BIN])

@@ -149,10 +149,10 @@ def open_native(path: str, config: DistilBertConfig, fmt: str):
             source_config = config.replace(num_labels=n_out)
         table = weight_table(source_config, task)
         check_native(shapes, naming, table, where=repr(path))
-        not_float = [f"{name} ({native.dtype(name)})" for name in native if not files.is_float_dtype(native.dtype(name))]
-        if not_float:
-            raise files.CheckpointError(f"{path!r}: weights must be floating point, but these are not: "
-                                        f"{', '.join(not_float)}")
+        for name in native:
+            if not files.is_float_dtype(native.dtype(name)):
+                raise files.CheckpointError(f"{native.file_of(name) or path!r}: weights must be floating point, but "
+                                            f"{name!r} holds {native.dtype(name)}")
     except BaseException:
         native.close()
         raise

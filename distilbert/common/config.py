@@ -30,6 +30,21 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_index(key) -> bool:
+    """A label index: an int, or its decimal string (JSON object keys are strings)."""
+    return _is_int(key) or (isinstance(key, str) and re.fullmatch(r"-?[0-9]+", key) is not None)
+
+
+def _is_map(value, key_ok, value_ok) -> bool:
+    return isinstance(value, dict) and all(key_ok(k) and value_ok(v) for k, v in value.items())
+
+
+def _shown(value, limit: int = 80) -> str:
+    """A value for an error message, cut short (a corrupted field can be long)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 @dataclass(frozen=True)
 class DistilBertConfig:
     """Hyper-parameters of a DistilBERT model, equal in meaning and defaults to transformers'.
@@ -114,42 +129,40 @@ class DistilBertConfig:
     def _check_types(self) -> None:
         """The types ``__post_init__`` relies on (a ``config.json`` may hold any JSON value anywhere)."""
         for name in SIZES:
-            if not _is_int(getattr(self, name)):
-                raise ConfigError(f"DistilBertConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not _is_int(value):
+                raise ConfigError(f"DistilBertConfig.{name} must be a positive integer, got {_shown(value)}")
         for name in ("num_labels", "pad_token_id"):
             value = getattr(self, name)
             if value is not None and not _is_int(value):
-                raise ConfigError(f"DistilBertConfig.{name} must be an integer or null, got {value!r}")
+                raise ConfigError(f"DistilBertConfig.{name} must be an integer or null, got {_shown(value)}")
         for name in ("sinusoidal_pos_embds", "tie_word_embeddings"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"DistilBertConfig.{name} must be true or false, got {getattr(self, name)!r}")
-        if self.id2label is not None:
-            if not isinstance(self.id2label, dict) or not all(
-                    (_is_int(k) or isinstance(k, str) and re.fullmatch(r"-?[0-9]+", k)) and isinstance(v, str)
-                    for k, v in self.id2label.items()):
-                raise ConfigError("DistilBertConfig.id2label must map label indices to label names "
-                                  f"({{0: 'NEGATIVE', ...}}), got {self.id2label!r}")
-        if self.label2id is not None:
-            if not isinstance(self.label2id, dict) or not all(
-                    isinstance(k, str) and _is_int(v) for k, v in self.label2id.items()):
-                raise ConfigError("DistilBertConfig.label2id must map label names to label indices "
-                                  f"({{'NEGATIVE': 0, ...}}), got {self.label2id!r}")
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"DistilBertConfig.{name} must be true or false, got {_shown(value)}")
+        if self.id2label is not None and not _is_map(self.id2label, _is_index, lambda v: isinstance(v, str)):
+            raise ConfigError("DistilBertConfig.id2label must map label indices to label names "
+                              f"({{0: 'NEGATIVE', ...}}), got {_shown(self.id2label)}")
+        if self.label2id is not None and not _is_map(self.label2id, lambda k: isinstance(k, str), _is_int):
+            raise ConfigError("DistilBertConfig.label2id must map label names to label indices "
+                              f"({{'NEGATIVE': 0, ...}}), got {_shown(self.label2id)}")
         if not isinstance(self.extra, dict):
             raise ConfigError(f"DistilBertConfig.extra must be a dict, got {type(self.extra).__name__}")
         for name, kind in EXTRA_TYPES.items():
             value = self.extra.get(name)
             if name in self.extra and not isinstance(value, kind) and not (value is None and name in EXTRA_NULLABLE):
                 null = " or null" if name in EXTRA_NULLABLE else ""
-                raise ConfigError(f"config field {name} must be a {kind.__name__}{null}, got {value!r}")
+                raise ConfigError(f"config field {name} must be a {kind.__name__}{null}, got {_shown(value)}")
         architectures = self.extra.get("architectures")
         if architectures is not None and not all(isinstance(a, str) for a in architectures):
-            raise ConfigError(f"config field architectures must be a list of class names, got {architectures!r}")
+            raise ConfigError(
+                f"config field architectures must be a list of class names, got {_shown(architectures)}")
 
     def _validate(self) -> None:
         for name in (*SIZES, "num_labels"):
             value = getattr(self, name)
             if not _is_int(value) or value <= 0:
-                raise ConfigError(f"DistilBertConfig.{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"DistilBertConfig.{name} must be a positive integer, got {_shown(value)}")
         if self.dim % self.n_heads:
             raise ConfigError(
                 f"DistilBertConfig.dim ({self.dim}) must be divisible by n_heads ({self.n_heads})"
@@ -157,21 +170,22 @@ class DistilBertConfig:
         for name in ("dropout", "attention_dropout", "qa_dropout", "seq_classif_dropout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise ConfigError(f"DistilBertConfig.{name} must be a probability in [0, 1), got {value!r}")
+                raise ConfigError(f"DistilBertConfig.{name} must be a probability in [0, 1), got {_shown(value)}")
         if isinstance(self.initializer_range, bool) or not (
             isinstance(self.initializer_range, (int, float)) and 0 < self.initializer_range < math.inf
         ):
             raise ConfigError(
-                f"DistilBertConfig.initializer_range must be a positive number, got {self.initializer_range!r}"
+                f"DistilBertConfig.initializer_range must be a positive number, got {_shown(self.initializer_range)}"
             )
         if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
             raise ConfigError(
-                f"DistilBertConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}"
+                f"DistilBertConfig.activation must be one of {ACTIVATIONS}, got {_shown(self.activation)}"
             )
         if self.problem_type is not None and (not isinstance(self.problem_type, str)
                                               or self.problem_type not in PROBLEM_TYPES):
             raise ConfigError(
-                f"DistilBertConfig.problem_type must be one of {PROBLEM_TYPES} or None, got {self.problem_type!r}"
+                f"DistilBertConfig.problem_type must be one of {PROBLEM_TYPES} or None, "
+                f"got {_shown(self.problem_type)}"
             )
         if len(self.id2label) != self.num_labels:
             raise ConfigError(
@@ -244,7 +258,7 @@ class DistilBertConfig:
         known = {k: data.pop(k) for k in list(data) if k in names}
         extra = data.pop("extra", None) or {}
         if not isinstance(extra, dict):
-            raise ConfigError(f"DistilBertConfig.extra must be an object, got {extra!r}")
+            raise ConfigError(f"DistilBertConfig.extra must be an object, got {_shown(extra)}")
         extra = dict(extra)
         extra.update(data)
         return cls(**known, extra=extra)

@@ -114,8 +114,13 @@ class LazyTensors(Mapping):
     up front. Converters stream through it so that a checkpoint is never held twice in memory."""
 
     def __init__(self, meta: Mapping[str, tuple[tuple[int, ...], np.dtype]], load: Callable[[str], np.ndarray],
-                 close: Callable[[], None] | None = None):
+                 close: Callable[[], None] | None = None, files: Mapping[str, str] | None = None):
         self.meta, self._load, self._close = dict(meta), load, close
+        self._files = dict(files or {})
+
+    def file_of(self, name: str) -> str | None:
+        """The file holding ``name`` where the tensors come from several (a sharded checkpoint's shards)."""
+        return self._files.get(name)
 
     @classmethod
     def from_dict(cls, arrays: Mapping[str, np.ndarray]) -> "LazyTensors":
@@ -362,7 +367,8 @@ def open_sharded(index_path: str | os.PathLike, open_one: Callable[[str], LazyTe
         close()
         raise
     meta = {name: shards[shard].meta[name] for name, shard in owner.items()}
-    return LazyTensors(meta, lambda name: shards[owner[name]][name], close)
+    return LazyTensors(meta, lambda name: shards[owner[name]][name], close,
+                       files={name: os.path.join(directory, shard) for name, shard in owner.items()})
 
 
 def write_sharded(directory: str | os.PathLike, tensors: Mapping[str, np.ndarray], max_shard_bytes: int,
@@ -466,8 +472,12 @@ def open_tf_h5(path: str | os.PathLike) -> LazyTensors:
     except h5_errors as exc:
         raise CheckpointError(f"cannot read TF h5 file {path!r} (truncated or corrupted?): {exc}") from None
     try:
-        datasets = _h5_weights(h5py, fh, path)
+        datasets, copies = _h5_weights(h5py, fh, path)
         meta = {name: _h5_meta(ds, name, path) for name, ds in datasets.items()}
+        for name, dataset in copies:  # a weight that several layers share is stored once per layer
+            if _h5_meta(dataset, name, path) != meta[name]:
+                raise CheckpointError(f"{path!r}: weight {name!r} is stored twice with different shapes or dtypes "
+                                      f"({dataset.name!r} and {datasets[name].name!r})")
     except CheckpointError:
         fh.close()
         raise
@@ -485,16 +495,20 @@ def open_tf_h5(path: str | os.PathLike) -> LazyTensors:
     return LazyTensors(meta, load, fh.close)
 
 
-def _h5_weights(h5py, fh, path: str) -> dict:
-    """``{name: dataset}`` of a Keras 2 weights file: ``layer_names`` lists groups whose ``weight_names`` list
-    their datasets (a shard's ``layer_names`` lists the datasets themselves)."""
+def _h5_weights(h5py, fh, path: str) -> tuple[dict, list]:
+    """``{name: dataset}`` of a Keras 2 weights file, and the further copies of shared weights as
+    ``[(name, dataset)]``: ``layer_names`` lists groups whose ``weight_names`` list their datasets (a shard's
+    ``layer_names`` lists the datasets themselves)."""
     if "layer_names" not in fh.attrs:
         raise CheckpointError(f"{path!r} holds no Keras weights (no 'layer_names' attribute)")
-    datasets = {}
+    datasets, copies = {}, []
     for layer in _h5_name_list(fh.attrs["layer_names"], f"{path!r}: attribute 'layer_names'"):
         entry = fh.get(layer)
         if isinstance(entry, h5py.Dataset):
-            datasets[layer] = entry
+            if layer in datasets:
+                copies.append((layer, entry))
+            else:
+                datasets[layer] = entry
             continue
         if not isinstance(entry, h5py.Group):
             raise CheckpointError(f"{path!r}: attribute 'layer_names' lists {layer!r}, which is not a layer or "
@@ -504,10 +518,14 @@ def _h5_weights(h5py, fh, path: str) -> dict:
             dataset = entry.get(weight_name)
             if not isinstance(dataset, h5py.Dataset):
                 raise CheckpointError(f"{where} lists {weight_name!r}, which is not a weight of the file")
-            datasets.setdefault("/".join(weight_name.split("/")[1:]), dataset)
+            name = "/".join(weight_name.split("/")[1:])
+            if name in datasets:
+                copies.append((name, dataset))
+            else:
+                datasets[name] = dataset
     if not datasets:
         raise CheckpointError(f"{path!r} holds no Keras weights (its 'layer_names' attribute lists none)")
-    return datasets
+    return datasets, copies
 
 
 def _h5_name_list(value, where: str) -> list[str]:
@@ -617,7 +635,7 @@ _EXT_NDARRAY, _EXT_NPSCALAR = 1, 3
 # Array dtypes a parameter file may name (flax.serialization writes numpy's dtype names).
 _MSGPACK_DTYPES = {name: np.dtype(name) for name in (
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64")}
-_MSGPACK_DTYPES.update({name: np.dtype(getattr(ml_dtypes, name)) for name in ("bfloat16", "float8_e4m3fn", "float8_e5m2")})
+_MSGPACK_DTYPES.update({str(dtype): dtype for dtype in _ML_FLOATS})
 _MAX_DEPTH = 64  # a parameter tree is a few levels deep; deeper nesting is corruption (and would overflow the stack)
 
 
