@@ -187,13 +187,13 @@ class DistilBertConfig:
                 f"DistilBertConfig.problem_type must be one of {PROBLEM_TYPES} or None, "
                 f"got {_shown(self.problem_type)}"
             )
-        if len(self.id2label) != self.num_labels:
+        labels = sorted(self.id2label or {})  # set by __post_init__
+        if len(labels) != self.num_labels:
             raise ConfigError(
-                f"DistilBertConfig.id2label has {len(self.id2label)} labels but num_labels is {self.num_labels}"
+                f"DistilBertConfig.id2label has {len(labels)} labels but num_labels is {self.num_labels}"
             )
-        if sorted(self.id2label) != list(range(self.num_labels)):
-            raise ConfigError(f"DistilBertConfig.id2label keys must be 0..{self.num_labels - 1}, "
-                              f"got {sorted(self.id2label)}")
+        if labels != list(range(self.num_labels)):
+            raise ConfigError(f"DistilBertConfig.id2label keys must be 0..{self.num_labels - 1}, got {labels}")
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ConfigError(
                 f"DistilBertConfig.pad_token_id ({self.pad_token_id}) must be in [0, vocab_size={self.vocab_size})"
