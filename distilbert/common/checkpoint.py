@@ -153,6 +153,9 @@ def open_native(path: str, config: DistilBertConfig, fmt: str):
     _, opener, naming = FORMATS[fmt]
     native = opener(path)
     try:
+        if config.n_layers > len(native):  # before building a table that large (a corrupted config.json)
+            raise files.CheckpointError(f"{path!r} holds {len(native)} tensors, too few for the "
+                                        f"n_layers={config.n_layers} of its config.json")
         shapes = native_shapes(native)
         task, n_out = detect_task(shapes, naming, config)
         source_config = config
@@ -161,6 +164,10 @@ def open_native(path: str, config: DistilBertConfig, fmt: str):
             source_config = config.replace(num_labels=n_out)
         table = weight_table(source_config, task)
         check_native(shapes, naming, table, where=repr(path))
+        for name in native:
+            if not files.is_float_dtype(native.dtype(name)):
+                raise files.CheckpointError(f"{native.file_of(name) or path!r}: weights must be floating point, but "
+                                            f"{name!r} holds {native.dtype(name)}")
     except BaseException:
         native.close()
         raise

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +15,34 @@ PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_class
 
 # Names that Hugging Face's generic configs use for the same fields.
 ALIASES = {"hidden_size": "dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers"}
+SIZES = ("vocab_size", "max_position_embeddings", "n_layers", "n_heads", "dim", "hidden_dim")
+# Fields of ``extra`` that the package reads, and the JSON types they must have when present.
+EXTRA_TYPES = {"model_type": str, "architectures": list, "torch_dtype": str, "dtype": str,
+               "output_attentions": bool, "output_hidden_states": bool, "return_dict": bool}
+EXTRA_NULLABLE = ("architectures", "torch_dtype", "dtype")
+
+
+class ConfigError(ValueError):
+    """A config field (or ``config.json``) of the wrong type or out of range; the message names it."""
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_index(key) -> bool:
+    """A label index: an int, or its decimal string (JSON object keys are strings)."""
+    return _is_int(key) or (isinstance(key, str) and re.fullmatch(r"-?[0-9]+", key) is not None)
+
+
+def _is_map(value, key_ok, value_ok) -> bool:
+    return isinstance(value, dict) and all(key_ok(k) and value_ok(v) for k, v in value.items())
+
+
+def _shown(value, limit: int = 80) -> str:
+    """A value for an error message, cut short (a corrupted field can be long)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 @dataclass(frozen=True)
@@ -73,13 +103,14 @@ class DistilBertConfig:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._check_types()
         # Normalise labels first: json gives string keys, and either mapping may imply the other.
         id2label = self.id2label
         if id2label is not None:
-            id2label = {int(k): str(v) for k, v in dict(id2label).items()}
+            id2label = {int(k): v for k, v in id2label.items()}
         label2id = self.label2id
         if label2id is not None:
-            label2id = {str(k): int(v) for k, v in dict(label2id).items()}
+            label2id = dict(label2id)
         num_labels = self.num_labels
         if num_labels is None:
             num_labels = len(id2label) if id2label else (len(label2id) if label2id else 2)
@@ -95,46 +126,81 @@ class DistilBertConfig:
         object.__setattr__(self, "extra", dict(self.extra))
         self._validate()
 
-    def _validate(self) -> None:
-        for name in ("vocab_size", "max_position_embeddings", "n_layers", "n_heads", "dim", "hidden_dim", "num_labels"):
+    def _check_types(self) -> None:
+        """The types ``__post_init__`` relies on (a ``config.json`` may hold any JSON value anywhere)."""
+        for name in SIZES:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"DistilBertConfig.{name} must be a positive integer, got {value!r}")
+            if not _is_int(value):
+                raise ConfigError(f"DistilBertConfig.{name} must be a positive integer, got {_shown(value)}")
+        for name in ("num_labels", "pad_token_id"):
+            value = getattr(self, name)
+            if value is not None and not _is_int(value):
+                raise ConfigError(f"DistilBertConfig.{name} must be an integer or null, got {_shown(value)}")
+        for name in ("sinusoidal_pos_embds", "tie_word_embeddings"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"DistilBertConfig.{name} must be true or false, got {_shown(value)}")
+        if self.id2label is not None and not _is_map(self.id2label, _is_index, lambda v: isinstance(v, str)):
+            raise ConfigError("DistilBertConfig.id2label must map label indices to label names "
+                              f"({{0: 'NEGATIVE', ...}}), got {_shown(self.id2label)}")
+        if self.label2id is not None and not _is_map(self.label2id, lambda k: isinstance(k, str), _is_int):
+            raise ConfigError("DistilBertConfig.label2id must map label names to label indices "
+                              f"({{'NEGATIVE': 0, ...}}), got {_shown(self.label2id)}")
+        if not isinstance(self.extra, dict):
+            raise ConfigError(f"DistilBertConfig.extra must be a dict, got {type(self.extra).__name__}")
+        for name, kind in EXTRA_TYPES.items():
+            value = self.extra.get(name)
+            if name in self.extra and not isinstance(value, kind) and not (value is None and name in EXTRA_NULLABLE):
+                null = " or null" if name in EXTRA_NULLABLE else ""
+                raise ConfigError(f"config field {name} must be a {kind.__name__}{null}, got {_shown(value)}")
+        architectures = self.extra.get("architectures")
+        if architectures is not None and not all(isinstance(a, str) for a in architectures):
+            raise ConfigError(
+                f"config field architectures must be a list of class names, got {_shown(architectures)}")
+
+    def _validate(self) -> None:
+        for name in (*SIZES, "num_labels"):
+            value = getattr(self, name)
+            if not _is_int(value) or value <= 0:
+                raise ConfigError(f"DistilBertConfig.{name} must be a positive integer, got {_shown(value)}")
         if self.dim % self.n_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"DistilBertConfig.dim ({self.dim}) must be divisible by n_heads ({self.n_heads})"
             )
         for name in ("dropout", "attention_dropout", "qa_dropout", "seq_classif_dropout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise ValueError(f"DistilBertConfig.{name} must be a probability in [0, 1), got {value!r}")
+                raise ConfigError(f"DistilBertConfig.{name} must be a probability in [0, 1), got {_shown(value)}")
         if isinstance(self.initializer_range, bool) or not (
-            isinstance(self.initializer_range, (int, float)) and self.initializer_range > 0
+            isinstance(self.initializer_range, (int, float)) and 0 < self.initializer_range < math.inf
         ):
-            raise ValueError(
-                f"DistilBertConfig.initializer_range must be a positive number, got {self.initializer_range!r}"
+            raise ConfigError(
+                f"DistilBertConfig.initializer_range must be a positive number, got {_shown(self.initializer_range)}"
             )
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"DistilBertConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}"
+        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"DistilBertConfig.activation must be one of {ACTIVATIONS}, got {_shown(self.activation)}"
             )
-        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
-            raise ValueError(
-                f"DistilBertConfig.problem_type must be one of {PROBLEM_TYPES} or None, got {self.problem_type!r}"
+        if self.problem_type is not None and (not isinstance(self.problem_type, str)
+                                              or self.problem_type not in PROBLEM_TYPES):
+            raise ConfigError(
+                f"DistilBertConfig.problem_type must be one of {PROBLEM_TYPES} or None, "
+                f"got {_shown(self.problem_type)}"
             )
-        if len(self.id2label) != self.num_labels:
-            raise ValueError(
-                f"DistilBertConfig.id2label has {len(self.id2label)} labels but num_labels is {self.num_labels}"
+        labels = sorted(self.id2label or {})  # set by __post_init__
+        if len(labels) != self.num_labels:
+            raise ConfigError(
+                f"DistilBertConfig.id2label has {len(labels)} labels but num_labels is {self.num_labels}"
             )
-        if sorted(self.id2label) != list(range(self.num_labels)):
-            raise ValueError(f"DistilBertConfig.id2label keys must be 0..{self.num_labels - 1}")
+        if labels != list(range(self.num_labels)):
+            raise ConfigError(f"DistilBertConfig.id2label keys must be 0..{self.num_labels - 1}, got {labels}")
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
-            raise ValueError(
+            raise ConfigError(
                 f"DistilBertConfig.pad_token_id ({self.pad_token_id}) must be in [0, vocab_size={self.vocab_size})"
             )
         model_type = self.extra.get("model_type", "distilbert")
         if model_type != "distilbert":
-            raise ValueError(
+            raise ConfigError(
                 f"config model_type is {model_type!r}; this package reads DistilBERT configs only"
             )
 
@@ -186,11 +252,14 @@ class DistilBertConfig:
             if alias in data:
                 value = data.pop(alias)
                 if name in data and data[name] != value:
-                    raise ValueError(f"config gives {alias}={value!r} but {name}={data[name]!r}")
+                    raise ConfigError(f"config gives {alias}={value!r} but {name}={data[name]!r}")
                 data[name] = value
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: data.pop(k) for k in list(data) if k in names}
-        extra = dict(data.pop("extra", {}) or {})
+        extra = data.pop("extra", None) or {}
+        if not isinstance(extra, dict):
+            raise ConfigError(f"DistilBertConfig.extra must be an object, got {_shown(extra)}")
+        extra = dict(extra)
         extra.update(data)
         return cls(**known, extra=extra)
 
@@ -209,15 +278,27 @@ class DistilBertConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> "DistilBertConfig":
-        """Reads a ``config.json``; errors name the file."""
+        """Reads a ``config.json``.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ConfigError: not JSON, not an object, or a field of the wrong type or out of range; the
+                message names the file and the field.
+        """
+        path = os.fspath(path)
         try:
             with open(path, encoding="utf-8") as fh:
                 data = json.load(fh)
         except FileNotFoundError:
-            raise FileNotFoundError(f"no config file at {os.fspath(path)!r}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{os.fspath(path)!r} is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+            raise FileNotFoundError(f"no config file at {path!r}") from None
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, too deep, too long ints
+            raise ConfigError(f"{path!r} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path!r} must hold a JSON object of config fields, got {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except ValueError as exc:
+            raise ConfigError(f"config file {path!r}: {exc}") from None
 
     def to_json_file(self, path: str | os.PathLike) -> None:
         """Writes ``config.json`` atomically (temporary name, then rename)."""
