@@ -52,15 +52,15 @@ def build(framework: str, task: str, config: DistilBertConfig, state: Mapping[st
 
 
 def canonical_state(framework: str, model) -> dict[str, np.ndarray]:
-    """The model's weights as canonical numpy arrays (the backend's ``loading.canonical_state``)."""
+    """The model's weights as canonical numpy arrays (the backend's ``pretrained.canonical_state``)."""
     check_framework(framework)
-    return importlib.import_module(f"distilbert.{framework}.loading").canonical_state(model)
+    return importlib.import_module(f"distilbert.{framework}.pretrained").canonical_state(model)
 
 
 def load_canonical_state(framework: str, model, state: Mapping[str, np.ndarray]) -> None:
-    """Copies a canonical numpy state into the model, strictly (the backend's ``loading.load_canonical_state``)."""
+    """Copies a canonical numpy state into the model, strictly (the backend's ``pretrained.load_canonical_state``)."""
     check_framework(framework)
-    importlib.import_module(f"distilbert.{framework}.loading").load_canonical_state(model, dict(state))
+    importlib.import_module(f"distilbert.{framework}.pretrained").load_canonical_state(model, dict(state))
 
 
 def from_pretrained(framework: str, task: str, path: str, **kwargs):

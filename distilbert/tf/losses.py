@@ -39,8 +39,7 @@ def _check_labels(name, labels, expected_shape) -> None:
             raise ValueError(f"{name} has shape {tuple(labels.shape)}, expected {tuple(expected_shape)}")
 
 
-def token_loss(logits, labels):
-    """Masked LM and token classification: logits ``(B, T, C)``, labels ``(B, T)``, -100 ignored."""
+def _token_loss(logits, labels):
     if labels.dtype.is_floating:
         raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype.name}")
     _check_labels("labels", labels, logits.shape.as_list()[:-1])
@@ -48,26 +47,37 @@ def token_loss(logits, labels):
     return cross_entropy(tf.reshape(logits, (-1, n_classes)), tf.reshape(labels, (-1,)))
 
 
-def sequence_classification_loss(logits, labels, problem_type, num_labels):
-    """Returns ``(loss, problem_type)``; logits ``(B, num_labels)``."""
+def masked_lm_loss(logits, labels):
+    """Cross-entropy of ``(B, T, V)`` logits against ``(B, T)`` labels, ``-100`` ignored."""
+    return _token_loss(logits, labels)
+
+
+def token_classification_loss(logits, labels):
+    """Cross-entropy of ``(B, T, num_labels)`` logits against ``(B, T)`` labels, ``-100`` ignored."""
+    return _token_loss(logits, labels)
+
+
+def sequence_classification_loss(logits, labels, problem_type=None):
+    """The loss for ``problem_type`` (inferred as the reference does if None); logits ``(B, num_labels)``."""
+    num_labels = logits.shape[-1]
     problem_type = problem_type_for(problem_type, num_labels, labels.dtype.is_integer)
     logits = tf.cast(logits, tf.float32)
     if problem_type == "regression":
         labels = tf.cast(labels, tf.float32)
         if num_labels == 1:
             logits, labels = tf.squeeze(logits), tf.squeeze(labels)
-        return tf.reduce_mean(tf.square(logits - labels)), problem_type
+        return tf.reduce_mean(tf.square(logits - labels))
     if problem_type == "single_label_classification":
         if labels.dtype.is_floating:
             raise ValueError("single_label_classification needs integer class ids as labels, "
                              f"got dtype {labels.dtype.name}")
-        return cross_entropy(tf.reshape(logits, (-1, num_labels)), tf.reshape(labels, (-1,))), problem_type
+        return cross_entropy(tf.reshape(logits, (-1, num_labels)), tf.reshape(labels, (-1,)))
     labels = tf.cast(labels, tf.float32)
     if labels.shape.rank is not None and labels.shape.rank != 2:
         raise ValueError(f"multi_label_classification needs labels of shape (batch, num_labels={num_labels}) "
                          f"with 0/1 targets, got shape {tuple(labels.shape)}")
     loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
-    return tf.reduce_mean(loss), problem_type
+    return tf.reduce_mean(loss)
 
 
 def multiple_choice_loss(logits, labels):
