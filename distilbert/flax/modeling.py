@@ -9,8 +9,6 @@ clamping, and ``token_type_ids`` are ignored.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import math
 
 import jax
@@ -23,10 +21,6 @@ from distilbert.common.config import DistilBertConfig
 from distilbert.common.names import sinusoidal_table
 from distilbert.common.validation import check_inputs, check_token_type_ids
 from distilbert.flax import losses, ops, pretrained
-
-for _cls in out_lib.OUTPUT_CLASSES:  # pytrees, so that jitted functions can return them
-    with contextlib.suppress(ValueError):  # already registered
-        jax.tree_util.register_dataclass(_cls, [f.name for f in dataclasses.fields(_cls)], [])
 
 
 def _lookup(table: jax.Array, ids: jax.Array) -> jax.Array:

@@ -15,7 +15,8 @@ import tensorflow as tf
 
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.losses import problem_type_for
-from distilbert.tf import losses, ops
+from distilbert.tf import losses
+from distilbert.tf import pretrained as out  # the nestable output classes
 from distilbert.tf.inputs import check_rank, head_mask_for, unpack_inputs, validate
 from distilbert.tf.ops import ACTIVATIONS, SinusoidalPositions, VocabProjector
 from distilbert.tf.pretrained import TFDistilBertPreTrainedModel
@@ -189,7 +190,7 @@ class TFDistilBertModel(TFDistilBertPreTrainedModel):
         x, hidden, attentions = self.transformer(
             tf.reshape(x, (-1, self.config.dim)), keep, head_mask_for(self.config, head_mask), training=training,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        return self._output(ops.TFBaseModelOutput, return_dict, last_hidden_state=tf.reshape(x, shape),
+        return self._output(out.TFBaseModelOutput, return_dict, last_hidden_state=tf.reshape(x, shape),
                             hidden_states=hidden and tuple(tf.reshape(h, shape) for h in hidden), attentions=attentions)
 
 
@@ -244,7 +245,7 @@ class TFDistilBertForMaskedLM(_Head):
         TensorShape([1, 3, 50])
     """
 
-    task, output_class = "masked_lm", ops.TFMaskedLMOutput
+    task, output_class = "masked_lm", out.TFMaskedLMOutput
 
     def __init__(self, config=None, **kwargs):
         super().__init__(config, **kwargs)
@@ -278,7 +279,7 @@ class TFDistilBertForSequenceClassification(_Head):
         TensorShape([1, 2])
     """
 
-    task, output_class = "sequence_classification", ops.TFSequenceClassifierOutput
+    task, output_class = "sequence_classification", out.TFSequenceClassifierOutput
 
     def __init__(self, config=None, **kwargs):
         super().__init__(config, **kwargs)
@@ -310,7 +311,7 @@ class TFDistilBertForMultipleChoice(_Head):
         TensorShape([1, 3])
     """
 
-    task, output_class = "multiple_choice", ops.TFMultipleChoiceModelOutput
+    task, output_class = "multiple_choice", out.TFMultipleChoiceModelOutput
 
     def __init__(self, config=None, **kwargs):
         super().__init__(config, **kwargs)
@@ -350,7 +351,7 @@ class TFDistilBertForTokenClassification(_Head):
         TensorShape([1, 3, 5])
     """
 
-    task, output_class = "token_classification", ops.TFTokenClassifierOutput
+    task, output_class = "token_classification", out.TFTokenClassifierOutput
 
     def __init__(self, config=None, **kwargs):
         super().__init__(config, **kwargs)
@@ -395,7 +396,7 @@ class TFDistilBertForQuestionAnswering(_Head):
         loss = None
         if start_positions is not None and end_positions is not None:
             loss = losses.question_answering_loss(start_logits, end_logits, start_positions, end_positions)
-        return self._output(ops.TFQuestionAnsweringModelOutput, return_dict, loss=loss, start_logits=start_logits,
+        return self._output(out.TFQuestionAnsweringModelOutput, return_dict, loss=loss, start_logits=start_logits,
                             end_logits=end_logits, hidden_states=o.hidden_states, attentions=o.attentions)
 
 

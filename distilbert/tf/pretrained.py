@@ -4,10 +4,17 @@ Weights move between a model and a canonical numpy state (HF PyTorch names and l
 pair of functions, :func:`canonical_state` and :func:`load_canonical_state`, via the weight table's
 ``keras`` column; :func:`variable_at` resolves a column entry by walking attributes (digits index into
 the layer list). Every load, save and conversion path goes through them.
+
+The output dataclasses are made nestable here: ``tf.function`` only returns structures ``tf.nest``
+understands, and Keras (``fit``'s symbolic build, ``Layer.__call__``) walks outputs with its own
+``keras.tree``. Each ``TF...Output`` class is a subclass of the matching :mod:`distilbert.common.outputs`
+dataclass (same fields, ``isinstance`` holds) that both understand, so ``model(x).logits`` works
+eagerly, inside ``tf.function`` and under XLA alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Iterable, Mapping
 
@@ -15,13 +22,70 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from distilbert.common import outputs as common
 from distilbert.common.checkpoint import load_state, save_state
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.names import WeightMismatchError, from_native, to_native, weight_table
-from distilbert.common.outputs import output_flags
 from distilbert.tf.training import TrainingMixin
 
 
+# ------------------------------------------------------------------------------ output classes
+class _Nestable:
+    """Flattening protocols: ``tf.nest`` (``__tf_flatten__``) and optree (``tree_flatten``)."""
+
+    def _names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(self))
+
+    def __tf_flatten__(self):
+        names = self._names()
+        return names, tuple(getattr(self, n) for n in names)
+
+    @classmethod
+    def __tf_unflatten__(cls, names, values):
+        return cls(**dict(zip(names, values)))
+
+    def tree_flatten(self):
+        names = self._names()
+        return tuple(getattr(self, n) for n in names), names, names
+
+    @classmethod
+    def tree_unflatten(cls, names, values):
+        return cls(**dict(zip(names, values)))
+
+
+def _register_with_keras_tree(cls) -> None:
+    # keras.tree has no public registration hook yet; its implementation module has one.
+    try:
+        from keras.src.tree import tree_api
+
+        tree_api.register_tree_node_class(cls)
+    except (ImportError, AttributeError, ValueError):  # pragma: no cover - other Keras versions
+        import optree
+
+        try:
+            optree.register_pytree_node_class(cls, namespace="keras")
+        except ValueError:
+            pass  # already registered (module reloaded)
+
+
+def _nestable(base):
+    cls = type("TF" + base.__name__, (_Nestable, base), {
+        "__doc__": f"{base.__name__} (fields as the reference) that tf.function and Keras can return.",
+        "__module__": __name__,
+    })
+    _register_with_keras_tree(cls)
+    return cls
+
+
+TFBaseModelOutput = _nestable(common.BaseModelOutput)
+TFMaskedLMOutput = _nestable(common.MaskedLMOutput)
+TFSequenceClassifierOutput = _nestable(common.SequenceClassifierOutput)
+TFMultipleChoiceModelOutput = _nestable(common.MultipleChoiceModelOutput)
+TFTokenClassifierOutput = _nestable(common.TokenClassifierOutput)
+TFQuestionAnsweringModelOutput = _nestable(common.QuestionAnsweringModelOutput)
+
+
+# ------------------------------------------------------------------------------- canonical state
 def variable_at(model, path: str):
     """The ``keras.Variable`` at a table path such as ``distilbert/transformer/layer/0/ffn/lin1/kernel``."""
     obj = model
@@ -101,7 +165,7 @@ class TFDistilBertPreTrainedModel(TrainingMixin, keras.Model):
 
     def _flags(self, output_attentions, output_hidden_states, return_dict) -> tuple[bool, bool, bool]:
         """The call's output flags, unset ones from the config (as the reference)."""
-        return output_flags(self.config, output_attentions, output_hidden_states, return_dict)
+        return common.output_flags(self.config, output_attentions, output_hidden_states, return_dict)
 
     def _output(self, cls, return_dict, **fields):
         result = cls(**fields)
