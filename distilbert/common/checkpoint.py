@@ -84,7 +84,9 @@ def available_formats(directory: str) -> list[str]:
     return [fmt for fmt, (fname, _, _) in FORMATS.items() if os.path.isfile(os.path.join(directory, fname))]
 
 
-def _pick_format(directory: str, framework: str | None, fmt: str | None) -> tuple[str, str]:
+def pick_format(directory: str, framework: str | None = None, fmt: str | None = None) -> tuple[str, str]:
+    """The weight format to read in ``directory`` and its file: ``fmt`` if given (it must be there), else
+    the first present of safetensors, ``framework``'s own format, the others, pickles last."""
     present = available_formats(directory)
     if fmt is not None:
         if fmt not in FORMATS:
@@ -182,7 +184,7 @@ def load_state(name_or_path: str | os.PathLike, config: DistilBertConfig, task: 
         files.CheckpointError: unreadable, truncated or unsafe files.
     """
     directory = resolve_dir(name_or_path)
-    fmt, path = _pick_format(directory, framework, weight_format)
+    fmt, path = pick_format(directory, framework, weight_format)
     state, source_task = read_state(path, config, fmt)
     table = weight_table(config, task)
     state, dropped, new = adapt_prefix(state, source_task, task, table)

@@ -25,7 +25,8 @@ import tensorflow as tf
 from distilbert.common import outputs as common
 from distilbert.common.checkpoint import load_state, save_state
 from distilbert.common.config import DistilBertConfig
-from distilbert.common.names import WeightMismatchError, from_native, to_native, weight_table
+from distilbert.common.files import CheckpointError
+from distilbert.common.names import WeightMismatchError, from_native, task_from_architectures, to_native, weight_table
 from distilbert.tf.training import TrainingMixin
 
 
@@ -129,6 +130,49 @@ def load_canonical_state(model, state: Mapping[str, np.ndarray], skip: Iterable[
         raise WeightMismatchError(mismatched=mismatched, where="state")
     for name, array in native.items():
         targets[name].assign(tf.cast(tf.convert_to_tensor(np.asarray(array)), targets[name].dtype))
+
+
+# ------------------------------------------------------------------------------- Keras 3 files
+def load_keras_file(path: str | os.PathLike, config_dir: str | os.PathLike | None = None):
+    """A model from a Keras 3 file: ``model.keras`` (holds its config), or ``model.weights.h5`` built from
+    the ``config.json`` in ``config_dir`` (default: the file's directory), whose ``architectures`` name the head.
+
+    Raises:
+        CheckpointError: the file is missing or Keras cannot read it.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no Keras file at {path!r}")
+    if path.endswith(".keras"):
+        import distilbert.tf.modeling  # noqa: F401  (registers the classes with Keras)
+
+        try:
+            return keras.saving.load_model(path)
+        except Exception as exc:
+            raise CheckpointError(f"cannot read Keras file {path!r}: {exc}") from None
+    from distilbert.tf.modeling import TF_CLASSES
+
+    config_dir = os.path.dirname(os.path.abspath(path)) if config_dir is None else os.fspath(config_dir)
+    config = DistilBertConfig.from_pretrained(config_dir)
+    task = task_from_architectures(config.architectures)
+    if task is None:
+        raise ValueError(f"config.json in {config_dir!r} names no DistilBERT class in 'architectures'; "
+                         f"cannot tell which head {os.path.basename(path)} holds")
+    model = TF_CLASSES[task](config)
+    try:
+        model.load_weights(path)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read Keras weights {path!r}: {exc}") from None
+    return model
+
+
+def save_keras_file(model, path: str | os.PathLike) -> None:
+    """Writes ``model`` as Keras 3 writes it: the whole model for ``*.keras``, else the weights (``*.weights.h5``)."""
+    path = os.fspath(path)
+    if path.endswith(".keras"):
+        model.save(path)
+    else:
+        model.save_weights(path)
 
 
 class TFDistilBertPreTrainedModel(TrainingMixin, keras.Model):
