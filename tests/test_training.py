@@ -7,9 +7,9 @@ import importlib
 
 import numpy as np
 import pytest
+from helpers import assert_close, random_inputs, random_state, tiny_config
 
 from distilbert.frameworks import FRAMEWORKS, build, canonical_state
-from tests.helpers import assert_close, random_inputs, random_state, tiny_config
 
 CONFIG = tiny_config(n_layers=1)
 TASK = "sequence_classification"
