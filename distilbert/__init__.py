@@ -8,12 +8,24 @@ from distilbert.common.config import DistilBertConfig
 
 __version__ = "0.1.0"
 __all__ = ["DistilBertConfig", "DistilBertTokenizer", "DistilBertTokenizerFast", "__version__"]
+__all__ += ["DistillationConfig"]
 
 
 def __getattr__(name: str):
+    if name == "pipeline":  # lazily too: distilbert.pipelines imports no framework until a model is built
+        from distilbert.pipelines import pipeline
+
+        return pipeline
     # Tokenizers load lazily so that `import distilbert` stays cheap.
     if name in ("DistilBertTokenizer", "DistilBertTokenizerFast"):
         from distilbert.common import tokenization
 
         return getattr(tokenization, name)
+    if name == "DistillationConfig":
+        from distilbert.common.distillation import DistillationConfig
+
+        return DistillationConfig
     raise AttributeError(f"module 'distilbert' has no attribute {name!r}")
+
+
+__all__ += ["pipeline"]

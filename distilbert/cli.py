@@ -213,7 +213,7 @@ def _task_parser(sub, name: str, help: str, run, texts: bool = True) -> argparse
         parser.add_argument("texts", nargs="+", metavar="TEXT", help="texts to run ('-' reads one per line from stdin)")
     parser.add_argument("--model", required=True, help="checkpoint directory or hub id with the task's head")
     parser.add_argument("--framework", choices=["pt", "tf", "flax"], default="pt",
-                        help="framework to run in (default pt)")
+                        help="framework to run in: pt (PyTorch, the default), tf (TensorFlow), flax (JAX/Flax)")
     parser.add_argument("--device", help="device: cuda:0 (pt), /GPU:0 (tf), gpu (flax); default the framework's")
     parser.add_argument("--batch-size", type=_positive, default=8, help="sequences per forward pass (default 8)")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -235,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     conv = sub.add_parser("convert", help="convert a checkpoint to another framework's format")
     conv.add_argument("src", help="source checkpoint directory or hub id")
     conv.add_argument("dst", help="destination directory (must not exist unless --force)")
-    conv.add_argument("--to", required=True, choices=["pt", "tf", "flax", "keras"], help="target framework")
+    conv.add_argument("--to", required=True, choices=["pt", "tf", "flax", "keras"],
+                      help="target framework: pt (PyTorch), tf (TensorFlow), flax (JAX/Flax), keras (Keras 3 files)")
     conv.add_argument("--format", help="pt: safetensors (default) or safetensors-sharded; tf: tf (default) or "
                                        "tf-sharded; flax: flax (default) or flax-sharded; "
                                        "keras: keras-weights (default, model.weights.h5) or keras (model.keras)")

@@ -30,6 +30,8 @@ from importlib import resources
 
 import numpy as np
 
+from distilbert.frameworks import NAMES
+
 LABELS = ("negative", "positive")
 FRAMEWORKS = ("tf", "pt", "flax")
 CHECKPOINT_FILES = {"tf": "tf_model.h5", "pt": "model.safetensors", "flax": "flax_model.msgpack"}
@@ -293,17 +295,17 @@ def format_sentiment(report: dict, examples: int = 8) -> str:
     then one row per framework."""
     frameworks = list(report["frameworks"])
     shown = report["examples"][:examples]
-    sample = _table(["held-out sentence", "label", *frameworks],
+    sample = _table(["held-out sentence", "label", *(NAMES[fw] for fw in frameworks)],
                     [[ex["sentence"], ex["label"], *(ex[fw] for fw in frameworks)] for ex in shown])
     n = report["held_out"]
-    rows = [[fw, r["file"], f"{100 * r['accuracy']:.1f}%", f"{r['agree']}/{n}", f"{r['max_abs_logit_diff']:.1e}",
-             f"{r['ms_per_batch']:.2f}"] for fw, r in report["frameworks"].items()]
-    summary = _table(["framework", "checkpoint", "accuracy", "agrees with tf", "max |logit - tf|",
+    rows = [[NAMES[fw], r["file"], f"{100 * r['accuracy']:.1f}%", f"{r['agree']}/{n}",
+             f"{r['max_abs_logit_diff']:.1e}", f"{r['ms_per_batch']:.2f}"] for fw, r in report["frameworks"].items()]
+    summary = _table(["framework", "checkpoint", "accuracy", "agrees with TensorFlow", "max |logit - TensorFlow|",
                       f"ms per batch of {report['batch_size']}"], rows)
     intro = (f"DistilBERT sentiment classifier trained from scratch with Keras model.fit on "
              f"{report['train_sentences']} sentences ({report['epochs']} epochs, {report['training_seconds']:.0f} s), "
-             f"converted to {', '.join(frameworks[1:]) or 'no other framework'}; {n} held-out sentences "
-             f"({len(shown)} shown):")
+             f"converted to {' and '.join(NAMES[fw] for fw in frameworks[1:]) or 'no other framework'}; "
+             f"{n} held-out sentences ({len(shown)} shown):")
     text = f"{intro}\n\n{sample}\n\n{summary}\n"
     if report.get("checkpoints"):
         text += f"\ncheckpoints kept in {report['checkpoints']}/{{{','.join(frameworks)}}}\n"
@@ -313,15 +315,15 @@ def format_sentiment(report: dict, examples: int = 8) -> str:
 def format_fill_mask(report: dict) -> str:
     """The fill-mask report as text: each sentence's top tokens per framework, then one row per framework."""
     frameworks = list(report["frameworks"])
-    reference = frameworks[0]
+    reference = NAMES[frameworks[0]]
     blocks = []
     for i, text in enumerate(report["texts"]):
         lines = [text]
         for fw in frameworks:
             top = ", ".join(f"{p['token']} ({p['score']:.3f})" for p in report["frameworks"][fw]["top"][i])
-            lines.append(f"  {fw:5s} {top}")
+            lines.append(f"  {NAMES[fw]:10s} {top}")
         blocks.append("\n".join(lines))
-    rows = [[fw, r["device"], "yes" if r["same_predictions"] else "NO", f"{r['max_abs_score_diff']:.1e}",
+    rows = [[NAMES[fw], r["device"], "yes" if r["same_predictions"] else "NO", f"{r['max_abs_score_diff']:.1e}",
              f"{r['ms_per_batch']:.2f}"] for fw, r in report["frameworks"].items()]
     summary = _table(["framework", "device", f"same top tokens as {reference}", f"max |score - {reference}|",
                       f"ms per batch of {report['batch_size']}"], rows)

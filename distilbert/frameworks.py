@@ -26,6 +26,7 @@ from distilbert.common.config import DistilBertConfig
 from distilbert.common.names import TASK_CLASSES
 
 FRAMEWORKS = ("pt", "tf", "flax")
+NAMES = {"pt": "PyTorch", "tf": "TensorFlow", "flax": "JAX/Flax"}  # what user-facing text calls each framework
 EXTRAS = {"pt": "torch", "tf": "tf", "flax": "flax"}  # the package extra that installs each framework
 # Which framework reads each weight format natively (the Keras formats need the TF backend).
 FORMAT_FRAMEWORK = {fmt: framework for fmt, (_, _, framework) in FORMATS.items()}

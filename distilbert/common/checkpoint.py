@@ -27,6 +27,7 @@ from distilbert.common.names import (
     check_native,
     from_native,
     native_shapes,
+    sinusoidal_table,
     task_from_architectures,
     to_native,
     weight_table,
@@ -82,6 +83,20 @@ class LoadReport:
 def available_formats(directory: str) -> list[str]:
     """Weight formats present in ``directory``, in the order :func:`load_state` tries them."""
     return [fmt for fmt, (fname, _, _) in FORMATS.items() if os.path.isfile(os.path.join(directory, fname))]
+
+
+def source_framework(from_pt: bool = False, from_tf: bool = False, from_flax: bool = False) -> str | None:
+    """The framework whose weight file the reference's ``from_pt`` / ``from_tf`` / ``from_flax`` flag asks for.
+
+    Every backend's ``from_pretrained`` takes the three flags (for drop-in use; none reaches
+    ``config.json``) and reads that framework's file first when the directory has several; every
+    format loads without them.
+    """
+    given = [name for name, on in (("pt", from_pt), ("tf", from_tf), ("flax", from_flax)) if on]
+    if len(given) > 1:
+        raise ValueError("pass at most one of from_pt, from_tf and from_flax, got "
+                         + ", ".join(f"from_{g}" for g in given))
+    return given[0] if given else None
 
 
 def pick_format(directory: str, framework: str | None = None, fmt: str | None = None) -> tuple[str, str]:
@@ -163,7 +178,8 @@ def read_state(path: str, config: DistilBertConfig, fmt: str) -> tuple[dict[str,
 
 def load_state(name_or_path: str | os.PathLike, config: DistilBertConfig, task: str,
                framework: str | None = None, weight_format: str | None = None,
-               ignore_mismatched_sizes: bool = False) -> tuple[dict[str, np.ndarray], LoadReport]:
+               ignore_mismatched_sizes: bool = False, source: str | None = None,
+               ) -> tuple[dict[str, np.ndarray], LoadReport]:
     """Reads a checkpoint directory (or hub id) into a canonical state for ``task``'s model.
 
     Args:
@@ -174,6 +190,8 @@ def load_state(name_or_path: str | os.PathLike, config: DistilBertConfig, task: 
         weight_format: Read this format only (a key of :data:`FORMATS`).
         ignore_mismatched_sizes: Leave tensors whose shape differs out (to be initialised) instead
             of raising.
+        source: ``"pt"``, ``"tf"`` or ``"flax"`` (see :func:`source_framework`): read that framework's
+            weight file when there is one and ``weight_format`` is None.
 
     Returns:
         ``(state, report)``. ``state`` holds every tensor of the target table except
@@ -184,6 +202,8 @@ def load_state(name_or_path: str | os.PathLike, config: DistilBertConfig, task: 
         files.CheckpointError: unreadable, truncated or unsafe files.
     """
     directory = resolve_dir(name_or_path)
+    if source is not None and weight_format is None:
+        weight_format = next((f for f in available_formats(directory) if FORMATS[f][2] == source), None)
     fmt, path = pick_format(directory, framework, weight_format)
     state, source_task = read_state(path, config, fmt)
     table = weight_table(config, task)
@@ -224,10 +244,11 @@ def save_state(directory: str | os.PathLike, state: Mapping[str, np.ndarray], co
     max_shard_size = parse_size(max_shard_size)
     directory = os.fspath(directory)
     weight_format = weight_format or NATIVE[framework]
-    table = weight_table(config, task)
     naming = WEIGHT_NAMING.get(weight_format)
     if naming is None:
         raise ValueError(f"cannot write weight format {weight_format!r}; use 'safetensors', 'tf' or 'flax'")
+    config = config_for_positions(config, weight_format, _stored_positions(state, weight_table(config, task)))
+    table = weight_table(config, task)
     native = to_native(state, naming, stored_rows(table, weight_format))
     path = write_weights(directory, native, table, task, weight_format, max_shard_size)
     write_config(directory, config, task, framework)
@@ -236,6 +257,39 @@ def save_state(directory: str | os.PathLike, state: Mapping[str, np.ndarray], co
 
 # The table column each writable format is named by.
 WEIGHT_NAMING = {"safetensors": "pt", "tf": "tf", "flax": "flax"}
+
+
+def _stored_positions(state: Mapping[str, np.ndarray], table) -> np.ndarray | None:
+    """The sinusoidal position table of a canonical state, if its config has one."""
+    spec = next((s for s in table if s.kind == SINUSOIDAL), None)
+    return None if spec is None else state.get(spec.name)
+
+
+def config_for_positions(config: DistilBertConfig, weight_format: str,
+                         positions: np.ndarray | None) -> DistilBertConfig:
+    """The config to write beside ``weight_format`` so that the reference class keeps a stored position table.
+
+    The reference Flax class ignores a stored table when ``sinusoidal_pos_embds`` is true and recomputes
+    the formula. So a ``flax_model.msgpack`` whose table is not exactly the formula's (the original
+    DistilBERT recipe starts the student from BERT's learned table; any fine-tuned or perturbed checkpoint)
+    is written with the table as learned positions and ``sinusoidal_pos_embds: false``, which is said on
+    standard error: every class then gives the source's numbers. The formula's own table is left out, as
+    the reference writes it. Other formats store the table and keep the config.
+
+    Args:
+        config: The source's config.
+        weight_format: The format about to be written (``"flax"`` for the sharded one too).
+        positions: The source's position table (None: it has none, or the formula fills it).
+    """
+    if weight_format != "flax" or not config.sinusoidal_pos_embds or positions is None:
+        return config
+    positions = np.asarray(positions)
+    if np.array_equal(positions, sinusoidal_table(*positions.shape).astype(positions.dtype)):
+        return config
+    logger.warning("%s: the stored position table is not the sinusoidal formula, which the reference Flax "
+                   "class would recompute; writing it as learned positions (sinusoidal_pos_embds: false)",
+                   files.FLAX_MSGPACK)
+    return config.replace(sinusoidal_pos_embds=False)
 
 
 def parse_size(size: int | str | None) -> int | None:
@@ -283,9 +337,10 @@ def write_weights(directory: str, native: Mapping[str, np.ndarray], table, task:
 def stored_rows(table, weight_format: str):
     """The rows a weight format stores; refuses a format that would silently drop a tensor.
 
-    Tied rows share storage (safetensors leaves them out, as the reference does) and sinusoidal
-    tables are recomputed, so a format may omit those; any other omission would lose weights (the
-    reference's ``tf_model.h5`` has no place for an untied masked-LM projector).
+    Tied rows share storage (safetensors leaves them out, as the reference does) and the reference
+    Flax format has no sinusoidal table (:func:`config_for_positions` decides when that loses nothing),
+    so a format may omit those; any other omission would lose weights (the reference's ``tf_model.h5``
+    has no place for an untied masked-LM projector).
     """
     naming = WEIGHT_NAMING[weight_format]
     lost = [s.name for s in table if s.names[naming] is None and s.kind not in (TIED, SINUSOIDAL)]
@@ -322,7 +377,7 @@ def init_state(config: DistilBertConfig, task: str, seed: int = 0, names=None) -
     Args:
         names: Initialise only these canonical names (e.g. a new head); default all.
     """
-    from distilbert.common.names import EMBEDDING, LINEAR, NORM_WEIGHT, SINUSOIDAL, sinusoidal_table
+    from distilbert.common.names import EMBEDDING, LINEAR, NORM_WEIGHT
 
     rng = np.random.default_rng(seed)
     table = weight_table(config, task)

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+from typing import Any
 
 from distilbert.common.tokenization_base import (
     TOKENIZER_FILE,
@@ -273,7 +274,7 @@ class DistilBertTokenizer(TokenizerBase):
         data = {key: [row[key] for row in rows] for key in rows[0]}
         return BatchEncoding(data, tensor_type=options.return_tensors)
 
-    def _prepare_row(self, ids: list[int], pair_ids: list[int] | None, options: EncodeOptions) -> dict[str, list]:
+    def _prepare_row(self, ids: list[int], pair_ids: list[int] | None, options: EncodeOptions) -> dict[str, Any]:
         """Truncates, adds special tokens and builds the masks of one (unpadded) row."""
         n_special = (2 if pair_ids is None else 3) if options.add_special_tokens else 0
         total = len(ids) + (len(pair_ids) if pair_ids is not None else 0) + n_special
@@ -281,7 +282,7 @@ class DistilBertTokenizer(TokenizerBase):
         overflow: list[int] = []
         if options.truncation != "do_not_truncate" and max_length and total > max_length:
             ids, pair_ids, overflow = self._truncate(ids, pair_ids, total - max_length, options.truncation, options.stride)
-        row: dict[str, list] = {}
+        row: dict[str, Any] = {}
         if options.return_overflowing_tokens:
             row["overflowing_tokens"] = overflow
             row["num_truncated_tokens"] = total - max_length if max_length else 0
@@ -367,7 +368,8 @@ class DistilBertTokenizer(TokenizerBase):
         return (path,)
 
 
-def _round_up(length: int, multiple: int | None) -> int:
+def _round_up(length: int | None, multiple: int | None) -> int:
+    assert length is not None, "padding to max_length needs max_length"  # EncodeOptions guarantees it
     if multiple and length % multiple:
         return (length // multiple + 1) * multiple
     return length
@@ -481,6 +483,7 @@ class DistilBertTokenizerFast(TokenizerBase):
             config.pop(slow_only, None)
         tokenizer_file = os.path.join(directory, TOKENIZER_FILE)
         vocab_file = os.path.join(directory, VOCAB_FILE)
+        files: dict[str, Any]
         if os.path.isfile(tokenizer_file):
             files = {"tokenizer_file": tokenizer_file}
         elif os.path.isfile(vocab_file):
@@ -553,7 +556,7 @@ class DistilBertTokenizerFast(TokenizerBase):
         when something changed."""
         backend = self._tokenizer
         truncation = None if options is None or options.truncation == "do_not_truncate" else options.truncation
-        if truncation is None:
+        if options is None or truncation is None:
             if backend.truncation is not None:
                 backend.no_truncation()
         else:

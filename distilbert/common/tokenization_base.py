@@ -524,6 +524,22 @@ class TokenizerBase:
     model_input_names = ["input_ids", "attention_mask"]
     pad_token_type_id = 0
 
+    # What each tokenizer implements (declared here so that the shared code type-checks).
+    def _token_to_id(self, token: str) -> int | None:
+        raise NotImplementedError
+
+    def _encode(self, texts: list, pairs: list | None, batched: bool, options: EncodeOptions) -> BatchEncoding:
+        raise NotImplementedError
+
+    def _decode_ids(self, ids: list[int], skip_special_tokens: bool) -> str:
+        raise NotImplementedError
+
+    def _save_vocab_files(self, directory: str) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def get_vocab(self) -> dict[str, int]:
+        raise NotImplementedError
+
     def _init_common(
         self,
         special_tokens: dict[str, str],
@@ -551,13 +567,15 @@ class TokenizerBase:
         self.pad_token = special_tokens["pad_token"]
         self.cls_token = special_tokens["cls_token"]
         self.mask_token = special_tokens["mask_token"]
-        self.unk_token_id = self._token_to_id(self.unk_token)
-        self.sep_token_id = self._token_to_id(self.sep_token)
-        self.pad_token_id = self._token_to_id(self.pad_token)
-        self.cls_token_id = self._token_to_id(self.cls_token)
-        self.mask_token_id = self._token_to_id(self.mask_token)
+        special_ids = {token: self._token_to_id(token) for token in special_tokens.values()}
+        ids: dict[str, int] = {t: i for t, i in special_ids.items() if i is not None}  # all of them: checked above
+        self.unk_token_id = ids[self.unk_token]
+        self.sep_token_id = ids[self.sep_token]
+        self.pad_token_id = ids[self.pad_token]
+        self.cls_token_id = ids[self.cls_token]
+        self.mask_token_id = ids[self.mask_token]
         self.all_special_tokens = list(dict.fromkeys(special_tokens[role] for role in SPECIAL_TOKEN_ROLES))
-        self.all_special_ids = [self._token_to_id(token) for token in self.all_special_tokens]
+        self.all_special_ids = [ids[token] for token in self.all_special_tokens]
         self._special_id_set = frozenset(self.all_special_ids)
         self.do_lower_case = bool(do_lower_case)
         self.tokenize_chinese_chars = bool(tokenize_chinese_chars)
@@ -589,9 +607,12 @@ class TokenizerBase:
     def convert_tokens_to_ids(self, tokens: str | Iterable[str]) -> int | list[int]:
         """Id of a token (or list of ids of a list of tokens); unknown tokens get ``unk_token_id``."""
         if isinstance(tokens, str):
-            token_id = self._token_to_id(tokens)
-            return self.unk_token_id if token_id is None else token_id
-        return [self.convert_tokens_to_ids(_require_str(token)) for token in tokens]
+            return self._id_of(tokens)
+        return [self._id_of(_require_str(token)) for token in tokens]
+
+    def _id_of(self, token: str) -> int:
+        token_id = self._token_to_id(token)
+        return self.unk_token_id if token_id is None else token_id
 
     # ---------------------------------------------------------------------------------- encoding
     def __call__(

@@ -256,8 +256,8 @@ class WordPieceSplitter:
     def _word_to_pieces(self, word: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
         """Steps 4-5 for one whitespace-free word: (tokens, ids)."""
         if not self.do_basic_tokenize:
-            tokens = self._wordpiece(word)
-            return tuple(tokens), tuple([self.vocab.get(t, self.unk_id) for t in tokens])
+            pieces = self._wordpiece(word)
+            return tuple(pieces), tuple([self.vocab.get(t, self.unk_id) for t in pieces])
         if word in self.protected:
             pieces = [word]
         else:

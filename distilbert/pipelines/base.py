@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -83,8 +85,8 @@ class Pipeline:
     def __call__(self, *args, **params):
         return self._call(*args, **{**self.defaults, **self._check_params(params)})
 
-    def _call(self, inputs, **params):
-        raise NotImplementedError
+    # Each task's ``_call(inputs, *, its keyword-only parameters)``; ``_check_params`` reads its signature.
+    _call: Callable[..., Any]
 
     def _check_params(self, params: dict) -> dict:
         accepted = [name for name, p in inspect.signature(self._call).parameters.items()

@@ -73,7 +73,8 @@ class QuestionAnsweringPipeline(Pipeline):
         candidates = top_k * 2 + 10 if align_to_words else top_k
         results = []
         for index, (_, text) in enumerate(examples):
-            answers, null_score = [], np.inf
+            answers: list[dict] = []
+            null_score = np.inf
             for row in (i for i, o in enumerate(owner) if o == index):
                 spans, null = self._window(encoding, row, outputs[row], candidates, max_answer_len)
                 null_score = min(null_score, null)

@@ -107,7 +107,8 @@ class TokenClassificationPipeline(Pipeline):
                 entities.append({"entity": labels[best], "score": float(piece["scores"][best]), "index": piece["index"],
                                  "word": piece["word"], "start": piece["start"], "end": piece["end"]})
             return entities if strategy == "none" else self._group(entities)
-        words, current = [], []
+        words: list[dict] = []
+        current: list[dict] = []
         for piece in pieces:
             if current and not piece["continues"]:
                 words.append(self._word(current, strategy))
@@ -132,7 +133,8 @@ class TokenClassificationPipeline(Pipeline):
 
     def _group(self, entities: list[dict]) -> list[dict]:
         """Merges adjacent entities of the same type; a ``B-`` label always starts a new one."""
-        groups, current = [], []
+        groups: list[dict] = []
+        current: list[dict] = []
         for entity in entities:
             begins, kind = _tag(entity["entity"])
             if current and (begins or kind != _tag(current[-1]["entity"])[1]):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
 import ml_dtypes
 import numpy as np
@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from distilbert.common import outputs
-from distilbert.common.checkpoint import load_state, save_state
+from distilbert.common.checkpoint import load_state, save_state, source_framework
 from distilbert.common.config import DistilBertConfig
-from distilbert.common.names import TIED, WeightMismatchError, sinusoidal_table, weight_table
+from distilbert.common.names import TIED, check_state, sinusoidal_table, weight_table
+from distilbert.common.validation import as_config
 from distilbert.pt import ops
 
 logger = logging.getLogger("distilbert")
@@ -34,19 +35,11 @@ for _cls in outputs.OUTPUT_CLASSES:  # pytree nodes, so that torch.export can re
         pass
 
 
-def _as_config(config: Any) -> DistilBertConfig:
-    if isinstance(config, DistilBertConfig):
-        return config
-    if hasattr(config, "to_dict"):  # a transformers DistilBertConfig, for drop-in use
-        return DistilBertConfig.from_dict(config.to_dict())
-    raise TypeError(f"config must be a DistilBertConfig, got {type(config).__name__}")
-
-
 class DistilBertPreTrainedModel(nn.Module):
     """Base of the six DistilBERT classes: config, initialisation, loading and saving.
 
     Args:
-        config: A :class:`distilbert.DistilBertConfig` (a transformers config is converted).
+        config: A :class:`distilbert.DistilBertConfig`, its dict, or a transformers config.
         attn_implementation: ``"sdpa"`` (default), ``"eager"`` or ``"flash_attention_2"``.
 
     Example:
@@ -63,7 +56,7 @@ class DistilBertPreTrainedModel(nn.Module):
 
     def __init__(self, config: DistilBertConfig, attn_implementation: str | None = None):
         super().__init__()
-        self.config = _as_config(config)
+        self.config = as_config(config)
         self._requested_attn = attn_implementation
 
     # ---------------------------------------------------------------------------- initialisation
@@ -252,7 +245,8 @@ class DistilBertPreTrainedModel(nn.Module):
                         config: DistilBertConfig | None = None,
                         dtype=None, torch_dtype=None, attn_implementation: str | None = None,
                         ignore_mismatched_sizes: bool = False, weight_format: str | None = None,
-                        from_tf: bool = False, from_flax: bool = False, output_loading_info: bool = False,
+                        from_pt: bool = False, from_tf: bool = False, from_flax: bool = False,
+                        output_loading_info: bool = False,
                         **config_overrides):
         """Loads a checkpoint directory or hub id in any Hugging Face format.
 
@@ -264,7 +258,8 @@ class DistilBertPreTrainedModel(nn.Module):
             attn_implementation: ``"sdpa"`` (default), ``"eager"`` or ``"flash_attention_2"``.
             ignore_mismatched_sizes: Re-initialise head tensors whose shape differs (a new ``num_labels``).
             weight_format: Read only this format (``"safetensors"``, ``"pytorch"``, ``"tf"``, ``"flax"``, ...).
-            from_tf / from_flax: Shorthand for ``weight_format="tf"`` / ``"flax"``.
+            from_pt / from_tf / from_flax: Read that framework's weight file first when the directory has
+                several (every format loads without them; none reaches ``config.json``).
             output_loading_info: Also return the :class:`~distilbert.common.checkpoint.LoadReport` (file and
                 format read, tensors newly initialised or left unused), which also reads as the reference's
                 dict: ``info["missing_keys"]``, ``["unexpected_keys"]``, ``["mismatched_keys"]``.
@@ -274,17 +269,16 @@ class DistilBertPreTrainedModel(nn.Module):
             >>> model = DistilBertForSequenceClassification.from_pretrained(  # doctest: +SKIP
             ...     "distilbert-base-uncased", num_labels=3)
         """
-        if from_tf or from_flax:
-            weight_format = weight_format or ("tf" if from_tf else "flax")
         if config is None:
             config = DistilBertConfig.from_pretrained(pretrained_model_name_or_path, **config_overrides)
         else:
-            config = _as_config(config)
+            config = as_config(config)
             config = config.replace(**config_overrides) if config_overrides else config
         target = resolve_dtype(dtype if dtype is not None else torch_dtype, config)
         model = cls(config, attn_implementation=attn_implementation)
         state, report = load_state(pretrained_model_name_or_path, config, cls.task, framework="pt",
-                                   weight_format=weight_format, ignore_mismatched_sizes=ignore_mismatched_sizes)
+                                   weight_format=weight_format, ignore_mismatched_sizes=ignore_mismatched_sizes,
+                                   source=source_framework(from_pt, from_tf, from_flax))
         load_canonical_state(model, state, skip=report.new)
         if target is not None:
             model.to(target)
@@ -395,13 +389,7 @@ def load_canonical_state(model: torch.nn.Module, state: Mapping[str, np.ndarray]
     """
     table = weight_table(model.config, model.task)
     params = model.state_dict(keep_vars=True)
-    allow = set(skip)
-    missing = [s.name for s in table if s.name not in state and s.kind != TIED and s.name not in allow]
-    unexpected = sorted(set(state) - {s.name for s in table})
-    mismatched = [(s.name, tuple(state[s.name].shape), s.shape) for s in table
-                  if s.name in state and tuple(state[s.name].shape) != s.shape]
-    if missing or unexpected or mismatched:
-        raise WeightMismatchError(missing, unexpected, mismatched, where="state")
+    check_state({name: np.shape(array) for name, array in state.items()}, table, skip)
     with torch.no_grad():
         for spec in table:
             if spec.name not in state or spec.kind == TIED:  # a tied row shares its target's storage

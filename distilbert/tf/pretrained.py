@@ -23,10 +23,18 @@ import numpy as np
 import tensorflow as tf
 
 from distilbert.common import outputs as common
-from distilbert.common.checkpoint import load_state, save_state
+from distilbert.common.checkpoint import load_state, save_state, source_framework
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.files import CheckpointError
-from distilbert.common.names import WeightMismatchError, from_native, task_from_architectures, to_native, weight_table
+from distilbert.common.names import (
+    WeightMismatchError,
+    check_state,
+    from_native,
+    task_from_architectures,
+    to_native,
+    weight_table,
+)
+from distilbert.common.validation import as_config
 from distilbert.tf.training import TrainingMixin
 
 
@@ -101,7 +109,7 @@ def variable_at(model, path: str):
 
 
 def canonical_state(model) -> dict[str, np.ndarray]:
-    """The model's weights as a canonical numpy state (tied and sinusoidal rows filled in)."""
+    """The model's weights as a canonical numpy state (tied rows filled in)."""
     table = weight_table(model.config, model.task)
     native = {spec.names["keras"]: keras.ops.convert_to_numpy(variable_at(model, spec.names["keras"]))
               for spec in table if spec.names["keras"] is not None}
@@ -118,9 +126,7 @@ def load_canonical_state(model, state: Mapping[str, np.ndarray], skip: Iterable[
     skip = set(skip)
     state = {name: np.asarray(array) for name, array in state.items()}
     full = weight_table(model.config, model.task)
-    unexpected = sorted(set(state) - {spec.name for spec in full})
-    if unexpected:
-        raise WeightMismatchError(unexpected=unexpected, where="state")
+    check_state({name: array.shape for name, array in state.items()}, full, skip)
     table = [spec for spec in full if spec.name not in skip]
     native = to_native(state, "keras", table)
     targets = {name: variable_at(model, name) for name in native}
@@ -179,7 +185,7 @@ class TFDistilBertPreTrainedModel(TrainingMixin, keras.Model):
     """Shared base: config handling, Keras serialisation, loading/saving and ``fit`` support.
 
     Args:
-        config: A :class:`~distilbert.DistilBertConfig` (or its dict).
+        config: A :class:`~distilbert.DistilBertConfig`, its dict, or a transformers config.
         **kwargs: Keras ``Model`` arguments (``name``, ``dtype`` policy such as ``"mixed_bfloat16"``).
     """
 
@@ -188,13 +194,7 @@ class TFDistilBertPreTrainedModel(TrainingMixin, keras.Model):
 
     def __init__(self, config: DistilBertConfig | dict | None = None, **kwargs):
         super().__init__(**kwargs)
-        if config is None:
-            config = DistilBertConfig()
-        if isinstance(config, dict):
-            config = DistilBertConfig.from_dict(config)
-        if not isinstance(config, DistilBertConfig):
-            raise TypeError(f"config must be a DistilBertConfig, got {type(config).__name__}")
-        self.config = config
+        self.config = as_config(config)
         # Inputs are converted by `unpack_inputs`; Keras must not cast float labels to float16.
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
@@ -226,7 +226,8 @@ class TFDistilBertPreTrainedModel(TrainingMixin, keras.Model):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *, config: DistilBertConfig | None = None,
                         weight_format: str | None = None, ignore_mismatched_sizes: bool = False,
-                        dtype=None, from_pt: bool | None = None, output_loading_info: bool = False, **overrides):
+                        dtype=None, from_pt: bool = False, from_tf: bool = False, from_flax: bool = False,
+                        output_loading_info: bool = False, **overrides):
         """Builds the model from a checkpoint directory or hub id, in any format the package reads.
 
         Args:
@@ -235,20 +236,22 @@ class TFDistilBertPreTrainedModel(TrainingMixin, keras.Model):
             weight_format: Read only this format (``"tf"``, ``"safetensors"``, ``"pytorch"``, ``"flax"``, ...).
             ignore_mismatched_sizes: Re-initialise head tensors whose shape differs (e.g. new ``num_labels``).
             dtype: Keras dtype policy (``"float32"``, ``"mixed_bfloat16"``, ``"mixed_float16"``, ...).
-            from_pt: Accepted for compatibility; every format is read without it.
+            from_pt / from_tf / from_flax: Read that framework's weight file first when the directory has
+                several (every format loads without them; none reaches ``config.json``).
             output_loading_info: Also return the :class:`~distilbert.common.checkpoint.LoadReport` (file and
                 format read, tensors newly initialised or left unused; indexable as the reference's dict).
             **overrides: Config fields to change (``num_labels``, ``id2label``, dropouts, ...).
         """
-        del from_pt
         path = os.fspath(pretrained_model_name_or_path)
         if config is None:
             config = DistilBertConfig.from_pretrained(path, **overrides)
-        elif overrides:
-            config = config.replace(**overrides)
+        else:
+            config = as_config(config)
+            config = config.replace(**overrides) if overrides else config
         model = cls(config, **({"dtype": dtype} if dtype is not None else {}))
         state, report = load_state(path, config, cls.task, framework="tf", weight_format=weight_format,
-                                   ignore_mismatched_sizes=ignore_mismatched_sizes)
+                                   ignore_mismatched_sizes=ignore_mismatched_sizes,
+                                   source=source_framework(from_pt, from_tf, from_flax))
         load_canonical_state(model, state, skip=report.new)
         return (model, report) if output_loading_info else model
 
