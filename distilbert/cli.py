@@ -74,7 +74,7 @@ def _is_tied_copy(name, table, naming) -> bool:
 
 
 def _cmd_convert(args) -> int:
-    from distilbert.common.convert import convert
+    from distilbert.conversion import convert
 
     result = convert(args.src, args.dst, to=args.to, weight_format=args.format, source_format=args.source_format,
                      dtype=args.dtype, force=args.force, progress=not args.quiet,

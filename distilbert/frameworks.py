@@ -1,6 +1,10 @@
-"""One way to build, load and run any backend from numpy: for ``--verify``, the demo and tests.
+"""One way to build, load and run any backend from numpy: for the pipelines, ``--verify``, the demo and tests.
 
-Each function imports only the framework it is asked for.
+Each function imports only the framework it is asked for. Running is one small runner per framework
+(:func:`make_runner`): numpy arrays in, numpy arrays out (float32 for half-precision outputs). A
+compiled runner (the pipelines') traces the forward pass once per input layout (``tf.function``,
+``nnx.jit``) and places the model on a device; :func:`run` is a one-off, uncompiled call of the same
+runner.
 
 Example:
     >>> from distilbert.frameworks import build, run  # doctest: +SKIP
@@ -10,7 +14,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 from typing import Any, Mapping
 
 import numpy as np
@@ -24,6 +30,16 @@ NAMES = {"pt": "PyTorch", "tf": "TensorFlow", "flax": "JAX/Flax"}  # what user-f
 EXTRAS = {"pt": "torch", "tf": "tf", "flax": "flax"}  # the package extra that installs each framework
 # Which framework reads each weight format natively (the Keras formats need the TF backend).
 FORMAT_FRAMEWORK = {fmt: framework for fmt, (_, _, framework) in FORMATS.items()}
+# Tasks whose outputs have a token axis (B, T, ...); the others give one row per sequence.
+TOKEN_LEVEL_TASKS = ("masked_lm", "token_classification", "question_answering")
+
+
+def framework_of(model) -> str | None:
+    """``"pt"``, ``"tf"`` or ``"flax"`` for a model of this package, else ``None``."""
+    parts = type(model).__module__.split(".")
+    if len(parts) >= 2 and parts[0] == "distilbert" and parts[1] in FRAMEWORKS:
+        return parts[1]
+    return None
 
 
 def check_framework(framework: str) -> None:
@@ -53,33 +69,32 @@ def build(framework: str, task: str, config: DistilBertConfig, state: Mapping[st
 
 
 def canonical_state(framework: str, model) -> dict[str, np.ndarray]:
-    """The model's weights as canonical numpy arrays (the backend's ``loading.canonical_state``)."""
+    """The model's weights as canonical numpy arrays (the backend's ``pretrained.canonical_state``)."""
     check_framework(framework)
-    return importlib.import_module(f"distilbert.{framework}.loading").canonical_state(model)
+    return importlib.import_module(f"distilbert.{framework}.pretrained").canonical_state(model)
 
 
 def load_canonical_state(framework: str, model, state: Mapping[str, np.ndarray]) -> None:
-    """Copies a canonical numpy state into the model, strictly (the backend's ``loading.load_canonical_state``)."""
+    """Copies a canonical numpy state into the model, strictly (the backend's ``pretrained.load_canonical_state``)."""
     check_framework(framework)
-    importlib.import_module(f"distilbert.{framework}.loading").load_canonical_state(model, dict(state))
+    importlib.import_module(f"distilbert.{framework}.pretrained").load_canonical_state(model, dict(state))
 
 
-def from_pretrained(framework: str, task: str, path: str, **kwargs):
+def from_pretrained(framework: str, task: str, path: str | os.PathLike, **kwargs):
     """``from_pretrained`` of ``task``'s class in ``framework``."""
-    return model_class(framework, task).from_pretrained(path, **kwargs)
+    return model_class(framework, task).from_pretrained(os.fspath(path), **kwargs)
 
 
 def to_numpy(value: Any) -> Any:
-    """Framework tensors (and tuples of them) to numpy arrays (float32 for half types)."""
+    """Framework tensors (and tuples of them) to numpy arrays, half-precision ones as float32."""
     if value is None:
         return None
     if isinstance(value, (tuple, list)):
         return tuple(to_numpy(v) for v in value)
-    if hasattr(value, "detach"):  # torch
-        value = value.detach().cpu()
-        if value.dtype.is_floating_point and value.dtype.itemsize < 4:
-            value = value.float()
-        return value.numpy()
+    if hasattr(value, "detach"):  # torch: the backend's exact copy (bfloat16 as ml_dtypes.bfloat16)
+        from distilbert.pt.pretrained import to_numpy as torch_to_numpy
+
+        value = torch_to_numpy(value)
     array = np.asarray(value)
     if array.dtype.kind == "V" or (array.dtype.kind == "f" and array.dtype.itemsize < 4) or \
             str(array.dtype) == "bfloat16":
@@ -94,24 +109,208 @@ def run(framework: str, model, inputs: Mapping[str, np.ndarray], **kwargs) -> di
         framework: ``"pt"``, ``"tf"`` or ``"flax"``.
         model: A model of that framework.
         inputs: Numpy arrays keyed by call argument name.
-        **kwargs: Other call arguments (``output_hidden_states=True``, ...).
+        **kwargs: Output flags of the call (``output_hidden_states=True``, ...).
 
     Returns:
         The output's non-None fields as numpy arrays (tuples for hidden states and attentions).
     """
+    return make_runner(model, framework, compiled=False, **kwargs)(**inputs)
+
+
+def make_runner(model, framework: str, outputs: tuple[str, ...] | None = None, device=None, compiled: bool = True,
+                **flags):
+    """The runner of ``model`` (a model of ``framework``).
+
+    Args:
+        outputs: The output fields to return (None: every field that is not None).
+        device: Where to run (see each runner); None leaves the model where it is.
+        compiled: Trace the forward pass once per input layout (TensorFlow, Flax) and reuse it.
+        **flags: Output flags passed to every call (``output_hidden_states=True``, ...).
+    """
     check_framework(framework)
-    kwargs = {**kwargs, "return_dict": True}
-    if framework == "pt":
+    runner = {"pt": TorchRunner, "tf": KerasRunner, "flax": FlaxRunner}[framework]
+    return runner(model, outputs, device, compiled, **flags)
+
+
+class _Runner:
+    """Numpy in, numpy out: ``runner(input_ids, attention_mask, **other_inputs) -> {field: array}``."""
+
+    framework = ""
+
+    def __init__(self, model, outputs: tuple[str, ...] | None = None, device=None, compiled: bool = True, **flags):
+        self.model, self.outputs, self.compiled = model, outputs, compiled
+        self.flags = {**flags, "return_dict": True}
+
+    def __call__(self, input_ids=None, attention_mask=None, **inputs) -> dict[str, Any]:
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, **inputs}
+        return {k: to_numpy(v) for k, v in self._forward({k: np.asarray(v) for k, v in inputs.items()
+                                                          if v is not None}).items()}
+
+    def _fields(self, out) -> dict[str, Any]:
+        if self.outputs is None:
+            return {k: v for k, v in out.items() if v is not None}
+        return {name: out[name] for name in self.outputs}
+
+    @staticmethod
+    def _int32(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Integer inputs as int32 (one traced signature, the fast gather)."""
+        return {k: v.astype(np.int32) if v.dtype.kind in "iu" else v for k, v in inputs.items()}
+
+
+class TorchRunner(_Runner):
+    """PyTorch: ``eval()`` mode and ``torch.inference_mode``, inputs moved to the model's device.
+
+    Args:
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, a ``torch.device``, or an index (CUDA
+            device, -1 for the CPU); ``None`` leaves the model where it is.
+    """
+
+    framework = "pt"
+
+    def __init__(self, model, outputs=None, device=None, compiled=True, **flags):
         import torch
 
-        device = next(model.parameters()).device
-        tensors = {k: torch.from_numpy(np.asarray(v)).to(device) for k, v in inputs.items()}
-        with torch.no_grad():
-            out = model(**tensors, **kwargs)
-    elif framework == "tf":
-        out = model(dict(inputs), training=False, **kwargs)
-    else:
-        import jax.numpy as jnp
+        super().__init__(model, outputs, device, compiled, **flags)
+        self._torch = torch
+        if isinstance(device, int):  # transformers' convention: -1 is the CPU, 0, 1, ... CUDA devices
+            device = "cpu" if device < 0 else f"cuda:{device}"
+        if device is not None:
+            model.to(device)
+        model.eval()
 
-        out = model(**{k: jnp.asarray(v) for k, v in inputs.items()}, deterministic=True, **kwargs)
-    return {k: to_numpy(v) for k, v in out.items()}
+    @property
+    def device(self) -> str:
+        return str(next(self.model.parameters()).device)
+
+    def _forward(self, inputs):
+        torch = self._torch
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            return self._fields(self.model(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()},
+                                           **self.flags))
+
+
+class KerasRunner(_Runner):
+    """TensorFlow/Keras, called with ``training=False``; compiled: one ``tf.function`` per input layout
+    (names, ranks, dtypes: traced once, any batch and length).
+
+    Args:
+        device: A TensorFlow device name (``"/GPU:0"``, ``"cpu"``) or an index (GPU, -1 for the CPU);
+            ``None`` lets TensorFlow place ops.
+    """
+
+    framework = "tf"
+
+    def __init__(self, model, outputs=None, device=None, compiled=True, **flags):
+        import tensorflow as tf
+
+        super().__init__(model, outputs, device, compiled, **flags)
+        self._tf = tf
+        if isinstance(device, int):  # -1 is the CPU, 0, 1, ... GPUs
+            device = "/CPU:0" if device < 0 else f"/GPU:{device}"
+        self._device = device
+        self._functions = {}
+
+    @property
+    def device(self) -> str:
+        return self._device or "default"
+
+    def _call(self, inputs):
+        return self._fields(self.model(dict(inputs), training=False, **self.flags))
+
+    def _function(self, inputs):
+        tf = self._tf
+        key = tuple((k, v.ndim, v.dtype.str) for k, v in inputs.items())
+        if key not in self._functions:
+            specs = {k: tf.TensorSpec((None,) * v.ndim, tf.as_dtype(v.dtype)) for k, v in inputs.items()}
+            self._functions[key] = tf.function(self._call, input_signature=[specs])
+        return self._functions[key]
+
+    def _forward(self, inputs):
+        tf = self._tf
+        with tf.device(self._device) if self._device else contextlib.nullcontext():
+            if not self.compiled:
+                return self._call({k: tf.constant(v) for k, v in inputs.items()})
+            inputs = self._int32(inputs)
+            return self._function(inputs)({k: tf.constant(v) for k, v in inputs.items()})
+
+
+class FlaxRunner(_Runner):
+    """JAX/Flax NNX, dropout off; compiled: the forward pass under ``nnx.jit``, the model bound once with
+    ``nnx.cached_partial`` (which skips re-walking the module on every call, yet sees later changes to
+    its weights).
+
+    ``jit`` compiles once per input shape, so a compiled runner given only ``input_ids`` and
+    ``attention_mask`` pads batches up to a power of two and sequences up to a multiple of 8 tokens
+    (within the position table) to keep the number of compilations small; padding is masked and cut
+    off again.
+
+    Args:
+        device: ``"cpu"``, ``"gpu"``, ``"gpu:1"``, ``"tpu"``, a ``jax.Device``, or an index (-1 for the CPU);
+            the model's weights are moved there. ``None`` leaves them where they are.
+    """
+
+    framework = "flax"
+    BUCKET = 8
+
+    def __init__(self, model, outputs=None, device=None, compiled=True, **flags):
+        import jax
+        from flax import nnx
+
+        super().__init__(model, outputs, device, compiled, **flags)
+        self._jax = jax
+        self.max_length = model.config.max_position_embeddings
+        self.pad_id = model.config.pad_token_id or 0
+        self._device = _jax_device(jax, device)
+        if self._device is not None:
+            nnx.update(model, jax.device_put(nnx.state(model), self._device))
+
+        @nnx.jit
+        def forward(model, inputs):
+            return self._fields(model(**inputs, deterministic=True, **self.flags))
+
+        self._jitted = nnx.cached_partial(forward, model)
+
+    @property
+    def device(self) -> str:
+        return str(self._device or self._jax.devices()[0])
+
+    def _forward(self, inputs):
+        jnp = self._jax.numpy
+        if not self.compiled:
+            return self._fields(self.model(**{k: jnp.asarray(v) for k, v in inputs.items()}, deterministic=True,
+                                           **self.flags))
+        inputs = self._int32(inputs)
+        ids = inputs["input_ids"]
+        batch, length = ids.shape[0], ids.shape[-1]
+        bucketed = set(inputs) <= {"input_ids", "attention_mask"} and self.flags == {"return_dict": True}
+        if bucketed:
+            padded_batch = 1 << (batch - 1).bit_length()  # the next power of two
+            padded = max(length, min(-(-length // self.BUCKET) * self.BUCKET, self.max_length))
+            if (padded_batch, padded) != (batch, length):
+                # Extra rows are all padding (fully masked rows give finite outputs) and are dropped below.
+                widths = [(0, padded_batch - batch)] + [(0, 0)] * (ids.ndim - 2) + [(0, padded - length)]
+                mask = inputs.get("attention_mask", np.ones_like(ids))
+                inputs = {"input_ids": np.pad(ids, widths, constant_values=self.pad_id),
+                          "attention_mask": np.pad(mask, widths, constant_values=0)}
+        if self._device is not None:
+            inputs = {k: self._jax.device_put(v, self._device) for k, v in inputs.items()}
+        out = self._jitted(inputs)
+        if not bucketed:
+            return out
+        out = {name: np.asarray(value)[:batch] for name, value in out.items()}
+        if self.model.task in TOKEN_LEVEL_TASKS:  # (B, T_padded, ...) -> (B, T, ...)
+            out = {name: value[:, :length] for name, value in out.items()}
+        return out
+
+
+def _jax_device(jax, device):
+    if device is None or not isinstance(device, (str, int)):
+        return device
+    try:
+        if isinstance(device, int):  # -1 is the CPU, 0, 1, ... the default backend's devices
+            return jax.devices("cpu")[0] if device < 0 else jax.devices()[device]
+        platform, _, index = device.partition(":")
+        return jax.devices(platform)[int(index or 0)]
+    except (RuntimeError, IndexError, ValueError) as exc:
+        raise ValueError(f"no JAX device {device!r} ({exc}); available: {jax.devices()}") from None

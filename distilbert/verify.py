@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from distilbert.common.checkpoint import _pick_format, available_formats, open_native
+from distilbert.common.checkpoint import available_formats, open_native, pick_format
 from distilbert.common.config import DistilBertConfig
-from distilbert.common.convert import keras_path, load_keras_model
+from distilbert.conversion import keras_path, load_keras_model
 from distilbert.frameworks import FORMAT_FRAMEWORK, from_pretrained, run
 
 
@@ -38,7 +38,7 @@ class VerifyReport:
 
 
 def _task_of(directory: str, config: DistilBertConfig) -> str:
-    fmt, path = _pick_format(directory, None, None)
+    fmt, path = pick_format(directory)
     native, naming, task, _ = open_native(path, config, fmt)
     native.close()
     return task
@@ -49,7 +49,7 @@ def load_any(directory: str, task: str):
     keras_file = keras_path(directory)
     if keras_file and not available_formats(directory):
         return "tf", load_keras_model(directory, keras_file)[0], f"keras ({os.path.basename(keras_file)})"
-    fmt, _ = _pick_format(directory, None, None)
+    fmt, _ = pick_format(directory)
     framework = FORMAT_FRAMEWORK[fmt]
     return framework, from_pretrained(framework, task, directory, weight_format=fmt), f"{framework} ({fmt})"
 

@@ -16,8 +16,8 @@ from helpers import assert_close, oracle_class, oracle_pt_model, random_inputs, 
 from distilbert.cli import main
 from distilbert.common import files
 from distilbert.common.checkpoint import load_state, save_state
-from distilbert.common.convert import convert
 from distilbert.common.names import TASKS
+from distilbert.conversion import convert
 
 CONFIG = tiny_config()
 

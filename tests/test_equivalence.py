@@ -112,7 +112,7 @@ def _canonical_grads(framework, model, inputs, table):
     if framework == "tf":
         import tensorflow as tf
 
-        from distilbert.tf.loading import variable_at
+        from distilbert.tf.pretrained import variable_at
 
         variables = [variable_at(model, s.names["keras"]) for s in rows]
         with tf.GradientTape() as tape:

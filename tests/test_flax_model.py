@@ -26,7 +26,7 @@ from distilbert.flax import (
     canonical_state,
     load_canonical_state,
 )
-from distilbert.flax.loading import native_params
+from distilbert.flax.pretrained import native_params
 
 CLASSES = {
     "base": FlaxDistilBertModel,

@@ -235,7 +235,7 @@ def test_batch_size_does_not_change_results(checkpoints, ours):
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_model_object_and_device(framework, checkpoints, ours):
-    from distilbert.pipelines.runners import model_class
+    from distilbert.frameworks import model_class
 
     directory = checkpoints["masked_lm"][0]
     model = model_class(framework, "masked_lm").from_pretrained(directory)
@@ -323,7 +323,7 @@ def test_missing_tokenizer_and_weights_are_named(tmp_path, checkpoints):
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_a_pipeline_sees_later_changes_to_its_model(framework, checkpoints):
-    from distilbert.pipelines.runners import model_class
+    from distilbert.frameworks import model_class
 
     directory = checkpoints["softmax"][0]
     model = model_class(framework, "sequence_classification").from_pretrained(directory)

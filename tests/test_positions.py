@@ -21,8 +21,8 @@ import distilbert
 from distilbert.common import files
 from distilbert.common.checkpoint import init_state, load_state, save_state
 from distilbert.common.config import DistilBertConfig
-from distilbert.common.convert import convert
 from distilbert.common.names import TASK_CLASSES, sinusoidal_table
+from distilbert.conversion import convert  # Hugging Face formats and Keras 3 files
 
 TASK = "masked_lm"
 CONFIG = tiny_config(sinusoidal_pos_embds=True)

@@ -14,7 +14,7 @@ from distilbert.common.checkpoint import save_state
 from distilbert.common.files import CheckpointError
 from distilbert.common.names import TASK_CLASSES, TASKS, WeightMismatchError
 import distilbert.pt as dpt
-from distilbert.pt.loading import canonical_state, resolve_dtype, to_numpy, to_torch
+from distilbert.pt.pretrained import canonical_state, resolve_dtype, to_numpy, to_torch
 from helpers import assert_close, oracle_class, oracle_pt_model, random_inputs, random_state, tiny_config, \
     write_oracle_dirs
 

@@ -11,7 +11,7 @@ import torch
 from distilbert.common.names import TASK_CLASSES, TASKS, sinusoidal_table, weight_table
 from distilbert.common.outputs import BaseModelOutput, SequenceClassifierOutput
 import distilbert.pt as dpt
-from distilbert.pt.loading import canonical_state, load_canonical_state
+from distilbert.pt.pretrained import canonical_state, load_canonical_state
 from helpers import assert_close, hf_config, oracle_class, random_inputs, random_state, tiny_config
 
 CLASSES = {task: getattr(dpt, name) for task, name in TASK_CLASSES.items()}

@@ -16,7 +16,7 @@ from test_tf_model import inputs_for, ours, torch_inputs
 from distilbert.common.names import TASKS, WeightMismatchError
 from distilbert.tf import (TFDistilBertForMaskedLM, TFDistilBertForQuestionAnswering,
                            TFDistilBertForSequenceClassification, TFDistilBertModel)
-from distilbert.tf.loading import variable_at
+from distilbert.tf.pretrained import variable_at
 from distilbert.tf.modeling import TF_CLASSES
 
 CONFIG = tiny_config()

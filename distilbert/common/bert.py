@@ -56,7 +56,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from distilbert.common import files
-from distilbert.common.checkpoint import FORMATS, _pick_format
+from distilbert.common.checkpoint import FORMATS, pick_format
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.hub import resolve_dir
 from distilbert.common.names import EMBEDDING, LINEAR, NORM_BIAS, NORM_WEIGHT, TIED, VECTOR, task_prefix, weight_table
@@ -464,7 +464,7 @@ class BertSource:
 
 def is_bert_checkpoint(directory: str | os.PathLike) -> bool:
     """Whether ``directory``'s ``config.json`` describes a BERT (a readable config is not checked further)."""
-    path = os.path.join(os.fspath(directory), files.CONFIG)
+    path = os.path.join(os.fspath(directory), "config.json")
     try:
         with open(path, encoding="utf-8") as fh:
             return is_bert_config(json.load(fh))
@@ -501,11 +501,11 @@ def open_bert_checkpoint(name_or_path: str | os.PathLike, layers: Iterable[int] 
     if task not in (None, "base", "masked_lm"):
         raise ValueError(f"a BERT converts to task 'base' or 'masked_lm', not {task!r}")
     directory = resolve_dir(name_or_path)
-    bert = BertConfig.from_json_file(os.path.join(directory, files.CONFIG))
+    bert = BertConfig.from_json_file(os.path.join(directory, "config.json"))
     layers = bert.check_layers(layers)
     config = bert.to_distilbert(layers)
     carried = sentence_transformers_files(directory)
-    fmt, path = _pick_format(directory, framework, weight_format)
+    fmt, path = pick_format(directory, framework, weight_format)
     _, opener, naming = FORMATS[fmt]
     native = opener(path)
     try:

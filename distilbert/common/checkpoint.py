@@ -99,7 +99,9 @@ def source_framework(from_pt: bool = False, from_tf: bool = False, from_flax: bo
     return given[0] if given else None
 
 
-def _pick_format(directory: str, framework: str | None, fmt: str | None) -> tuple[str, str]:
+def pick_format(directory: str, framework: str | None = None, fmt: str | None = None) -> tuple[str, str]:
+    """The weight format to read in ``directory`` and its file: ``fmt`` if given (it must be there), else
+    the first present of safetensors, ``framework``'s own format, the others, pickles last."""
     present = available_formats(directory)
     if fmt is not None:
         if fmt not in FORMATS:
@@ -209,7 +211,7 @@ def load_state(name_or_path: str | os.PathLike, config: DistilBertConfig, task: 
     directory = resolve_dir(name_or_path)
     if source is not None and weight_format is None:
         weight_format = next((f for f in available_formats(directory) if FORMATS[f][2] == source), None)
-    fmt, path = _pick_format(directory, framework, weight_format)
+    fmt, path = pick_format(directory, framework, weight_format)
     state, source_task = read_state(path, config, fmt)
     table = weight_table(config, task)
     state, dropped, new = adapt_prefix(state, source_task, task, table)

@@ -2,8 +2,9 @@
 
 Hugging Face's three formats (``model.safetensors``, ``tf_model.h5``, ``flax_model.msgpack``) differ
 only in names and layouts, so converting between them needs no ML framework: every tensor is read,
-re-laid-out through the weight-name table and written before the next is read. Keras 3's own
-formats (``.weights.h5``, ``.keras``) are written by Keras itself through the TensorFlow backend.
+re-laid-out through the weight-name table and written before the next is read. Formats that need
+an ML framework (Keras 3's ``.weights.h5`` and ``.keras``, which Keras itself reads and writes) come in
+as :class:`ExternalFormat` s from above ``common/``: :func:`distilbert.conversion.convert` passes them.
 
 Example:
     >>> from distilbert.common.convert import convert
@@ -16,6 +17,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from typing import Callable
 
 import ml_dtypes
 import numpy as np
@@ -23,10 +25,10 @@ import numpy as np
 from distilbert.common import files
 from distilbert.common.checkpoint import (
     WEIGHT_NAMING,
-    _pick_format,
     available_formats,
     config_for_positions,
     open_native,
+    pick_format,
     stored_rows,
     write_config,
     write_weights,
@@ -38,7 +40,6 @@ from distilbert.common.names import (
     TIED,
     from_native,
     sinusoidal_table,
-    task_from_architectures,
     to_native,
     weight_table,
 )
@@ -48,11 +49,30 @@ TARGETS = {
     "pt": ("safetensors", "safetensors-sharded"),
     "tf": ("tf", "tf-sharded"),
     "flax": ("flax", "flax-sharded"),
-    "keras": ("keras-weights", "keras"),
 }
 DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-KERAS_WEIGHTS, KERAS_FILE = "model.weights.h5", "model.keras"
+
+
+@dataclass(frozen=True)
+class ExternalFormat:
+    """A checkpoint format that needs an ML framework to read and write, handed to :func:`convert` from above.
+
+    Attributes:
+        name: The ``to`` target and ``source_format`` that select it (``"keras"``).
+        formats: Its weight formats, the default first (``"keras-weights"``, ``"keras"``).
+        find: ``find(path)`` -> its file at ``path`` (the file itself, or inside the directory), or None.
+        read: ``read(directory, file)`` -> ``(canonical state, config, task)``.
+        write: ``write(state, config, task, directory, weight_format)`` writes the weights into ``directory``.
+        framework: The framework whose class names go into the written ``config.json``.
+    """
+
+    name: str
+    formats: tuple[str, ...]
+    find: Callable[[str], str | None]
+    read: Callable[[str, str], tuple[dict, DistilBertConfig, str]]
+    write: Callable[[dict, DistilBertConfig, str, str, str], None]
+    framework: str
 
 
 @dataclass
@@ -69,7 +89,8 @@ class Conversion:
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, *, weight_format: str | None = None,
             source_format: str | None = None, dtype: str | None = None, force: bool = False,
-            max_shard_size: int | None = None, progress: bool = False) -> Conversion:
+            max_shard_size: int | None = None, progress: bool = False,
+            external: tuple[ExternalFormat, ...] = ()) -> Conversion:
     """Converts the checkpoint directory (or hub id) ``src`` into a new directory ``dst``.
 
     ``config.json`` (with ``architectures`` naming the target framework's class) and the tokenizer
@@ -79,26 +100,30 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, *, weight_f
     Args:
         src: Source directory or hub id.
         dst: Destination directory; must not exist unless ``force``.
-        to: ``"pt"``, ``"tf"``, ``"flax"`` or ``"keras"``.
+        to: ``"pt"``, ``"tf"``, ``"flax"`` (or the name of one of ``external``).
         weight_format: One of ``TARGETS[to]`` (default: the first).
         source_format: Read this format of ``src`` when it holds several (a key of ``FORMATS``).
         dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"`` to cast floating tensors; default: as stored.
         force: Replace an existing ``dst``.
         max_shard_size: Bytes per shard for the ``*-sharded`` formats.
         progress: Show a progress bar (tqdm) on standard error.
+        external: Formats beyond the Hugging Face ones, as source or target (see :class:`ExternalFormat`).
     """
-    if to not in TARGETS:
-        raise ValueError(f"unknown target {to!r}; expected one of {sorted(TARGETS)}")
-    weight_format = weight_format or TARGETS[to][0]
-    if weight_format not in TARGETS[to]:
-        raise ValueError(f"--to {to} writes {', '.join(TARGETS[to])}, not {weight_format!r}")
+    others = {e.name: e for e in external}
+    targets = {**TARGETS, **{name: e.formats for name, e in others.items()}}
+    if to not in targets:
+        hint = "" if others else " (Keras 3 files: distilbert.conversion.convert)"
+        raise ValueError(f"unknown target {to!r}; expected one of {sorted(targets)}{hint}")
+    weight_format = weight_format or targets[to][0]
+    if weight_format not in targets[to]:
+        raise ValueError(f"--to {to} writes {', '.join(targets[to])}, not {weight_format!r}")
     if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPES)}")
     dst = os.path.abspath(os.fspath(dst))
     if os.path.exists(dst) and not force:
         raise FileExistsError(f"{dst!r} exists; pass force=True (--force) to replace it")
-    keras_file = os.fspath(src) if os.fspath(src).endswith(".keras") and os.path.isfile(src) else None
-    src_dir = os.path.dirname(os.path.abspath(keras_file)) if keras_file else resolve_dir(src)
+    src_file = os.fspath(src) if os.path.isfile(src) and any(e.find(os.fspath(src)) for e in external) else None
+    src_dir = os.path.dirname(os.path.abspath(src_file)) if src_file else resolve_dir(src)
     if os.path.abspath(src_dir) == dst:
         raise ValueError("source and destination are the same directory")
 
@@ -107,10 +132,10 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, *, weight_f
     _remove_stale_work(dst)
     work = tempfile.mkdtemp(prefix=_work_prefix(dst), suffix=".tmp", dir=parent)
     try:
-        native, naming, task, table, config, path, fmt = _open_source(src_dir, keras_file, to, source_format)
+        native, naming, task, table, config, path, fmt = _open_source(src_dir, src_file, to, source_format, external)
         with native:
-            if to == "keras":
-                count = _write_keras(native, naming, table, config, task, work, weight_format, dtype)
+            if to in others:
+                count = _write_external(others[to], native, naming, table, config, task, work, weight_format, dtype)
             else:
                 target = weight_format.removesuffix("-sharded")
                 written = config_for_positions(config, target, _source_positions(native, naming, table))
@@ -120,7 +145,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, *, weight_f
                 write_weights(work, view, table, task, target,
                               max_shard_size if weight_format.endswith("sharded") else None)
                 count = len(rows)
-        write_config(work, config, task, to if to != "keras" else "tf")
+        write_config(work, config, task, others[to].framework if to in others else to)
         for name in TOKENIZER_FILES:
             if os.path.isfile(os.path.join(src_dir, name)):
                 shutil.copy2(os.path.join(src_dir, name), os.path.join(work, name))
@@ -131,72 +156,28 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, *, weight_f
     return Conversion(path, fmt, task, dst, sorted(os.listdir(dst)), count)
 
 
-def _open_source(src_dir: str, keras_file: str | None, to: str, source_format: str | None):
+def _open_source(src_dir: str, src_file: str | None, to: str, source_format: str | None,
+                 external: tuple[ExternalFormat, ...]):
     """The source's tensors (lazy), their naming, task, table, config, file and format.
 
-    Hugging Face formats are opened lazily in numpy; Keras 3 files (``model.keras``, or
-    ``model.weights.h5`` beside ``config.json``) are read by Keras through the TensorFlow backend.
+    Hugging Face formats are opened lazily in numpy; an external format is read by its ``read`` (when
+    asked for, given as the source file, or the only weights in the directory).
     """
-    found = keras_file or keras_path(src_dir)
-    if found and (source_format == "keras" or keras_file or (source_format is None and not available_formats(src_dir))):
-        path = found
-        state, config, task = _read_keras(src_dir, path)
-        table = weight_table(config, task)
-        native = files.LazyTensors.from_dict(to_native(state, "pt", table))
-        return native, "pt", task, table, config, path, "keras"
+    for e in external:
+        found = e.find(src_file or src_dir)
+        only = source_format is None and not available_formats(src_dir)
+        if found and (source_format == e.name or src_file or only):
+            state, config, task = e.read(src_dir, found)
+            table = weight_table(config, task)
+            native = files.LazyTensors.from_dict(to_native(state, "pt", table))
+            return native, "pt", task, table, config, found, e.name
     config = DistilBertConfig.from_pretrained(src_dir)
-    fmt, path = _pick_format(src_dir, to if to in ("pt", "tf", "flax") else "tf", source_format)
+    fmt, path = pick_format(src_dir, to if to in ("pt", "tf", "flax") else "tf", source_format)
     native, naming, task, table = open_native(path, config, fmt)
     num_labels = _file_num_labels(table, config)
     if config.num_labels != num_labels:
         config = config.replace(num_labels=num_labels)
     return native, naming, task, table, config, path, fmt
-
-
-def _read_keras(src_dir: str, path: str):
-    """Reads a Keras 3 file of our TF backend into a canonical state; returns it, the config and task."""
-    from distilbert import frameworks
-
-    model, config, task = load_keras_model(src_dir, path)
-    return frameworks.canonical_state("tf", model), config, task
-
-
-def keras_path(directory: str) -> str | None:
-    """The Keras 3 file in ``directory`` (``model.weights.h5`` first, then ``model.keras``), if any."""
-    for name in (KERAS_WEIGHTS, KERAS_FILE):
-        if os.path.isfile(os.path.join(directory, name)):
-            return os.path.join(directory, name)
-    return None
-
-
-def load_keras_model(src_dir: str, path: str):
-    """Our TF backend's model from a Keras 3 file; returns ``(model, config, task)``."""
-    from distilbert import frameworks
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no Keras file at {path!r}")
-    if path.endswith(".keras"):
-        import keras
-
-        import distilbert.tf  # noqa: F401  (registers the classes with Keras)
-
-        try:
-            model = keras.saving.load_model(path)
-        except Exception as exc:
-            raise files.CheckpointError(f"cannot read Keras file {path!r}: {exc}") from None
-        config, task = model.config, model.task
-    else:
-        config = DistilBertConfig.from_pretrained(src_dir)
-        task = task_from_architectures(config.architectures)
-        if task is None:
-            raise ValueError(f"config.json in {src_dir!r} names no DistilBERT class in 'architectures'; "
-                             "cannot tell which head model.weights.h5 holds")
-        model = frameworks.build("tf", task, config)
-        try:
-            model.load_weights(path)
-        except Exception as exc:
-            raise files.CheckpointError(f"cannot read Keras weights {path!r}: {exc}") from None
-    return model, config, task
 
 
 def _file_num_labels(table, config: DistilBertConfig) -> int:
@@ -264,19 +245,12 @@ def _progress_bar(total_bytes: int):
     return tqdm(total=total_bytes, unit="B", unit_scale=True, desc="converting", leave=False)
 
 
-def _write_keras(native, naming, table, config, task, work, weight_format, dtype):
-    """Keras 3's formats are Keras's own: build our Keras model and let Keras write them."""
-    from distilbert import frameworks
-
+def _write_external(fmt: ExternalFormat, native, naming, table, config, task, work, weight_format, dtype) -> int:
+    """An external format's writer gets the whole canonical state (cast to ``dtype``)."""
     state = from_native(native, naming, table)
     if dtype:
         state = {k: v.astype(DTYPES[dtype]) if _is_float(v.dtype) else v for k, v in state.items()}
-    model = frameworks.build("tf", task, config, state)
-    path = os.path.join(work, KERAS_FILE if weight_format == "keras" else KERAS_WEIGHTS)
-    if weight_format == "keras":
-        model.save(path)
-    else:
-        model.save_weights(path)
+    fmt.write(state, config, task, work, weight_format)
     return len(state)
 
 

@@ -26,7 +26,6 @@ TF_H5 = "tf_model.h5"
 TF_H5_INDEX = "tf_model.h5.index.json"
 FLAX_MSGPACK = "flax_model.msgpack"
 FLAX_MSGPACK_INDEX = "flax_model.msgpack.index.json"
-CONFIG = "config.json"
 
 
 class CheckpointError(ValueError):

@@ -10,7 +10,6 @@ Example:
 """
 
 from distilbert.common.config import DistilBertConfig
-from distilbert.flax.loading import canonical_state, load_canonical_state
 from distilbert.flax.modeling import (
     FlaxDistilBertForMaskedLM,
     FlaxDistilBertForMultipleChoice,
@@ -20,6 +19,7 @@ from distilbert.flax.modeling import (
     FlaxDistilBertModel,
     FlaxDistilBertPreTrainedModel,
 )
+from distilbert.flax.pretrained import canonical_state, load_canonical_state
 
 __all__ = [
     "DistilBertConfig",

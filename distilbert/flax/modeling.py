@@ -9,9 +9,6 @@ outputs, instead of JAX's silent clamping, and ``token_type_ids`` are ignored.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import functools
 import math
 
 import jax
@@ -22,13 +19,7 @@ from distilbert.common import outputs as out_lib
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.names import sinusoidal_table
 from distilbert.common.validation import as_config, check_head_config
-from distilbert.flax import inputs, loading, losses, ops
-
-for _cls in out_lib.OUTPUT_CLASSES:  # pytrees, so that jitted functions can return them
-    with contextlib.suppress(ValueError):  # already registered
-        jax.tree_util.register_dataclass(_cls, [f.name for f in dataclasses.fields(_cls)], [])
-
-_ACTIVATIONS = {"gelu": functools.partial(jax.nn.gelu, approximate=False), "relu": jax.nn.relu}
+from distilbert.flax import inputs, losses, ops, pretrained
 
 
 def _lookup(table: jax.Array, ids: jax.Array) -> jax.Array:
@@ -67,7 +58,7 @@ class Embeddings(nnx.Module):
         self.position_embeddings = nnx.Embed(n_pos, dim, embedding_init=f.init, **f.kw)
         if config.sinusoidal_pos_embds:  # stored and loaded as stored, never trained: Frozen, not a Param
             table = jnp.asarray(sinusoidal_table(n_pos, dim), f.param_dtype)  # (P, D)
-            self.position_embeddings.embedding = loading.Frozen(table)
+            self.position_embeddings.embedding = pretrained.Frozen(table)
         self.LayerNorm = f.norm(config.dim)
         self.dropout = f.dropout(config.dropout)
         self.pad_token_id = -1 if config.pad_token_id is None else config.pad_token_id
@@ -116,7 +107,7 @@ class FFN(nnx.Module):
         self.activation = config.activation
 
     def __call__(self, x, deterministic):
-        x = _ACTIVATIONS[self.activation](self.lin1(x))  # (B, T, F)
+        x = ops.ACTIVATIONS[self.activation](self.lin1(x))  # (B, T, F)
         return self.dropout(self.lin2(x), deterministic=deterministic)  # (B, T, D)
 
 
@@ -180,14 +171,13 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
         self.config, self.dtype, self.param_dtype, self.remat = config, dtype, param_dtype, remat
         self._build(config, _Factory(config, dtype, param_dtype, rngs if rngs is not None else nnx.Rngs(seed)))
 
-    def _build(self, config: DistilBertConfig, f: _Factory) -> None:  # a head: the encoder, then its layers
-        self.distilbert = FlaxDistilBertModel(config, dtype=self.dtype, param_dtype=self.param_dtype,
-                                              remat=self.remat, rngs=f.rngs)
+    def _build(self, config: DistilBertConfig, f: _Factory) -> None:
+        raise NotImplementedError  # the encoder's layers (FlaxDistilBertModel) or a head's (_Head)
 
-    from_pretrained = classmethod(loading.from_pretrained)
-    save_pretrained = loading.save_pretrained
-    canonical_state = loading.canonical_state
-    load_canonical_state = loading.load_canonical_state
+    from_pretrained = classmethod(pretrained.from_pretrained)
+    save_pretrained = pretrained.save_pretrained
+    canonical_state = pretrained.canonical_state
+    load_canonical_state = pretrained.load_canonical_state
 
     def __call__(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, position_ids=None,
                  token_type_ids=None, labels=None, output_attentions=None, output_hidden_states=None,
@@ -203,7 +193,7 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
         output_attentions, output_hidden_states, return_dict = out_lib.output_flags(
             self.config, output_attentions, output_hidden_states, return_dict)
         encoder = self if self.task == "base" else self.distilbert
-        base = encoder.encode(ids, embeds, mask, pos, heads, output_attentions, output_hidden_states, deterministic)
+        base = encoder._encode(ids, embeds, mask, pos, heads, output_attentions, output_hidden_states, deterministic)
         out = self._head(base, deterministic, labels, shape)
         return out if return_dict else out.to_tuple()
 
@@ -225,13 +215,21 @@ class FlaxDistilBertModel(FlaxDistilBertPreTrainedModel):
     def _head(self, base, deterministic, labels, shape):
         return base
 
-    def encode(self, input_ids, inputs_embeds, attention_mask, position_ids, head_mask=None, output_attentions=False,
+    def _encode(self, input_ids, inputs_embeds, attention_mask, position_ids, head_mask=None, output_attentions=False,
                output_hidden_states=False, deterministic=None) -> out_lib.BaseModelOutput:
         """The forward pass on checked inputs (the heads call this)."""
         bias = None if attention_mask is None else jnp.where(
             attention_mask[:, None, None, :] != 0, 0.0, jnp.finfo(jnp.float32).min)  # (B, 1, 1, T)
         x = self.embeddings(input_ids, inputs_embeds, position_ids, deterministic)  # (B, T, D)
         return self.transformer(x, bias, head_mask, deterministic, output_attentions, output_hidden_states)
+
+
+class _Head(FlaxDistilBertPreTrainedModel):
+    """A task head over ``self.distilbert``; subclasses add their layers in ``_build`` and define ``_head``."""
+
+    def _build(self, config: DistilBertConfig, f: _Factory) -> None:  # the encoder, then the head's layers
+        self.distilbert = FlaxDistilBertModel(config, dtype=self.dtype, param_dtype=self.param_dtype,
+                                              remat=self.remat, rngs=f.rngs)
 
 
 class VocabProjector(nnx.Module):
@@ -249,7 +247,7 @@ class VocabProjector(nnx.Module):
         return ops.einsum("btd,dv->btv", x.astype(dtype), kernel.astype(dtype)) + self.bias[...]  # (B, T, V)
 
 
-class FlaxDistilBertForMaskedLM(FlaxDistilBertPreTrainedModel):
+class FlaxDistilBertForMaskedLM(_Head):
     """DistilBERT with its masked-language-modelling head; ``labels`` (B, T), -100 ignored.
 
     Example:
@@ -269,13 +267,13 @@ class FlaxDistilBertForMaskedLM(FlaxDistilBertPreTrainedModel):
 
     def _head(self, base, deterministic, labels, shape):
         x = self.vocab_transform(base.last_hidden_state)  # (B, T, D)
-        x = self.vocab_layer_norm(_ACTIVATIONS[self.config.activation](x))  # (B, T, D)
+        x = self.vocab_layer_norm(ops.ACTIVATIONS[self.config.activation](x))  # (B, T, D)
         logits = self.vocab_projector(x, self.distilbert.embeddings.word_embeddings.embedding[...])  # (B, T, V)
         loss = None if labels is None else losses.masked_lm_loss(logits, jnp.asarray(labels))
         return out_lib.MaskedLMOutput(loss, logits, base.hidden_states, base.attentions)
 
 
-class FlaxDistilBertForSequenceClassification(FlaxDistilBertPreTrainedModel):
+class FlaxDistilBertForSequenceClassification(_Head):
     """DistilBERT with a classifier (or regressor) on the first token; ``labels`` (B,) or (B, num_labels),
     the loss chosen by ``config.problem_type`` or as the reference infers it (:mod:`distilbert.flax.losses`).
 
@@ -320,7 +318,7 @@ class FlaxDistilBertForMultipleChoice(FlaxDistilBertForSequenceClassification):
     rank = 3
 
 
-class FlaxDistilBertForTokenClassification(FlaxDistilBertPreTrainedModel):
+class FlaxDistilBertForTokenClassification(_Head):
     """DistilBERT with a per-token classifier; ``labels`` (B, T), -100 ignored.
 
     Example:
@@ -343,7 +341,7 @@ class FlaxDistilBertForTokenClassification(FlaxDistilBertPreTrainedModel):
         return out_lib.TokenClassifierOutput(loss, logits, base.hidden_states, base.attentions)
 
 
-class FlaxDistilBertForQuestionAnswering(FlaxDistilBertPreTrainedModel):
+class FlaxDistilBertForQuestionAnswering(_Head):
     """DistilBERT predicting answer spans (``start_logits``, ``end_logits``); loss from ``start/end_positions``.
 
     Example:

@@ -5,7 +5,7 @@ Under ``dtype=jnp.bfloat16`` the layers multiply bfloat16 operands with float32 
 on XLA:CPU, whose bf16 x bf16 -> f32 matmuls are its fast path. JAX's own transpose rule would run
 the backward matmuls in float32 (the float32 cotangent promotes the bfloat16 operand); here the
 cotangent is cast to the operands' dtype first, so the backward matmuls take the same fast path.
-In float32 these are plain ``jnp.einsum`` / ``lax.dot_general``.
+In float32 these are plain ``jnp.einsum`` / ``lax.dot_general``. Also the activation table.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import string
 
 import jax
 import jax.numpy as jnp
+
+ACTIVATIONS = {"gelu": functools.partial(jax.nn.gelu, approximate=False), "relu": jax.nn.relu}  # gelu: exact erf
 
 
 def _low_precision(*arrays) -> bool:

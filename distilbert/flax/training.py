@@ -47,6 +47,7 @@ __all__ = [
     "value_and_grad",
     "train_step",
     "eval_step",
+    "linear_schedule",
     "adamw_with_warmup",
     "TrainState",
     "functional_state",
@@ -117,13 +118,24 @@ def eval_step(model: nnx.Module, batch: Batch):
     return model(**batch, deterministic=True)
 
 
-def adamw_with_warmup(learning_rate: float, total_steps: int, warmup_steps: int = 0, weight_decay: float = 0.01,
-                      max_grad_norm: float | None = 1.0) -> optax.GradientTransformation:
-    """AdamW with linear warm-up then linear decay to 0 (the usual BERT fine-tuning schedule)."""
-    schedule = optax.join_schedules(
+def linear_schedule(learning_rate: float, total_steps: int, warmup_steps: int = 0) -> optax.Schedule:
+    """``0 -> learning_rate`` linearly over ``warmup_steps``, then linearly down to 0 at ``total_steps``."""
+    return optax.join_schedules(
         [optax.linear_schedule(0.0, learning_rate, max(warmup_steps, 1)),
          optax.linear_schedule(learning_rate, 0.0, max(total_steps - warmup_steps, 1))], [warmup_steps])
-    tx = optax.adamw(schedule, weight_decay=weight_decay)
+
+
+def _decays(params):
+    """Weight decay on rank >= 2 parameters (kernels, embeddings), not on biases and LayerNorm scales."""
+    return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def adamw_with_warmup(learning_rate: float, total_steps: int, warmup_steps: int = 0, weight_decay: float = 0.01,
+                      max_grad_norm: float | None = 1.0) -> optax.GradientTransformation:
+    """AdamW on :func:`linear_schedule` (the usual BERT fine-tuning recipe), after global-norm clipping
+    to ``max_grad_norm`` (None: none); weight decay on kernels and embeddings, not on biases and LayerNorms."""
+    tx = optax.adamw(linear_schedule(learning_rate, total_steps, warmup_steps), weight_decay=weight_decay,
+                     mask=_decays)
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), tx) if max_grad_norm else tx
 
 

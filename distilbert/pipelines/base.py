@@ -18,13 +18,7 @@ from distilbert.common.checkpoint import FORMATS, available_formats, open_native
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.hub import resolve_dir
 from distilbert.common.names import TASK_CLASSES
-from distilbert.pipelines.runners import (
-    TOKEN_LEVEL_TASKS,
-    check_framework,
-    framework_of,
-    load_model,
-    make_runner,
-)
+from distilbert.frameworks import TOKEN_LEVEL_TASKS, check_framework, framework_of, from_pretrained, make_runner
 
 # What each head does, for error messages.
 HEAD_DESCRIPTIONS = {
@@ -43,7 +37,7 @@ class Pipeline:
     Args:
         model: A loaded model of this package (``distilbert.pt``/``tf``/``flax``) for :attr:`model_task`.
         tokenizer: A ``DistilBertTokenizerFast`` (or ``DistilBertTokenizer`` where offsets are not needed).
-        runner: The framework's runner (:mod:`distilbert.pipelines.runners`).
+        runner: The framework's runner (:func:`distilbert.frameworks.make_runner`).
         batch_size: Sequences per forward pass.
         **defaults: Default values of the call's keyword arguments (e.g. ``top_k=3``).
 
@@ -180,7 +174,7 @@ def build(cls, model, framework: str | None, tokenizer, device, batch_size: int,
         directory = resolve_dir(model)
         found = checkpoint_task(directory, DistilBertConfig.from_pretrained(directory))
         _check_head(found, cls, repr(os.fspath(model)))
-        model = load_model(framework, cls.model_task, directory)
+        model = from_pretrained(framework, cls.model_task, directory)
     else:
         own = framework_of(model)
         if own is None:

@@ -5,7 +5,6 @@ Migrating from transformers is a change of import::
     from distilbert.pt import DistilBertForSequenceClassification  # was: from transformers import ...
 """
 
-from distilbert.pt.loading import canonical_state, load_canonical_state
 from distilbert.pt.modeling import (
     DistilBertForMaskedLM,
     DistilBertForMultipleChoice,
@@ -14,7 +13,7 @@ from distilbert.pt.modeling import (
     DistilBertForTokenClassification,
     DistilBertModel,
 )
-from distilbert.pt.pretrained import DistilBertPreTrainedModel
+from distilbert.pt.pretrained import DistilBertPreTrainedModel, canonical_state, load_canonical_state
 
 __all__ = [
     "DistilBertPreTrainedModel",

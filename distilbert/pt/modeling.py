@@ -13,13 +13,14 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from distilbert.common import outputs as out
-from distilbert.common.losses import IGNORE_INDEX, problem_type_for
-from distilbert.pt.attention import eager_attention, flash_attention, sdpa_attention
+from distilbert.common.losses import problem_type_for
 from distilbert.common.validation import check_head_config
+from distilbert.pt import losses
 from distilbert.pt.inputs import check_inputs as _check
 from distilbert.pt.inputs import check_labels
-from distilbert.pt.ops import linear
+from distilbert.pt.ops import eager_attention, flash_attention, linear, sdpa_attention
 from distilbert.pt.pretrained import DistilBertPreTrainedModel
+
 
 class Embeddings(nn.Module):
     """Word plus position embeddings, LayerNorm, dropout (DistilBERT has no token-type embeddings)."""
@@ -228,11 +229,7 @@ class DistilBertForMaskedLM(_Head):
     def _head(self, h, labels):
         h = self.vocab_layer_norm(linear(h, self.vocab_transform, self.config.activation))  # (B, T, dim)
         logits = linear(h, self.vocab_projector)  # (B, T, V)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1),
-                                   ignore_index=IGNORE_INDEX)
-        return loss, logits
+        return None if labels is None else losses.masked_lm_loss(logits, labels), logits
 
 
 class DistilBertForSequenceClassification(_Head):
@@ -273,15 +270,7 @@ class DistilBertForSequenceClassification(_Head):
         kind = problem_type_for(self.config.problem_type, self.num_labels, integers)
         if kind != self.config.problem_type and not torch.compiler.is_compiling():
             self._set_config(self.config.replace(problem_type=kind))  # recorded, as the reference does
-        z = logits.float()
-        if kind == "regression":
-            y = labels.to(z.dtype)
-            loss = F.mse_loss(z.squeeze(), y.squeeze()) if self.num_labels == 1 else F.mse_loss(z, y)
-        elif kind == "single_label_classification":
-            loss = F.cross_entropy(z.view(-1, self.num_labels), labels.view(-1).long())  # int32 too
-        else:
-            loss = F.binary_cross_entropy_with_logits(z, labels.to(z.dtype))
-        return loss, logits
+        return losses.sequence_classification_loss(logits, labels, kind), logits
 
 
 class DistilBertForMultipleChoice(_Head):
@@ -327,7 +316,7 @@ class DistilBertForMultipleChoice(_Head):
                                  flat(token_type_ids))
         result.logits = result.logits.view(-1, choices)  # (B, C)
         if labels is not None:
-            result.loss = F.cross_entropy(result.logits.float(), labels)
+            result.loss = losses.multiple_choice_loss(result.logits, labels)
         return result if self._flags(None, None, return_dict)[2] else result.to_tuple()
 
     def _head(self, h, labels):
@@ -360,10 +349,7 @@ class DistilBertForTokenClassification(_Head):
 
     def _head(self, h, labels):
         logits = self.classifier(self.dropout(h))  # (B, T, L)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.num_labels).float(), labels.view(-1), ignore_index=IGNORE_INDEX)
-        return loss, logits
+        return None if labels is None else losses.token_classification_loss(logits, labels), logits
 
 
 class DistilBertForQuestionAnswering(_Head):
@@ -400,10 +386,7 @@ class DistilBertForQuestionAnswering(_Head):
         start, end = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))  # (B, T) each
         loss = None
         if start_positions is not None and end_positions is not None:
-            T = start.shape[1]  # positions are clamped to [0, T]; T (past the end) is ignored
-            s = (start_positions.squeeze(-1) if start_positions.dim() > 1 else start_positions).clamp(0, T)
-            e = (end_positions.squeeze(-1) if end_positions.dim() > 1 else end_positions).clamp(0, T)
-            loss = sum(F.cross_entropy(z.float(), y, ignore_index=T) for z, y in ((start, s), (end, e))) / 2
+            loss = losses.question_answering_loss(start, end, start_positions, end_positions)
         result = out.QuestionAnsweringModelOutput(loss=loss, start_logits=start, end_logits=end,
                                                   hidden_states=base.hidden_states, attentions=base.attentions)
         return result if self._flags(None, None, return_dict)[2] else result.to_tuple()

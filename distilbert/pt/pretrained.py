@@ -2,14 +2,19 @@
 
 Initialisation as the reference, ``from_pretrained``/``save_pretrained`` in the Hugging Face layout
 (any format :mod:`distilbert.common.checkpoint` reads), the attention implementation, gradient
-checkpointing, weight tying and ``resize_token_embeddings``.
+checkpointing, weight tying and ``resize_token_embeddings``; and the pair of functions between a model and
+a canonical numpy state, :func:`canonical_state` and :func:`load_canonical_state`, that every load, save
+and conversion uses. PyTorch's state-dict keys and layouts *are* the canonical ones (the ``pt`` column of
+the weight table), so the mapping is a strict copy. bfloat16 travels through numpy as ``ml_dtypes.bfloat16``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import Iterable, Mapping
 
+import ml_dtypes
 import numpy as np
 import torch
 from torch import nn
@@ -17,10 +22,9 @@ from torch import nn
 from distilbert.common import outputs
 from distilbert.common.checkpoint import load_state, save_state, source_framework
 from distilbert.common.config import DistilBertConfig
-from distilbert.common.names import sinusoidal_table
+from distilbert.common.names import TIED, check_state, sinusoidal_table, weight_table
 from distilbert.common.validation import as_config
-from distilbert.pt import attention
-from distilbert.pt.loading import canonical_state, load_canonical_state, resolve_dtype
+from distilbert.pt import ops
 
 logger = logging.getLogger("distilbert")
 
@@ -145,7 +149,7 @@ class DistilBertPreTrainedModel(nn.Module):
 
     def set_attn_implementation(self, name: str | None) -> None:
         """Switches every layer to ``"eager"``, ``"sdpa"`` or ``"flash_attention_2"`` (same weights)."""
-        name = attention.check_implementation(name)
+        name = ops.check_implementation(name)
         for module in self.modules():
             if hasattr(module, "attn_implementation") and not isinstance(module, DistilBertPreTrainedModel):
                 module.attn_implementation = name
@@ -309,5 +313,85 @@ class DistilBertPreTrainedModel(nn.Module):
         return canonical_state(self)
 
     def load_canonical_state(self, state, skip=()) -> None:
-        """Copies a canonical numpy state into this model, strictly (see :mod:`distilbert.pt.loading`)."""
+        """Copies a canonical numpy state into this model, strictly (see :func:`load_canonical_state`)."""
         load_canonical_state(self, state, skip)
+
+
+# ------------------------------------------------------------------------------- canonical state
+DTYPES = {
+    "float32": torch.float32, "float": torch.float32, "fp32": torch.float32,
+    "float16": torch.float16, "half": torch.float16, "fp16": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+}
+
+
+def resolve_dtype(dtype, config=None) -> torch.dtype | None:
+    """A ``torch.dtype`` from a dtype, its name, or ``"auto"`` (the config's ``torch_dtype``/``dtype``)."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        if dtype is not None and not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+        return dtype
+    if dtype == "auto":
+        extra = config.extra if config is not None else {}
+        name = extra.get("dtype") or extra.get("torch_dtype")
+        return resolve_dtype(name) if name else None
+    name = str(dtype).removeprefix("torch.")
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use torch.float32, torch.float16, torch.bfloat16 or 'auto'")
+    return DTYPES[name]
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A CPU numpy copy of ``tensor``; bfloat16 becomes ``ml_dtypes.bfloat16``."""
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.uint16).numpy().view(ml_dtypes.bfloat16).copy()
+    return tensor.numpy().copy()
+
+
+def to_torch(array: np.ndarray) -> torch.Tensor:
+    """A tensor sharing ``array``'s data where it can; ``ml_dtypes.bfloat16`` becomes ``torch.bfloat16``."""
+    array = np.ascontiguousarray(array)
+    if array.dtype == ml_dtypes.bfloat16:
+        return torch.from_numpy(array.view(np.uint16)).view(torch.bfloat16)
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.from_numpy(array)
+
+
+def canonical_state(model: torch.nn.Module) -> dict[str, np.ndarray]:
+    """Every tensor of the weight table, canonical names, as numpy arrays (tied rows share one array)."""
+    table = weight_table(model.config, model.task)
+    params = model.state_dict(keep_vars=True)
+    extra = sorted(set(params) - {spec.names["pt"] for spec in table})
+    if extra:
+        raise RuntimeError(f"model holds tensors the weight table does not list: {extra}")
+    out: dict[str, np.ndarray] = {}
+    for spec in table:
+        if spec.kind == TIED and spec.tied_to in out:
+            out[spec.name] = out[spec.tied_to]
+        else:
+            out[spec.name] = to_numpy(params[spec.names["pt"]])
+    return out
+
+
+def load_canonical_state(model: torch.nn.Module, state: Mapping[str, np.ndarray],
+                         skip: Iterable[str] = ()) -> None:
+    """Copies a canonical state into ``model``'s tensors (cast to their dtype), strictly.
+
+    Args:
+        model: A ``DistilBertPreTrainedModel``.
+        state: Canonical name -> array, as :func:`distilbert.common.checkpoint.load_state` returns.
+        skip: Names left as they are (a new head): absent from ``state``, they keep their current values.
+
+    Raises:
+        WeightMismatchError: naming every missing, unexpected and mis-shaped tensor; nothing is copied.
+    """
+    table = weight_table(model.config, model.task)
+    params = model.state_dict(keep_vars=True)
+    check_state({name: np.shape(array) for name, array in state.items()}, table, skip)
+    with torch.no_grad():
+        for spec in table:
+            if spec.name not in state or spec.kind == TIED:  # a tied row shares its target's storage
+                continue
+            params[spec.names["pt"]].copy_(to_torch(state[spec.name]))

@@ -5,7 +5,6 @@ Migrating from transformers is a change of import::
     from distilbert.tf import TFDistilBertForSequenceClassification  # was: from transformers import ...
 """
 
-from distilbert.tf.loading import canonical_state, load_canonical_state
 from distilbert.tf.modeling import (
     TFDistilBertForMaskedLM,
     TFDistilBertForMultipleChoice,
@@ -14,7 +13,7 @@ from distilbert.tf.modeling import (
     TFDistilBertForTokenClassification,
     TFDistilBertModel,
 )
-from distilbert.tf.pretrained import TFDistilBertPreTrainedModel
+from distilbert.tf.pretrained import TFDistilBertPreTrainedModel, canonical_state, load_canonical_state
 
 __all__ = [
     "TFDistilBertPreTrainedModel",

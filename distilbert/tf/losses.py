@@ -30,26 +30,37 @@ def cross_entropy(logits, labels, ignore_index=IGNORE_INDEX):
     return tf.reduce_sum(per_example) / tf.reduce_sum(tf.cast(keep, tf.float32))
 
 
-def token_loss(logits, labels):
-    """Masked LM and token classification: logits ``(B, T, C)``, labels ``(B, T)``, -100 ignored."""
+def _token_loss(logits, labels):
+    """Cross-entropy of ``(B, T, C)`` logits against ``(B, T)`` labels, ``-100`` ignored."""
     n_classes = tf.shape(logits)[-1]
     return cross_entropy(tf.reshape(logits, (-1, n_classes)), tf.reshape(labels, (-1,)))
 
 
-def sequence_classification_loss(logits, labels, problem_type, num_labels):
-    """Returns ``(loss, problem_type)``; logits ``(B, num_labels)``."""
+def masked_lm_loss(logits, labels):
+    """Cross-entropy of ``(B, T, V)`` logits against ``(B, T)`` labels, ``-100`` ignored."""
+    return _token_loss(logits, labels)
+
+
+def token_classification_loss(logits, labels):
+    """Cross-entropy of ``(B, T, num_labels)`` logits against ``(B, T)`` labels, ``-100`` ignored."""
+    return _token_loss(logits, labels)
+
+
+def sequence_classification_loss(logits, labels, problem_type=None):
+    """The loss for ``problem_type`` (inferred as the reference does if None); logits ``(B, num_labels)``."""
+    num_labels = logits.shape[-1]
     problem_type = problem_type_for(problem_type, num_labels, labels.dtype.is_integer)
     logits = tf.cast(logits, tf.float32)
     if problem_type == "regression":
         labels = tf.cast(labels, tf.float32)
         if num_labels == 1:
             logits, labels = tf.squeeze(logits), tf.squeeze(labels)
-        return tf.reduce_mean(tf.square(logits - labels)), problem_type
+        return tf.reduce_mean(tf.square(logits - labels))
     if problem_type == "single_label_classification":
-        return cross_entropy(tf.reshape(logits, (-1, num_labels)), tf.reshape(labels, (-1,))), problem_type
+        return cross_entropy(tf.reshape(logits, (-1, num_labels)), tf.reshape(labels, (-1,)))
     labels = tf.cast(labels, tf.float32)
     loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
-    return tf.reduce_mean(loss), problem_type
+    return tf.reduce_mean(loss)
 
 
 def multiple_choice_loss(logits, labels):

@@ -14,11 +14,12 @@ import numpy as np
 import tensorflow as tf
 
 from distilbert.common.config import DistilBertConfig
+from distilbert.common.losses import problem_type_for
 from distilbert.common.validation import check_head_config
 from distilbert.tf import losses
-from distilbert.tf import outputs as out
+from distilbert.tf import pretrained as out  # the nestable output classes
 from distilbert.tf.inputs import check_labels, check_shapes, head_mask_for, unpack_inputs, validate
-from distilbert.tf.layers import SinusoidalPositions, VocabProjector, activation
+from distilbert.tf.ops import ACTIVATIONS, SinusoidalPositions, VocabProjector
 from distilbert.tf.pretrained import TFDistilBertPreTrainedModel
 
 
@@ -107,7 +108,7 @@ class FFN(keras.layers.Layer):
         d = self.dtype_policy
         self.lin1 = _dense(config, config.hidden_dim, "lin1", d, config.dim)
         self.lin2 = _dense(config, config.dim, "lin2", d, config.hidden_dim)
-        self.activation = activation(config.activation)
+        self.activation = ACTIVATIONS[config.activation]
         self.dropout = keras.layers.Dropout(config.dropout, dtype=d)
         self.built = True
 
@@ -202,7 +203,7 @@ def _classifier(model, rate, rank=2, **layers):
     model.built = True
 
 
-class _HeadModel(TFDistilBertPreTrainedModel):
+class _Head(TFDistilBertPreTrainedModel):
     """A head over ``self.distilbert``; subclasses give ``_head(hidden, labels, training) -> (loss, logits)``."""
 
     output_class = None
@@ -234,7 +235,7 @@ class _HeadModel(TFDistilBertPreTrainedModel):
 
 
 @keras.saving.register_keras_serializable(package="distilbert")
-class TFDistilBertForMaskedLM(_HeadModel):
+class TFDistilBertForMaskedLM(_Head):
     """DistilBERT with the masked-language-modelling head; the loss ignores labels of -100.
 
     Args:
@@ -252,7 +253,7 @@ class TFDistilBertForMaskedLM(_HeadModel):
         super().__init__(config, **kwargs)
         c, d = self.config, self.dtype_policy
         self.vocab_transform = _dense(c, c.dim, "vocab_transform", d, c.dim)
-        self.activation = activation(c.activation)
+        self.activation = ACTIVATIONS[c.activation]
         self.vocab_layer_norm = _layer_norm("vocab_layer_norm", d, c.dim)
         self.vocab_projector = VocabProjector(c, name="vocab_projector", dtype=d)
         self.built = True
@@ -261,11 +262,11 @@ class TFDistilBertForMaskedLM(_HeadModel):
         x = self.vocab_layer_norm(self.activation(self.vocab_transform(hidden)))  # (B, T, D)
         tied = self.distilbert.embeddings.word_embeddings.embeddings if self.config.tie_word_embeddings else None
         logits = tf.cast(self.vocab_projector(x, tied), tf.float32)  # (B, T, V)
-        return None if labels is None else losses.token_loss(logits, labels), logits
+        return None if labels is None else losses.masked_lm_loss(logits, labels), logits
 
 
 @keras.saving.register_keras_serializable(package="distilbert")
-class TFDistilBertForSequenceClassification(_HeadModel):
+class TFDistilBertForSequenceClassification(_Head):
     """DistilBERT with a classifier (or regressor) on the first token.
 
     The loss follows ``config.problem_type`` (regression, single- or multi-label), inferred from
@@ -292,14 +293,15 @@ class TFDistilBertForSequenceClassification(_HeadModel):
         if labels is None:
             return None, logits
         c = self.config
-        loss, problem_type = losses.sequence_classification_loss(logits, labels, c.problem_type, c.num_labels)
+        problem_type = problem_type_for(c.problem_type, c.num_labels, labels.dtype.is_integer)
+        loss = losses.sequence_classification_loss(logits, labels, problem_type)
         if c.problem_type is None:  # recorded on the model and its encoder, as the reference's shared config
             self.config = self.distilbert.config = c.replace(problem_type=problem_type)
         return loss, logits
 
 
 @keras.saving.register_keras_serializable(package="distilbert")
-class TFDistilBertForMultipleChoice(_HeadModel):
+class TFDistilBertForMultipleChoice(_Head):
     """DistilBERT scoring each of several choices; inputs are ``(batch, num_choices, seq_len)``.
 
     Args:
@@ -344,7 +346,7 @@ class TFDistilBertForMultipleChoice(_HeadModel):
 
 
 @keras.saving.register_keras_serializable(package="distilbert")
-class TFDistilBertForTokenClassification(_HeadModel):
+class TFDistilBertForTokenClassification(_Head):
     """DistilBERT with a per-token classifier (NER); the loss ignores labels of -100.
 
     Args:
@@ -364,11 +366,11 @@ class TFDistilBertForTokenClassification(_HeadModel):
 
     def _head(self, hidden, labels, training):
         logits = tf.cast(self.classifier(self.dropout(hidden, training=training)), tf.float32)  # (B, T, C)
-        return None if labels is None else losses.token_loss(logits, labels), logits
+        return None if labels is None else losses.token_classification_loss(logits, labels), logits
 
 
 @keras.saving.register_keras_serializable(package="distilbert")
-class TFDistilBertForQuestionAnswering(_HeadModel):
+class TFDistilBertForQuestionAnswering(_Head):
     """DistilBERT predicting answer start and end positions (extractive QA).
 
     The loss averages start and end cross-entropies; positions outside the sequence are clamped

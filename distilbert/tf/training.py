@@ -10,16 +10,25 @@ Two ways to train, as with the reference TF classes:
   hidden state for the bare model).
 
 ``predict`` returns a dict of numpy arrays (the output fields except the loss).
+
+For a custom loop, the pieces named and shaped as in the PyTorch and Flax backends:
+:func:`linear_schedule` (linear warm-up, then linear decay to 0), :func:`adamw_with_warmup` (AdamW on
+it, with global-norm clipping and weight decay on kernels and embeddings but not on biases and
+LayerNorms; also the optimizer to ``compile`` with), :func:`loss_fn`, :func:`train_step` (with gradient
+accumulation over ``accum_steps`` equal micro-batches) and :func:`eval_step`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import keras
 import tensorflow as tf
 
 from distilbert.common.outputs import ModelOutput
+
+__all__ = ["TrainingMixin", "LinearSchedule", "linear_schedule", "adamw_with_warmup", "loss_fn", "train_step",
+           "eval_step"]
 
 
 class TrainingMixin:
@@ -94,3 +103,79 @@ class TrainingMixin:
             if all(v is not None for v in found):
                 y = found[0] if len(found) == 1 else tuple(found)
         return super().compute_metrics(x, y, self._prediction(y_pred), sample_weight)
+
+
+@keras.saving.register_keras_serializable(package="distilbert")
+class LinearSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """``0 -> learning_rate`` linearly over ``warmup_steps``, then linearly down to 0 at ``total_steps``."""
+
+    def __init__(self, learning_rate: float, total_steps: int, warmup_steps: int = 0):
+        self.learning_rate, self.total_steps = float(learning_rate), int(total_steps)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        lr, warm = self.learning_rate, float(self.warmup_steps)
+        rising = lr * step / max(warm, 1.0)
+        falling = lr * tf.maximum(0.0, 1.0 - (step - warm) / max(self.total_steps - warm, 1.0))
+        return tf.where(step < warm, rising, falling)
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
+
+
+def linear_schedule(learning_rate: float, total_steps: int, warmup_steps: int = 0) -> LinearSchedule:
+    """The Keras learning-rate schedule of linear warm-up then linear decay (see :class:`LinearSchedule`)."""
+    return LinearSchedule(learning_rate, total_steps, warmup_steps)
+
+
+def adamw_with_warmup(learning_rate: float, total_steps: int, warmup_steps: int = 0, weight_decay: float = 0.01,
+                      max_grad_norm: float | None = 1.0) -> keras.optimizers.AdamW:
+    """Keras AdamW on :func:`linear_schedule`, clipping the global gradient norm to ``max_grad_norm``.
+
+    Weight decay applies to kernels and embeddings, not to biases and LayerNorm ``gamma``/``beta``.
+    """
+    optimizer = keras.optimizers.AdamW(learning_rate=linear_schedule(learning_rate, total_steps, warmup_steps),
+                                       weight_decay=weight_decay, epsilon=1e-8, global_clipnorm=max_grad_norm or None)
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+
+
+def loss_fn(model, batch: Mapping, training: bool = True):
+    """The model's loss on ``batch`` (model inputs plus ``labels`` or QA positions), dropout on."""
+    out = model(dict(batch), training=training)
+    if out.loss is None:
+        raise ValueError("the batch has no labels (or start_positions/end_positions): no loss to train on")
+    return out.loss
+
+
+def train_step(model, optimizer: keras.optimizers.Optimizer, batch: Mapping, accum_steps: int = 1,
+               loss: Callable = loss_fn):
+    """One optimiser update on ``batch`` (eager ``tf.GradientTape``); gradients averaged over ``accum_steps``.
+
+    Returns:
+        The loss before the update (mean over micro-batches).
+    """
+    batch = {k: tf.convert_to_tensor(v) for k, v in batch.items()}
+    for name, x in batch.items():
+        if x.shape[0] % accum_steps:
+            raise ValueError(f"batch axis of {name!r} ({x.shape[0]}) is not divisible by accum_steps={accum_steps}")
+    variables = model.trainable_variables
+    total, grads = tf.zeros((), tf.float32), [None] * len(variables)
+    for i in range(accum_steps):
+        size = next(iter(batch.values())).shape[0] // accum_steps
+        mb = {k: v[i * size:(i + 1) * size] for k, v in batch.items()}
+        with tf.GradientTape() as tape:
+            value = tf.cast(loss(model, mb), tf.float32) / accum_steps
+        for j, g in enumerate(tape.gradient(value, variables)):
+            if g is not None:
+                g = tf.convert_to_tensor(g)  # embedding gradients come as IndexedSlices
+                grads[j] = g if grads[j] is None else grads[j] + g
+        total += value
+    optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+    return total
+
+
+def eval_step(model, batch: Mapping):
+    """The model's output on ``batch`` with dropout off (loss included when the batch has labels)."""
+    return model(dict(batch), training=False)

@@ -1,4 +1,4 @@
-"""Small pieces of the Keras model that Keras does not have as such."""
+"""Small pieces of the Keras model that Keras does not have as such, and the activation table."""
 
 from __future__ import annotations
 
@@ -45,7 +45,4 @@ class VocabProjector(keras.layers.Layer):
         return tf.matmul(x, tf.cast(self.kernel, x.dtype)) + tf.cast(self.bias, x.dtype)  # (B, T, V)
 
 
-def activation(name):
-    if name == "gelu":
-        return lambda x: tf.nn.gelu(x, approximate=False)  # the exact erf form
-    return tf.nn.relu
+ACTIVATIONS = {"gelu": lambda x: tf.nn.gelu(x, approximate=False), "relu": tf.nn.relu}  # gelu: the exact erf form

@@ -3,21 +3,26 @@
 :func:`canonical_state` and :func:`load_canonical_state` are the one pair that every path uses:
 ``from_pretrained``, ``save_pretrained``, conversions and tests. The NNX variable paths are the
 weight table's ``"nnx"`` column (``distilbert/transformer/layer/0/attention/q_lin/kernel``).
+The output dataclasses are registered here as pytrees, so that jitted functions can return them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 from typing import Any, Iterable, Mapping
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from distilbert.common import outputs
 from distilbert.common.checkpoint import load_state, save_state, source_framework
 from distilbert.common.config import DistilBertConfig
-from distilbert.common.validation import as_config
 from distilbert.common.names import WeightMismatchError, check_state, from_native, to_native, weight_table
+from distilbert.common.validation import as_config
 
 __all__ = ["Frozen", "canonical_state", "from_pretrained", "load_canonical_state", "native_params",
            "save_pretrained"]
@@ -32,6 +37,10 @@ class Frozen(nnx.Variable):
 
 
 WEIGHTS = (nnx.Param, Frozen)  # the NNX filter of what a checkpoint holds
+
+for _cls in outputs.OUTPUT_CLASSES:  # pytrees, so that jitted functions can return them
+    with contextlib.suppress(ValueError):  # already registered
+        jax.tree_util.register_dataclass(_cls, [f.name for f in dataclasses.fields(_cls)], [])
 
 
 def native_params(model: nnx.Module) -> dict[str, Any]:
