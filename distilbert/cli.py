@@ -330,7 +330,8 @@ def _distill_parser(sub) -> None:
     p.add_argument("--task", choices=["masked-lm", "text-classification"], default="masked-lm")
     p.add_argument("--steps", type=int, default=1000, help="optimiser updates (default 1000)")
     p.add_argument("--batch-size", type=int, default=8, help="examples per update (default 8)")
-    p.add_argument("--seq-len", type=int, default=128, help="tokens per example, cut and padded (default 128)")
+    p.add_argument("--seq-len", type=int, help="tokens per example, cut and padded (default 128, or fewer "
+                                                "when the teacher has fewer positions)")
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
     p.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up updates (default 0)")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")

@@ -55,6 +55,7 @@ from distilbert.common.names import TIED, task_prefix, weight_table
 
 TASKS = {"masked-lm": "masked_lm", "text-classification": "sequence_classification"}
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+DEFAULT_SEQ_LEN = 128
 CHECKPOINT, STATE_FILE, TRAINER_FILE = "checkpoint", "training_state.npz", "trainer_state.json"
 # Arguments that may change between a run and its resumption (they do not change the trajectory).
 RESUMABLE = ("out", "resume", "log", "save_every", "progress", "log_every")
@@ -335,7 +336,7 @@ def _trim_log(path: str, step: int) -> None:
 # -------------------------------------------------------------------------------------- the run
 def distill_command(teacher: str, data: str, out: str, framework: str, *, student: str | None = None,
                     layers: str | list[int] | None = None, task: str = "masked-lm", steps: int = 1000,
-                    batch_size: int = 8, seq_len: int = 128, learning_rate: float = 5e-4, seed: int = 0,
+                    batch_size: int = 8, seq_len: int | None = None, learning_rate: float = 5e-4, seed: int = 0,
                     warmup_steps: int = 0, weight_decay: float = 0.01, max_grad_norm: float = 5.0,
                     accumulation_steps: int = 1, log: str | None = None, log_every: int = 1, save_every: int = 0,
                     resume: bool = False, progress: bool = True,
@@ -354,7 +355,7 @@ def distill_command(teacher: str, data: str, out: str, framework: str, *, studen
     check_framework(framework)
     if task not in TASKS:
         raise ValueError(f"unknown --task {task!r}; expected one of {', '.join(TASKS)}")
-    for name, value, low in (("--steps", steps, 1), ("--batch-size", batch_size, 1), ("--seq-len", seq_len, 3),
+    for name, value, low in (("--steps", steps, 1), ("--batch-size", batch_size, 1), ("--seq-len", seq_len or 3, 3),
                              ("--accumulation-steps", accumulation_steps, 1), ("--warmup-steps", warmup_steps, 0),
                              ("--seed", seed, 0), ("--save-every", save_every, 0), ("--log-every", log_every, 1)):
         if value < low:
@@ -374,6 +375,7 @@ def distill_command(teacher: str, data: str, out: str, framework: str, *, studen
     teacher_model = _read_model(teacher, model_task, "teacher")
     _check_teacher(teacher_model, model_task, config)
     tc = teacher_model.config
+    seq_len = seq_len or min(DEFAULT_SEQ_LEN, tc.max_position_embeddings)
     if seq_len > tc.max_position_embeddings:
         raise ValueError(f"--seq-len {seq_len} exceeds the teacher's {tc.max_position_embeddings} positions")
     student_task = model_task if model_task != "masked_lm" or config.alpha_mlm or _needs_logits(config) else "base"
