@@ -249,7 +249,8 @@ def test_keras_distiller_trains_through_fit_with_callbacks():
     distiller = Distiller(student, teacher, DistillationConfig())
     distiller.compile(optimizer=make_optimizer(student, 1e-3, steps=3))
     batch = _mlm_batch()
-    history = distiller.fit(_repeat(batch, 3), steps_per_epoch=3, epochs=1, verbose=0, shuffle=False, callbacks=[Record()])
+    history = distiller.fit(_repeat(batch, 3), steps_per_epoch=3, epochs=1, verbose=0, shuffle=False,
+                            callbacks=[Record()])
     assert len(Record.seen) == 3 and set(TERMS) <= set(Record.seen[0])
     assert history.history["loss"] and int(distiller.optimizer.iterations) == 3
     assert not teacher.trainable and not distiller.teacher.trainable_variables

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import functools
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -164,7 +164,7 @@ def _step(student, teacher, optimizer, batch, config: DistillationConfig, accumu
         mb = {k: v[start:start + size] for k, v in batch.items()}
         t_logits, t_hidden = jax.lax.stop_gradient(_forward(teacher, mb, deterministic=True))
 
-        def loss_fn(model):
+        def loss_fn(model, mb=mb, t_logits=t_logits, t_hidden=t_hidden):
             s_logits, s_hidden = _forward(model, mb, deterministic=False)
             terms, counts = _parts(s_logits, t_logits, s_hidden, t_hidden, mb["attention_mask"], mb.get("labels"),
                                    config)

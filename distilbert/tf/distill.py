@@ -19,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import keras
 import numpy as np
