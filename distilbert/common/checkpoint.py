@@ -27,6 +27,7 @@ from distilbert.common.names import (
     check_native,
     from_native,
     native_shapes,
+    sinusoidal_table,
     task_from_architectures,
     to_native,
     weight_table,
@@ -222,10 +223,11 @@ def save_state(directory: str | os.PathLike, state: Mapping[str, np.ndarray], co
     max_shard_size = parse_size(max_shard_size)
     directory = os.fspath(directory)
     weight_format = weight_format or NATIVE[framework]
-    table = weight_table(config, task)
     naming = WEIGHT_NAMING.get(weight_format)
     if naming is None:
         raise ValueError(f"cannot write weight format {weight_format!r}; use 'safetensors', 'tf' or 'flax'")
+    config = config_for_positions(config, weight_format, _stored_positions(state, weight_table(config, task)))
+    table = weight_table(config, task)
     native = to_native(state, naming, stored_rows(table, weight_format))
     path = write_weights(directory, native, table, task, weight_format, max_shard_size)
     write_config(directory, config, task, framework)
@@ -234,6 +236,39 @@ def save_state(directory: str | os.PathLike, state: Mapping[str, np.ndarray], co
 
 # The table column each writable format is named by.
 WEIGHT_NAMING = {"safetensors": "pt", "tf": "tf", "flax": "flax"}
+
+
+def _stored_positions(state: Mapping[str, np.ndarray], table) -> np.ndarray | None:
+    """The sinusoidal position table of a canonical state, if its config has one."""
+    spec = next((s for s in table if s.kind == SINUSOIDAL), None)
+    return None if spec is None else state.get(spec.name)
+
+
+def config_for_positions(config: DistilBertConfig, weight_format: str,
+                         positions: np.ndarray | None) -> DistilBertConfig:
+    """The config to write beside ``weight_format`` so that the reference class keeps a stored position table.
+
+    The reference Flax class ignores a stored table when ``sinusoidal_pos_embds`` is true and recomputes
+    the formula. So a ``flax_model.msgpack`` whose table is not exactly the formula's (the original
+    DistilBERT recipe starts the student from BERT's learned table; any fine-tuned or perturbed checkpoint)
+    is written with the table as learned positions and ``sinusoidal_pos_embds: false``, which is said on
+    standard error: every class then gives the source's numbers. The formula's own table is left out, as
+    the reference writes it. Other formats store the table and keep the config.
+
+    Args:
+        config: The source's config.
+        weight_format: The format about to be written (``"flax"`` for the sharded one too).
+        positions: The source's position table (None: it has none, or the formula fills it).
+    """
+    if weight_format != "flax" or not config.sinusoidal_pos_embds or positions is None:
+        return config
+    positions = np.asarray(positions)
+    if np.array_equal(positions, sinusoidal_table(*positions.shape).astype(positions.dtype)):
+        return config
+    logger.warning("%s: the stored position table is not the sinusoidal formula, which the reference Flax "
+                   "class would recompute; writing it as learned positions (sinusoidal_pos_embds: false)",
+                   files.FLAX_MSGPACK)
+    return config.replace(sinusoidal_pos_embds=False)
 
 
 def parse_size(size: int | str | None) -> int | None:
@@ -281,9 +316,10 @@ def write_weights(directory: str, native: Mapping[str, np.ndarray], table, task:
 def stored_rows(table, weight_format: str):
     """The rows a weight format stores; refuses a format that would silently drop a tensor.
 
-    Tied rows share storage (safetensors leaves them out, as the reference does) and sinusoidal
-    tables are recomputed, so a format may omit those; any other omission would lose weights (the
-    reference's ``tf_model.h5`` has no place for an untied masked-LM projector).
+    Tied rows share storage (safetensors leaves them out, as the reference does) and the reference
+    Flax format has no sinusoidal table (:func:`config_for_positions` decides when that loses nothing),
+    so a format may omit those; any other omission would lose weights (the reference's ``tf_model.h5``
+    has no place for an untied masked-LM projector).
     """
     naming = WEIGHT_NAMING[weight_format]
     lost = [s.name for s in table if s.names[naming] is None and s.kind not in (TIED, SINUSOIDAL)]
@@ -320,7 +356,7 @@ def init_state(config: DistilBertConfig, task: str, seed: int = 0, names=None) -
     Args:
         names: Initialise only these canonical names (e.g. a new head); default all.
     """
-    from distilbert.common.names import EMBEDDING, LINEAR, NORM_WEIGHT, SINUSOIDAL, sinusoidal_table
+    from distilbert.common.names import EMBEDDING, LINEAR, NORM_WEIGHT
 
     rng = np.random.default_rng(seed)
     table = weight_table(config, task)

@@ -25,6 +25,7 @@ from distilbert.common.checkpoint import (
     WEIGHT_NAMING,
     _pick_format,
     available_formats,
+    config_for_positions,
     open_native,
     stored_rows,
     write_config,
@@ -112,7 +113,9 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, *, weight_f
                 count = _write_keras(native, naming, table, config, task, work, weight_format, dtype)
             else:
                 target = weight_format.removesuffix("-sharded")
-                rows = stored_rows(table, target)
+                written = config_for_positions(config, target, _source_positions(native, naming, table))
+                rows = stored_rows(table if written is config else weight_table(written, task), target)
+                config = written
                 view = _converted_view(native, naming, WEIGHT_NAMING[target], rows, table, dtype, progress)
                 write_weights(work, view, table, task, target,
                               max_shard_size if weight_format.endswith("sharded") else None)
@@ -203,6 +206,13 @@ def _file_num_labels(table, config: DistilBertConfig) -> int:
     return config.num_labels
 
 
+def _source_positions(native: files.LazyTensors, naming: str, table) -> np.ndarray | None:
+    """The source's stored sinusoidal position table (None: not sinusoidal, or not stored)."""
+    spec = next((s for s in table if s.kind == SINUSOIDAL), None)
+    name = spec.names[naming] if spec is not None else None
+    return native[name] if name is not None and name in native else None
+
+
 def _converted_view(native: files.LazyTensors, naming_in: str, naming_out: str, rows, table, dtype, progress):
     """A lazy mapping of the target's tensors, each read and re-laid-out only when the writer asks."""
     by_name = {spec.name: spec for spec in table}
@@ -210,7 +220,10 @@ def _converted_view(native: files.LazyTensors, naming_in: str, naming_out: str, 
     cast = DTYPES[dtype] if dtype else None
 
     def source(spec) -> tuple[np.ndarray, bool]:
-        """The canonical-or-source-layout array and whether it is in canonical (PyTorch) layout."""
+        """The canonical-or-source-layout array and whether it is in canonical (PyTorch) layout.
+
+        Stored tensors are taken as stored; the formula fills a sinusoidal table only where the
+        source does not store one (the reference's ``flax_model.msgpack``)."""
         name = spec.names[naming_in]
         if name is not None and name in native:
             return native[name], naming_in == "pt"

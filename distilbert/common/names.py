@@ -50,7 +50,8 @@ TASK_CLASSES = {
 
 # Kinds of rows. "linear" kernels are stored transposed outside PyTorch; "tied" rows share the
 # storage of another row and are absent from files that do not store them; "sinusoidal" rows are
-# fixed tables, recomputed rather than trusted where a format leaves them out.
+# position tables that training leaves alone: loaded as stored, and filled from the formula only
+# where a file does not store them (the reference Flax class writes none).
 LINEAR, VECTOR, EMBEDDING, NORM_WEIGHT, NORM_BIAS, TIED, SINUSOIDAL = (
     "linear", "vector", "embedding", "norm_weight", "norm_bias", "tied", "sinusoidal",
 )
@@ -150,10 +151,10 @@ def weight_table(config: DistilBertConfig, task: str = "base") -> list[TensorSpe
 
     add("embeddings.word_embeddings", (c.vocab_size, c.dim), EMBEDDING)
     if c.sinusoidal_pos_embds:
-        # HF PyTorch stores the fixed table; HF Flax recomputes it; HF TF keeps a (trained) variable
-        # initialised from it, which we write as the fixed table and read back as stored.
+        # HF PyTorch and TF store the table (and load it as stored); HF Flax stores none and recomputes
+        # it. Our Keras and NNX models hold it as a non-trainable variable, so a stored table survives.
         add("embeddings.position_embeddings", (c.max_position_embeddings, c.dim), SINUSOIDAL, EMBEDDING,
-            tf_leaf="embeddings:0", stored=("pt", "tf"))
+            tf_leaf="embeddings:0", stored=("pt", "tf", "keras", "nnx"))
     else:
         add("embeddings.position_embeddings", (c.max_position_embeddings, c.dim), EMBEDDING,
             tf_leaf="embeddings:0")
@@ -246,15 +247,15 @@ def check_native(shapes: Mapping[str, tuple[int, ...]], fmt: str, table: list[Te
                  where: str = "checkpoint", allow_missing: Iterable[str] = ()) -> None:
     """Raises one :class:`WeightMismatchError` listing every missing, unexpected and mis-shaped tensor.
 
-    Tied rows may be absent (they are filled from the row they are tied to), and so may canonical
-    names in ``allow_missing``.
+    Tied rows may be absent (they are filled from the row they are tied to), sinusoidal tables too
+    (filled from the formula), and so may canonical names in ``allow_missing``.
     """
     _check_format(fmt)
     allow = set(allow_missing)
     by_native = {spec.names[fmt]: spec for spec in table if spec.names[fmt] is not None}
     unexpected = sorted(set(shapes) - set(by_native))
     missing = [spec.name for name, spec in by_native.items()
-               if name not in shapes and spec.kind != TIED and spec.name not in allow]
+               if name not in shapes and spec.kind not in (TIED, SINUSOIDAL) and spec.name not in allow]
     mismatched = [(spec.name, tuple(shapes[name]), spec.native_shape(fmt)) for name, spec in by_native.items()
                   if name in shapes and tuple(shapes[name]) != spec.native_shape(fmt)]
     if missing or unexpected or mismatched:
@@ -265,8 +266,8 @@ def from_native(native: Mapping[str, np.ndarray], fmt: str, table: list[TensorSp
                 where: str = "checkpoint", allow_missing: Iterable[str] = ()) -> dict[str, np.ndarray]:
     """Maps a format's tensors to canonical names and layout, strictly (see :func:`check_native`).
 
-    Tied rows are filled from the row they are tied to, sinusoidal rows are recomputed where the
-    format does not store them.
+    Tied rows are filled from the row they are tied to. A stored sinusoidal table is taken as
+    stored; the formula fills one only where the file does not store it.
     """
     check_native(native_shapes(native), fmt, table, where, allow_missing)
     out: dict[str, np.ndarray] = {}

@@ -18,20 +18,32 @@ from distilbert.common.checkpoint import load_state, save_state
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.names import WeightMismatchError, from_native, to_native, weight_table
 
-__all__ = ["canonical_state", "load_canonical_state", "native_params", "from_pretrained", "save_pretrained"]
+__all__ = ["Frozen", "canonical_state", "from_pretrained", "load_canonical_state", "native_params",
+           "save_pretrained"]
+
+
+class Frozen(nnx.Variable):
+    """A stored weight that training leaves alone (the sinusoidal position table).
+
+    It is loaded and saved like an ``nnx.Param`` but is not one, so ``nnx.grad`` and
+    ``nnx.Optimizer(..., wrt=nnx.Param)`` pass it by, as PyTorch's ``requires_grad=False``.
+    """
+
+
+WEIGHTS = (nnx.Param, Frozen)  # the NNX filter of what a checkpoint holds
 
 
 def native_params(model: nnx.Module) -> dict[str, Any]:
-    """The model's parameters keyed by their '/'-joined NNX paths (arrays, not copies)."""
-    flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
+    """The model's weights (parameters and frozen tables) keyed by '/'-joined NNX paths (arrays, not copies)."""
+    flat = nnx.to_flat_state(nnx.state(model, WEIGHTS))
     return {"/".join(str(p) for p in path): var[...] for path, var in flat}
 
 
 def canonical_state(model: nnx.Module) -> dict[str, np.ndarray]:
     """The model's weights as a canonical numpy state (HF PyTorch names and layout).
 
-    Tied rows share the word-embedding array and the sinusoidal table is filled in, so the state
-    holds every row of ``weight_table(model.config, model.task)``.
+    Tied rows share the word-embedding array, so the state holds every row of
+    ``weight_table(model.config, model.task)``.
     """
     native = {k: np.asarray(v) for k, v in native_params(model).items()}
     return from_native(native, "nnx", weight_table(model.config, model.task), where="model")
@@ -55,7 +67,7 @@ def load_canonical_state(model: nnx.Module, state: Mapping[str, np.ndarray], ski
     if extra:
         raise WeightMismatchError(unexpected=extra, where="state")
     native = to_native(state, "nnx", table)
-    params = nnx.state(model, nnx.Param)
+    params = nnx.state(model, WEIGHTS)
     flat = dict(nnx.to_flat_state(params))
     by_name = {"/".join(str(p) for p in path): path for path in flat}
     mismatched = []

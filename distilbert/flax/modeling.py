@@ -66,8 +66,9 @@ class Embeddings(nnx.Module):
             self.word_embeddings.embedding[config.pad_token_id] = 0
         n_pos, dim = config.max_position_embeddings, config.dim
         self.position_embeddings = nnx.Embed(n_pos, dim, embedding_init=f.init, **f.kw)
-        if config.sinusoidal_pos_embds:  # a fixed table: a plain Variable (never trained nor saved), not a Param
-            self.position_embeddings.embedding = nnx.Variable(jnp.asarray(sinusoidal_table(n_pos, dim), f.param_dtype))
+        if config.sinusoidal_pos_embds:  # stored and loaded as stored, never trained: Frozen, not a Param
+            table = jnp.asarray(sinusoidal_table(n_pos, dim), f.param_dtype)  # (P, D)
+            self.position_embeddings.embedding = loading.Frozen(table)
         self.LayerNorm = f.norm(config.dim)
         self.dropout = f.dropout(config.dropout)
         self.pad_token_id = -1 if config.pad_token_id is None else config.pad_token_id

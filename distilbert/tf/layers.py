@@ -10,14 +10,22 @@ from distilbert.common.names import sinusoidal_table
 
 
 class SinusoidalPositions(keras.layers.Layer):
-    """The fixed sin/cos position table: a constant, not a variable (nothing to train or save)."""
+    """The ``sinusoidal_pos_embds`` position table: a variable that training never updates.
 
-    def __init__(self, n_pos, dim, **kwargs):
+    A variable rather than a constant, so that a stored table (which need not be the formula's) loads
+    as stored; the formula fills it only for a fresh model. It is created non-trainable, so even
+    ``model.trainable = True`` leaves it out of ``trainable_weights`` (a frozen ``Embedding`` would be
+    switched back on).
+    """
+
+    def __init__(self, n_pos: int, dim: int, **kwargs):
         super().__init__(**kwargs)
-        self.table = sinusoidal_table(n_pos, dim)  # (P, D) numpy
+        self.embeddings = self.add_weight(shape=(n_pos, dim), name="embeddings", initializer="zeros", trainable=False)
+        self.embeddings.assign(sinusoidal_table(n_pos, dim))
+        self.built = True
 
     def call(self, position_ids):
-        return tf.gather(tf.constant(self.table, dtype=self.compute_dtype), position_ids)  # (B|1, T, D)
+        return tf.cast(tf.gather(self.embeddings, position_ids), self.compute_dtype)  # (B|1, T, D)
 
 
 class VocabProjector(keras.layers.Layer):

@@ -34,7 +34,7 @@ def variable_at(model, path: str):
 
 
 def canonical_state(model) -> dict[str, np.ndarray]:
-    """The model's weights as a canonical numpy state (tied and sinusoidal rows filled in)."""
+    """The model's weights as a canonical numpy state (tied rows filled in)."""
     table = weight_table(model.config, model.task)
     native = {spec.names["keras"]: keras.ops.convert_to_numpy(variable_at(model, spec.names["keras"]))
               for spec in table if spec.names["keras"] is not None}

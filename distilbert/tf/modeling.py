@@ -42,7 +42,7 @@ class Embeddings(keras.layers.Layer):
         d, init = self.dtype_policy, keras.initializers.RandomNormal(stddev=config.initializer_range)
         self.word_embeddings = keras.layers.Embedding(
             config.vocab_size, config.dim, embeddings_initializer=init, name="word_embeddings", dtype=d)
-        if config.sinusoidal_pos_embds:
+        if config.sinusoidal_pos_embds:  # a variable that training leaves alone, loaded as stored
             self.position_embeddings = SinusoidalPositions(
                 config.max_position_embeddings, config.dim, name="position_embeddings", dtype=d)
         else:
