@@ -136,6 +136,14 @@ def test_a_teacher_without_logits_is_refused_unless_the_logit_terms_are_off(fw):
     assert_terms(got, expected)
 
 
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_docstring_examples_run(fw):
+    import doctest
+
+    result = doctest.testmod(backend(fw))
+    assert result.attempted >= 2 and result.failed == 0
+
+
 # ---------------------------------------------------------------------------------- the training
 TEACHER, STUDENT = tiny_config(), tiny_config(n_layers=1)
 STEP = dict(learning_rate=1e-3, warmup_steps=1, weight_decay=0.1, max_grad_norm=0.5)
@@ -225,8 +233,9 @@ def test_same_weights_after_the_same_updates_in_every_framework(runs, fw, task):
 
 @pytest.mark.parametrize("fw", FRAMEWORKS)
 def test_accumulating_two_half_batches_is_one_full_batch(runs, fw):
-    whole, halves = runs(fw, "masked_lm", steps=1), runs(fw, "masked_lm", steps=1, accumulation_steps=2)
-    assert_terms(halves["log"][0][1], whole["log"][0][1], fw)
+    whole, halves = runs(fw, "masked_lm"), runs(fw, "masked_lm", accumulation_steps=2)
+    for (_, got), (_, want) in zip(halves["log"], whole["log"]):
+        assert_terms(got, want, fw)
     for name, want in whole["after"].items():
         if NOISE not in name:
             assert_close(halves["after"][name], want, name=name)
@@ -387,6 +396,13 @@ def test_bert_teacher_and_text_classification(tiny, tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["n_layers"] == 2  # layers 0 and 2 of 4
     tokenizer_config = json.loads((out / "tokenizer_config.json").read_text())
     assert tokenizer_config["model_input_names"] == ["input_ids", "attention_mask"]
+
+    # A given student (here the one just made) instead of teacher layers.
+    again = tmp_path / "again"
+    code, _, err = _run(["--teacher", tiny["masked_lm"], "--student", str(out), "--data", tiny["corpus"], "--out",
+                         str(again), "--steps", "1", "--batch-size", "4", "--seq-len", "12", "-q"], capsys)
+    assert code == 0, err
+    assert json.loads((again / "config.json").read_text())["n_layers"] == 2
 
     out = tmp_path / "classifier"
     code, _, err = _run(["--teacher", tiny["sequence_classification"], "--data", tiny["tsv"], "--out", str(out),

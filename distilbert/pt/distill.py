@@ -10,7 +10,7 @@ functions with the same arguments.
 
 Example:
     >>> from distilbert.pt.distill import distill  # doctest: +SKIP
-    >>> student = distill(student, teacher, batches, DistillationConfig(), steps=1000, learning_rate=5e-4)
+    >>> student = distill(student, teacher, batches, DistillationConfig(), steps=1000)  # doctest: +SKIP
 """
 
 from __future__ import annotations

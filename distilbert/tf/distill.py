@@ -12,9 +12,9 @@ same functions with the same arguments.
 
 Example:
     >>> from distilbert.tf.distill import Distiller, make_optimizer  # doctest: +SKIP
-    >>> distiller = Distiller(student, teacher, DistillationConfig())
-    >>> distiller.compile(optimizer=make_optimizer(student, 5e-4, steps=1000))
-    >>> distiller.fit(batches, steps_per_epoch=1000, callbacks=[...])
+    >>> distiller = Distiller(student, teacher, DistillationConfig())  # doctest: +SKIP
+    >>> distiller.compile(optimizer=make_optimizer(student, 5e-4, steps=1000))  # doctest: +SKIP
+    >>> distiller.fit(batches, steps_per_epoch=1000, callbacks=[...])  # doctest: +SKIP
 """
 
 from __future__ import annotations
