@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -93,10 +94,16 @@ def _read_model(name_or_path: str, wanted: str, what: str) -> _Model:
         source = read_bert_checkpoint(directory, task=None if wanted == "masked_lm" else "base")
         return _Model(source.config, dict(source.tensors), source.task, True, directory)
     config = DistilBertConfig.from_pretrained(directory)
-    state, report = load_state(directory, config, wanted)
-    if report.new:  # the file has no such head: read it as the bare encoder
-        state, report = load_state(directory, config, "base")
-        wanted = "base"
+    quiet = logging.getLogger("distilbert")  # probing for a head: its "newly initialised" warnings are noise
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        state, report = load_state(directory, config, wanted)
+        if report.new:  # the file has no such head: read it as the bare encoder
+            state, report = load_state(directory, config, "base")
+            wanted = "base"
+    finally:
+        quiet.setLevel(level)
     if report.new:
         raise ValueError(f"the {what} {directory!r} lacks {', '.join(report.new)}")
     return _Model(config, state, wanted, False, directory)

@@ -247,7 +247,7 @@ def distill(student, teacher, batches: Iterable[Mapping[str, np.ndarray]], confi
             raise ValueError(f"the batches ran out after {step - start_step} of {steps - start_step} steps") from None
         terms = train_step(student, teacher, optimizer, batch, config, accumulation_steps)
         if on_step is not None:
-            on_step(step + 1, {k: float(v) for k, v in terms.items()})
+            on_step(step + 1, {k: float(terms[k]) for k in ("loss", *TERMS)})
         if save_every and on_save is not None and (step + 1) % save_every == 0:
             on_save(step + 1, training_state(student, optimizer))
     return student

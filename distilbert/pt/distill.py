@@ -246,7 +246,7 @@ def distill(student, teacher, batches: Iterable[Mapping[str, np.ndarray]], confi
             group["lr"] = learning_rate_at(step, learning_rate, warmup_steps, steps)
         terms = train_step(student, teacher, optimizer, batch, config, max_grad_norm, accumulation_steps)
         if on_step is not None:
-            on_step(step + 1, {k: float(v) for k, v in terms.items()})
+            on_step(step + 1, {k: float(terms[k]) for k in ("loss", *TERMS)})
         if save_every and on_save is not None and (step + 1) % save_every == 0:
             student.eval()
             on_save(step + 1, training_state(optimizer))
