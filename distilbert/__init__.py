@@ -12,6 +12,10 @@ __all__ += ["DistillationConfig"]
 
 
 def __getattr__(name: str):
+    if name == "pipeline":  # lazily too: distilbert.pipelines imports no framework until a model is built
+        from distilbert.pipelines import pipeline
+
+        return pipeline
     # Tokenizers load lazily so that `import distilbert` stays cheap.
     if name in ("DistilBertTokenizer", "DistilBertTokenizerFast"):
         from distilbert.common import tokenization
@@ -22,3 +26,6 @@ def __getattr__(name: str):
 
         return DistillationConfig
     raise AttributeError(f"module 'distilbert' has no attribute {name!r}")
+
+
+__all__ += ["pipeline"]

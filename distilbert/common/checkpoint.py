@@ -85,6 +85,20 @@ def available_formats(directory: str) -> list[str]:
     return [fmt for fmt, (fname, _, _) in FORMATS.items() if os.path.isfile(os.path.join(directory, fname))]
 
 
+def source_framework(from_pt: bool = False, from_tf: bool = False, from_flax: bool = False) -> str | None:
+    """The framework whose weight file the reference's ``from_pt`` / ``from_tf`` / ``from_flax`` flag asks for.
+
+    Every backend's ``from_pretrained`` takes the three flags (for drop-in use; none reaches
+    ``config.json``) and reads that framework's file first when the directory has several; every
+    format loads without them.
+    """
+    given = [name for name, on in (("pt", from_pt), ("tf", from_tf), ("flax", from_flax)) if on]
+    if len(given) > 1:
+        raise ValueError("pass at most one of from_pt, from_tf and from_flax, got "
+                         + ", ".join(f"from_{g}" for g in given))
+    return given[0] if given else None
+
+
 def _pick_format(directory: str, framework: str | None, fmt: str | None) -> tuple[str, str]:
     present = available_formats(directory)
     if fmt is not None:
@@ -162,7 +176,8 @@ def read_state(path: str, config: DistilBertConfig, fmt: str) -> tuple[dict[str,
 
 def load_state(name_or_path: str | os.PathLike, config: DistilBertConfig, task: str,
                framework: str | None = None, weight_format: str | None = None,
-               ignore_mismatched_sizes: bool = False) -> tuple[dict[str, np.ndarray], LoadReport]:
+               ignore_mismatched_sizes: bool = False, source: str | None = None,
+               ) -> tuple[dict[str, np.ndarray], LoadReport]:
     """Reads a checkpoint directory (or hub id) into a canonical state for ``task``'s model.
 
     Args:
@@ -173,6 +188,8 @@ def load_state(name_or_path: str | os.PathLike, config: DistilBertConfig, task: 
         weight_format: Read this format only (a key of :data:`FORMATS`).
         ignore_mismatched_sizes: Leave tensors whose shape differs out (to be initialised) instead
             of raising.
+        source: ``"pt"``, ``"tf"`` or ``"flax"`` (see :func:`source_framework`): read that framework's
+            weight file when there is one and ``weight_format`` is None.
 
     Returns:
         ``(state, report)``. ``state`` holds every tensor of the target table except
@@ -183,6 +200,8 @@ def load_state(name_or_path: str | os.PathLike, config: DistilBertConfig, task: 
         files.CheckpointError: unreadable, truncated or unsafe files.
     """
     directory = resolve_dir(name_or_path)
+    if source is not None and weight_format is None:
+        weight_format = next((f for f in available_formats(directory) if FORMATS[f][2] == source), None)
     fmt, path = _pick_format(directory, framework, weight_format)
     state, source_task = read_state(path, config, fmt)
     table = weight_table(config, task)

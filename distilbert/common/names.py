@@ -262,6 +262,22 @@ def check_native(shapes: Mapping[str, tuple[int, ...]], fmt: str, table: list[Te
         raise WeightMismatchError(missing, unexpected, mismatched, where)
 
 
+def check_state(shapes: Mapping[str, tuple[int, ...]], table: list[TensorSpec], skip: Iterable[str] = (),
+                where: str = "state") -> None:
+    """Like :func:`check_native` for a canonical state: every backend's ``load_canonical_state`` calls it first.
+
+    Raises one :class:`WeightMismatchError` listing every missing (but tied or in ``skip``), unexpected
+    and mis-shaped tensor, by canonical name.
+    """
+    allow = set(skip)
+    missing = [s.name for s in table if s.name not in shapes and s.kind != TIED and s.name not in allow]
+    unexpected = sorted(set(shapes) - {s.name for s in table})
+    mismatched = [(s.name, tuple(shapes[s.name]), s.shape) for s in table
+                  if s.name in shapes and tuple(shapes[s.name]) != s.shape]
+    if missing or unexpected or mismatched:
+        raise WeightMismatchError(missing, unexpected, mismatched, where)
+
+
 def from_native(native: Mapping[str, np.ndarray], fmt: str, table: list[TensorSpec],
                 where: str = "checkpoint", allow_missing: Iterable[str] = ()) -> dict[str, np.ndarray]:
     """Maps a format's tensors to canonical names and layout, strictly (see :func:`check_native`).

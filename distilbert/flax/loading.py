@@ -14,9 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from distilbert.common.checkpoint import load_state, save_state
+from distilbert.common.checkpoint import load_state, save_state, source_framework
 from distilbert.common.config import DistilBertConfig
-from distilbert.common.names import WeightMismatchError, from_native, to_native, weight_table
+from distilbert.common.validation import as_config
+from distilbert.common.names import WeightMismatchError, check_state, from_native, to_native, weight_table
 
 __all__ = ["Frozen", "canonical_state", "from_pretrained", "load_canonical_state", "native_params",
            "save_pretrained"]
@@ -61,11 +62,9 @@ def load_canonical_state(model: nnx.Module, state: Mapping[str, np.ndarray], ski
         WeightMismatchError: a tensor is missing, unexpected or has the wrong shape.
     """
     skip = set(skip)
-    table = [spec for spec in weight_table(model.config, model.task) if spec.name not in skip]
-    known = {spec.name for spec in table}
-    extra = sorted(set(state) - known - skip)
-    if extra:
-        raise WeightMismatchError(unexpected=extra, where="state")
+    full = weight_table(model.config, model.task)
+    check_state({name: np.shape(array) for name, array in state.items()}, full, skip)
+    table = [spec for spec in full if spec.name not in skip]
     native = to_native(state, "nnx", table)
     params = nnx.state(model, WEIGHTS)
     flat = dict(nnx.to_flat_state(params))
@@ -83,18 +82,19 @@ def load_canonical_state(model: nnx.Module, state: Mapping[str, np.ndarray], ski
     nnx.update(model, params)
 
 
-def from_pretrained(cls, name_or_path: str | os.PathLike, *, config: DistilBertConfig | None = None,
+def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *, config: DistilBertConfig | None = None,
                     weight_format: str | None = None, ignore_mismatched_sizes: bool = False,
+                    from_pt: bool = False, from_tf: bool = False, from_flax: bool = False,
                     output_loading_info: bool = False, **kwargs):
     """Builds ``cls`` and loads a checkpoint of any Hugging Face format into it.
 
     ``kwargs`` are split between the model's constructor (``dtype``, ``param_dtype``, ``remat``,
     ``seed``, ``rngs``) and config overrides (``num_labels``, ``id2label``, ...). With
     ``output_loading_info`` the :class:`~distilbert.common.checkpoint.LoadReport` comes back too (as in the
-    PyTorch and TensorFlow classes; it also reads as the reference's loading-info dict).
+    PyTorch and TensorFlow classes; it also reads as the reference's loading-info dict). ``from_pt`` /
+    ``from_tf`` / ``from_flax`` read that framework's weight file first when the directory has several
+    (every format loads without them; none reaches ``config.json``).
     """
-    for flag in ("from_pt", "from_tf", "from_flax"):  # the reference's switches: every format is read without them
-        kwargs.pop(flag, None)
     model_kw = {k: kwargs.pop(k) for k in ("dtype", "param_dtype", "remat", "seed", "rngs") if k in kwargs}
     if "torch_dtype" in kwargs:  # accepted for symmetry with the PyTorch classes: the compute dtype
         model_kw.setdefault("dtype", kwargs.pop("torch_dtype"))
@@ -102,19 +102,26 @@ def from_pretrained(cls, name_or_path: str | os.PathLike, *, config: DistilBertC
         if isinstance(model_kw.get(k), str):
             model_kw[k] = jnp.dtype(model_kw[k])
     if config is None:
-        config = DistilBertConfig.from_pretrained(name_or_path, **kwargs)
-    elif kwargs:
-        config = config.replace(**kwargs)
+        config = DistilBertConfig.from_pretrained(pretrained_model_name_or_path, **kwargs)
+    else:
+        config = as_config(config)
+        config = config.replace(**kwargs) if kwargs else config
     model = cls(config, **model_kw)
-    state, report = load_state(name_or_path, config, cls.task, framework="flax", weight_format=weight_format,
-                               ignore_mismatched_sizes=ignore_mismatched_sizes)
+    state, report = load_state(pretrained_model_name_or_path, config, cls.task, framework="flax",
+                               weight_format=weight_format, ignore_mismatched_sizes=ignore_mismatched_sizes,
+                               source=source_framework(from_pt, from_tf, from_flax))
     load_canonical_state(model, state, skip=report.new)
     return (model, report) if output_loading_info else model
 
 
-def save_pretrained(model: nnx.Module, directory: str | os.PathLike, weight_format: str = "flax",
-                    max_shard_size: int | str | None = None) -> str:
+def save_pretrained(model: nnx.Module, save_directory: str | os.PathLike, weight_format: str | None = None,
+                    safe_serialization: bool | None = None, max_shard_size: int | str | None = None) -> str:
     """Writes ``config.json`` and the weights (``flax_model.msgpack`` by default); returns the file.
-    ``max_shard_size`` (bytes or ``"200MB"``) splits them into shards with an index, as the reference does."""
-    return save_state(directory, canonical_state(model), model.config, model.task, framework="flax",
+
+    ``safe_serialization=True`` (the reference's way of asking) writes ``model.safetensors`` when no
+    ``weight_format`` is given. ``max_shard_size`` (bytes or ``"200MB"``) splits the weights into shards
+    with an index, as the reference does."""
+    if weight_format is None:
+        weight_format = "safetensors" if safe_serialization else "flax"
+    return save_state(save_directory, canonical_state(model), model.config, model.task, framework="flax",
                       weight_format=weight_format, max_shard_size=max_shard_size)

@@ -1,10 +1,10 @@
 """DistilBERT in Flax NNX: the bare model and its five task heads.
 
 The module tree and attribute names are the PyTorch backend's, so the NNX variable paths are the
-weight table's ``"nnx"`` column. Inputs are checked before anything is traced: shapes always (they are
-static), values when concrete. Inside ``jit`` values cannot be checked: an id outside ``[0, vocab_size)``
-(or a position outside the table) gives NaN embeddings, hence NaN outputs, instead of JAX's silent
-clamping, and ``token_type_ids`` are ignored.
+weight table's ``"nnx"`` column. Inputs are checked by :mod:`distilbert.flax.inputs` before anything is
+traced: shapes always (they are static), values when concrete. Inside ``jit`` values cannot be checked:
+an id outside ``[0, vocab_size)`` (or a position outside the table) gives NaN embeddings, hence NaN
+outputs, instead of JAX's silent clamping, and ``token_type_ids`` are ignored.
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from distilbert.common import outputs as out_lib
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.names import sinusoidal_table
-from distilbert.common.validation import check_inputs, check_token_type_ids
-from distilbert.flax import loading, losses, ops
+from distilbert.common.validation import as_config, check_head_config
+from distilbert.flax import inputs, loading, losses, ops
 
 for _cls in out_lib.OUTPUT_CLASSES:  # pytrees, so that jitted functions can return them
     with contextlib.suppress(ValueError):  # already registered
@@ -155,7 +154,7 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
     """Shared constructor, input checks and ``from_pretrained``/``save_pretrained`` of the six models.
 
     Args:
-        config: The model's :class:`~distilbert.DistilBertConfig`.
+        config: The model's :class:`~distilbert.DistilBertConfig` (or its dict, or a transformers config).
         dtype: Compute dtype (``jnp.bfloat16`` for mixed precision).
         param_dtype: Parameter dtype (float32 by default).
         remat: Recompute each transformer block in the backward pass (gradient checkpointing).
@@ -165,7 +164,7 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
     ``dtype`` is the compute dtype; softmax, LayerNorm statistics and matmul accumulation stay float32.
     Call arguments (one of ``input_ids`` / ``inputs_embeds``): ``input_ids`` (B, T) ints,
     ``attention_mask`` (B, T) (non-zero: attend), ``head_mask`` (H,) or (L, H) multiplying the
-    attention weights, ``inputs_embeds`` (B, T, D), ``position_ids`` (B, T), ``token_type_ids`` (all
+    attention weights, ``inputs_embeds`` (B, T, D), ``position_ids`` (T,), (1, T) or (B, T), ``token_type_ids`` (all
     zeros: accepted for BERT tokenizers' output), ``output_attentions``, ``output_hidden_states``,
     ``return_dict`` (None: the config's value) and ``deterministic`` (None: dropout as set by
     ``model.train()`` / ``model.eval()``, eval after construction). Heads add ``labels`` (QA:
@@ -177,8 +176,7 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
 
     def __init__(self, config: DistilBertConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
                  remat: bool = False, seed: int = 0, rngs: nnx.Rngs | None = None):
-        if not isinstance(config, DistilBertConfig):
-            raise TypeError(f"config must be a distilbert.DistilBertConfig, got {type(config).__name__}")
+        config = as_config(config)
         self.config, self.dtype, self.param_dtype, self.remat = config, dtype, param_dtype, remat
         self._build(config, _Factory(config, dtype, param_dtype, rngs if rngs is not None else nnx.Rngs(seed)))
 
@@ -194,54 +192,20 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
     def __call__(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, position_ids=None,
                  token_type_ids=None, labels=None, output_attentions=None, output_hidden_states=None,
                  return_dict=None, deterministic=None, start_positions=None, end_positions=None):
-        qa = self.task == "question_answering"
-        if (labels is not None and self.task in ("base", "question_answering")) or (
-                not qa and (start_positions is not None or end_positions is not None)):
-            raise TypeError(f"{type(self).__name__} takes " + ("start_positions and end_positions, not labels" if qa
-                            else "labels" if self.task != "base" else "no labels (use a head class)"))
-        if qa and start_positions is not None and end_positions is not None:
+        ids, embeds, mask, pos, heads, shape = inputs.prepare(self.config, self.rank, input_ids, inputs_embeds,
+                                                              attention_mask, position_ids, token_type_ids, head_mask)
+        problem_type = inputs.check_labels(self.config, self.task, shape, labels, start_positions, end_positions)
+        if problem_type is not None and self.config.problem_type is None:  # decided by the labels' static dtype
+            # recorded on the model and its encoder, as the reference's shared config
+            self.config = self.distilbert.config = self.config.replace(problem_type=problem_type)
+        if start_positions is not None:
             labels = (jnp.asarray(start_positions), jnp.asarray(end_positions))
-        ids, embeds, mask, pos, heads, shape = self._inputs(input_ids, inputs_embeds, attention_mask, position_ids,
-                                                            token_type_ids, head_mask)
         output_attentions, output_hidden_states, return_dict = out_lib.output_flags(
             self.config, output_attentions, output_hidden_states, return_dict)
         encoder = self if self.task == "base" else self.distilbert
         base = encoder.encode(ids, embeds, mask, pos, heads, output_attentions, output_hidden_states, deterministic)
         out = self._head(base, deterministic, labels, shape)
         return out if return_dict else out.to_tuple()
-
-    def _inputs(self, input_ids, inputs_embeds, attention_mask, position_ids, token_type_ids, head_mask):
-        """Checks the inputs (concrete values on the host, as jnp ops would be traced); folds multiple choice."""
-        ids, embeds, mask, pos, types, heads = (x if x is None or hasattr(x, "dtype") else np.asarray(x) for x in (
-            input_ids, inputs_embeds, attention_mask, position_ids, token_type_ids, head_mask))
-        c, shape, lo, hi = self.config, None, None, None
-        host = lambda x: None if x is None or isinstance(x, jax.core.Tracer) or not x.size else np.asarray(x)  # noqa
-        for name, x, kind in (("input_ids", ids, jnp.integer), ("inputs_embeds", embeds, jnp.floating)):
-            if x is not None and not jnp.issubdtype(x.dtype, kind):
-                raise TypeError(f"{name} must be {'integer ids' if kind is jnp.integer else 'floats'}, got {x.dtype}")
-        if ids is not None and embeds is None:
-            shape = tuple(ids.shape)
-            lo, hi = (None, None) if host(ids) is None else (int(np.min(host(ids))), int(np.max(host(ids))))
-        elif embeds is not None and ids is None:
-            shape = tuple(embeds.shape[:-1])
-        check_inputs(c, shape, ids is not None, embeds is not None, lo, hi,
-                     None if embeds is None else embeds.shape, expect_rank=self.rank)
-        for name, x in (("attention_mask", mask), ("token_type_ids", types), ("position_ids", pos)):
-            if x is not None and tuple(x.shape) != shape and not (
-                    name == "position_ids" and tuple(x.shape) in (shape[-1:], (1,) + shape[-1:])):
-                raise ValueError(f"{name} must have the shape of the input ids {shape}, got {tuple(x.shape)}")
-        if host(types) is not None:
-            check_token_type_ids(bool(np.any(host(types) != 0)))
-        if host(pos) is not None and not 0 <= np.min(host(pos)) <= np.max(host(pos)) < c.max_position_embeddings:
-            raise ValueError(f"position_ids must be in [0, max_position_embeddings={c.max_position_embeddings})")
-        if heads is not None and tuple(heads.shape) not in ((c.n_heads,), (c.n_layers, c.n_heads)):
-            raise ValueError(f"head_mask must have shape (n_heads,) = ({c.n_heads},) or (n_layers, n_heads) = "
-                             f"({c.n_layers}, {c.n_heads}), got {tuple(heads.shape)}")
-        if self.rank == 3:  # multiple choice: every choice is a sequence of the batch
-            fold = lambda x: None if x is None else x.reshape((-1,) + tuple(x.shape[2:]))  # noqa: E731
-            ids, embeds, mask = fold(ids), fold(embeds), fold(mask)
-            pos = None if pos is None else fold(jnp.broadcast_to(pos, shape))
-        return ids, embeds, mask, pos, heads, shape
 
 
 class FlaxDistilBertModel(FlaxDistilBertPreTrainedModel):
@@ -392,7 +356,8 @@ class FlaxDistilBertForQuestionAnswering(FlaxDistilBertPreTrainedModel):
     task = "question_answering"
 
     def _build(self, config: DistilBertConfig, f: _Factory) -> None:
-        super()._build(config, f)  # two outputs (start, end) whatever config.num_labels says, as the table
+        check_head_config(config, self.task)
+        super()._build(config, f)
         self.dropout = f.dropout(config.qa_dropout)
         self.qa_outputs = f.linear(config.dim, 2)
 

@@ -1,43 +1,58 @@
-"""Input checks of the PyTorch classes, on top of :mod:`distilbert.common.validation`'s messages."""
+"""What the PyTorch classes hand to :mod:`distilbert.common.validation`: their tensors' shapes, dtypes and values.
+
+Values (ids and positions in range, token types all zero, label ranges) are read only outside
+``torch.compile``, where reading them would break the graph; shapes and dtypes are checked always.
+"""
 
 from __future__ import annotations
 
 import torch
 
-from distilbert.common.validation import check_inputs as _common_check
-from distilbert.common.validation import check_token_type_ids
+from distilbert.common import validation
+from distilbert.common.validation import ArrayInfo
 
 
-def check_inputs(config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, rank=2):
-    """Validates the inputs; value checks (ids in range, zero token types) run outside compilation."""
-    _common_check(config, None, input_ids is not None, inputs_embeds is not None)
-    x = input_ids if input_ids is not None else inputs_embeds
-    name = "input_ids" if input_ids is not None else "inputs_embeds"
+def _kind(dtype: torch.dtype) -> str:
+    if dtype == torch.bool:
+        return "b"
+    if dtype.is_complex:
+        return "c"
+    if dtype.is_floating_point:
+        return "f"
+    return "u" if dtype in (torch.uint8, torch.uint16, torch.uint32, torch.uint64) else "i"
+
+
+def describe(name: str, x, values: str | None = None) -> ArrayInfo | None:
+    """``x`` as an :class:`ArrayInfo`; ``values`` ``"range"`` or ``"nonzero"`` reads them (outside compilation)."""
+    if x is None:
+        return None
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if input_ids is not None and (input_ids.is_floating_point() or input_ids.is_complex()
-                                  or input_ids.dtype == torch.bool):
-        raise TypeError(f"input_ids must be an integer tensor (torch.long), got {input_ids.dtype}")
-    if inputs_embeds is not None and (not inputs_embeds.is_floating_point() or inputs_embeds.dim() != rank + 1):
-        raise ValueError(f"inputs_embeds must be a floating tensor of rank {rank + 1}, got "
-                         f"{inputs_embeds.dtype} of shape {tuple(inputs_embeds.shape)}")
-    shape = tuple(x.shape) if input_ids is not None else tuple(x.shape[:-1])
-    embeds_shape = tuple(inputs_embeds.shape) if inputs_embeds is not None else None
-    _common_check(config, shape, input_ids is not None, inputs_embeds is not None, embeds_shape=embeds_shape,
-                 expect_rank=rank)
-    for what, t in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
-        if t is not None and tuple(t.shape) != shape:
-            raise ValueError(f"{what} must have the shape of the input {shape}, got {tuple(t.shape)}")
-    if position_ids is not None and (position_ids.dim() != rank or position_ids.shape[-1] != shape[-1]
-                                     or position_ids.is_floating_point()):
-        raise ValueError(f"position_ids must be integers of shape {shape} (or 1 on the batch axes), "
-                         f"got {position_ids.dtype} {tuple(position_ids.shape)}")
-    if torch.compiler.is_compiling():
-        return
-    if input_ids is not None:
-        lo, hi = torch.aminmax(input_ids)
-        _common_check(config, shape, True, False, id_min=int(lo), id_max=int(hi), expect_rank=rank)
-    if token_type_ids is not None:
-        check_token_type_ids(bool(token_type_ids.any()))
-    if position_ids is not None and bool(((position_ids < 0) | (position_ids >= config.max_position_embeddings)).any()):
-        raise ValueError(f"position_ids must be in [0, max_position_embeddings={config.max_position_embeddings})")
+    kind, lo, hi, nonzero = _kind(x.dtype), None, None, None
+    if values and kind in "iu" and x.numel() and not torch.compiler.is_compiling():
+        if values == "range":
+            lo, hi = (int(v) for v in torch.aminmax(x))
+        else:
+            nonzero = bool(x.any())
+    return ArrayInfo(tuple(x.shape), kind, str(x.dtype).removeprefix("torch."), lo, hi, nonzero)
+
+
+def check_inputs(config, input_ids=None, inputs_embeds=None, attention_mask=None, token_type_ids=None,
+                 position_ids=None, head_mask=None, rank=2, values=True):
+    """Validates a call's inputs; returns the input's shape. ``values=False``: shapes and dtypes only."""
+    v = values or None
+    return validation.check_inputs(
+        config, input_ids=describe("input_ids", input_ids, v and "range"),
+        inputs_embeds=describe("inputs_embeds", inputs_embeds),
+        attention_mask=describe("attention_mask", attention_mask),
+        position_ids=describe("position_ids", position_ids, v and "range"),
+        token_type_ids=describe("token_type_ids", token_type_ids, v and "nonzero"),
+        head_mask=describe("head_mask", head_mask), rank=rank)
+
+
+def check_labels(config, task, shape, labels=None, start_positions=None, end_positions=None):
+    """Validates a head's labels; returns the sequence-classification ``problem_type`` (else None)."""
+    return validation.check_labels(
+        config, task, shape, labels=describe("labels", labels, "range"),
+        start_positions=describe("start_positions", start_positions),
+        end_positions=describe("end_positions", end_positions))

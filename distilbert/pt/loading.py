@@ -12,7 +12,7 @@ import ml_dtypes
 import numpy as np
 import torch
 
-from distilbert.common.names import TIED, WeightMismatchError, weight_table
+from distilbert.common.names import TIED, check_state, weight_table
 
 DTYPES = {
     "float32": torch.float32, "float": torch.float32, "fp32": torch.float32,
@@ -85,13 +85,7 @@ def load_canonical_state(model: torch.nn.Module, state: Mapping[str, np.ndarray]
     """
     table = weight_table(model.config, model.task)
     params = model.state_dict(keep_vars=True)
-    allow = set(skip)
-    missing = [s.name for s in table if s.name not in state and s.kind != TIED and s.name not in allow]
-    unexpected = sorted(set(state) - {s.name for s in table})
-    mismatched = [(s.name, tuple(state[s.name].shape), s.shape) for s in table
-                  if s.name in state and tuple(state[s.name].shape) != s.shape]
-    if missing or unexpected or mismatched:
-        raise WeightMismatchError(missing, unexpected, mismatched, where="state")
+    check_state({name: np.shape(array) for name, array in state.items()}, table, skip)
     with torch.no_grad():
         for spec in table:
             if spec.name not in state or spec.kind == TIED:  # a tied row shares its target's storage

@@ -15,7 +15,9 @@ from torch.utils.checkpoint import checkpoint
 from distilbert.common import outputs as out
 from distilbert.common.losses import IGNORE_INDEX, problem_type_for
 from distilbert.pt.attention import eager_attention, flash_attention, sdpa_attention
+from distilbert.common.validation import check_head_config
 from distilbert.pt.inputs import check_inputs as _check
+from distilbert.pt.inputs import check_labels
 from distilbert.pt.ops import linear
 from distilbert.pt.pretrained import DistilBertPreTrainedModel
 
@@ -161,12 +163,14 @@ class DistilBertModel(DistilBertPreTrainedModel):
             attention_mask: ``(B, T)``, 1 for tokens, 0 for padding.
             head_mask: ``(H,)`` or ``(n_layers, H)`` multipliers of the attention probabilities.
             output_attentions / output_hidden_states / return_dict: As the reference.
-            position_ids: ``(B, T)`` or ``(1, T)`` positions (default ``0..T-1``).
+            position_ids: ``(T,)``, ``(1, T)`` or ``(B, T)`` positions (default ``0..T-1``).
             token_type_ids: Accepted for BERT tokenizers' output; must be all zeros.
+
+        Inputs are checked by :mod:`distilbert.common.validation` (the same rules in every backend).
         """
         output_attentions, output_hidden_states, return_dict = self._flags(
             output_attentions, output_hidden_states, return_dict)
-        _check(self.config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids)
+        _check(self.config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, head_mask)
         x = self.embeddings(input_ids, inputs_embeds, position_ids)  # (B, T, dim)
         mask = None if attention_mask is None else (attention_mask != 0)[:, None, None, :]  # (B, 1, 1, T)
         result = self.transformer(x, mask, self._head_mask(head_mask), output_attentions, output_hidden_states)
@@ -184,6 +188,7 @@ class _Head(DistilBertPreTrainedModel):
         """Runs the encoder and the head; ``labels`` (as the reference's) add the loss."""
         base = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
                             output_hidden_states, position_ids, token_type_ids)
+        check_labels(self.config, self.task, base.last_hidden_state.shape[:2], labels)
         loss, logits = self._head(base.last_hidden_state, labels)
         result = self.output_class(loss=loss, logits=logits, hidden_states=base.hidden_states,
                                    attentions=base.attentions)
@@ -264,8 +269,8 @@ class DistilBertForSequenceClassification(_Head):
         logits = self.classifier(self._pool(h))  # (B, L)
         if labels is None:
             return None, logits
-        kind = problem_type_for(self.config.problem_type, self.num_labels,
-                                labels.dtype in (torch.long, torch.int))
+        integers = not (labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool)
+        kind = problem_type_for(self.config.problem_type, self.num_labels, integers)
         if kind != self.config.problem_type and not torch.compiler.is_compiling():
             self._set_config(self.config.replace(problem_type=kind))  # recorded, as the reference does
         z = logits.float()
@@ -307,8 +312,12 @@ class DistilBertForMultipleChoice(_Head):
                 output_attentions=None, output_hidden_states=None, return_dict=None, position_ids=None,
                 token_type_ids=None):
         """Scores every choice; ``labels`` ``(B,)`` (the right choice) add the loss."""
-        _check(self.config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, rank=3)
-        choices = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+        shape = _check(self.config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, head_mask,
+                       rank=3, values=False)  # values: once the choices are folded into the batch
+        check_labels(self.config, self.task, shape, labels)
+        choices = shape[1]
+        if position_ids is not None:  # any shape that broadcasts to (B, C, T)
+            position_ids = position_ids.expand(shape)
 
         def flat(t):  # (B, C, T, ...) -> (B*C, T, ...)
             return None if t is None else t.reshape(-1, *t.shape[2:])
@@ -374,8 +383,7 @@ class DistilBertForQuestionAnswering(_Head):
     def __init__(self, config, attn_implementation=None):
         super().__init__(config, attn_implementation)
         c = self.config
-        if c.num_labels != 2:
-            raise ValueError(f"DistilBertForQuestionAnswering needs num_labels=2 (start, end), got {c.num_labels}")
+        check_head_config(c, self.task)
         self.distilbert = DistilBertModel(c)
         self.qa_outputs = nn.Linear(c.dim, 2)
         self.dropout = nn.Dropout(c.qa_dropout)
@@ -387,6 +395,7 @@ class DistilBertForQuestionAnswering(_Head):
         """Runs the encoder and the span head; ``start_positions`` and ``end_positions`` add the loss."""
         base = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
                             output_hidden_states, position_ids, token_type_ids)
+        check_labels(self.config, self.task, base.last_hidden_state.shape[:2], None, start_positions, end_positions)
         logits = self.qa_outputs(self.dropout(base.last_hidden_state))  # (B, T, 2)
         start, end = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))  # (B, T) each
         loss = None

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from distilbert.common import outputs
-from distilbert.common.checkpoint import load_state, save_state
+from distilbert.common.checkpoint import load_state, save_state, source_framework
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.names import sinusoidal_table
+from distilbert.common.validation import as_config
 from distilbert.pt import attention
 from distilbert.pt.loading import canonical_state, load_canonical_state, resolve_dtype
 
@@ -31,19 +31,11 @@ for _cls in outputs.OUTPUT_CLASSES:  # pytree nodes, so that torch.export can re
         pass
 
 
-def _as_config(config: Any) -> DistilBertConfig:
-    if isinstance(config, DistilBertConfig):
-        return config
-    if hasattr(config, "to_dict"):  # a transformers DistilBertConfig, for drop-in use
-        return DistilBertConfig.from_dict(config.to_dict())
-    raise TypeError(f"config must be a DistilBertConfig, got {type(config).__name__}")
-
-
 class DistilBertPreTrainedModel(nn.Module):
     """Base of the six DistilBERT classes: config, initialisation, loading and saving.
 
     Args:
-        config: A :class:`distilbert.DistilBertConfig` (a transformers config is converted).
+        config: A :class:`distilbert.DistilBertConfig`, its dict, or a transformers config.
         attn_implementation: ``"sdpa"`` (default), ``"eager"`` or ``"flash_attention_2"``.
 
     Example:
@@ -60,7 +52,7 @@ class DistilBertPreTrainedModel(nn.Module):
 
     def __init__(self, config: DistilBertConfig, attn_implementation: str | None = None):
         super().__init__()
-        self.config = _as_config(config)
+        self.config = as_config(config)
         self._requested_attn = attn_implementation
 
     # ---------------------------------------------------------------------------- initialisation
@@ -249,7 +241,8 @@ class DistilBertPreTrainedModel(nn.Module):
                         config: DistilBertConfig | None = None,
                         dtype=None, torch_dtype=None, attn_implementation: str | None = None,
                         ignore_mismatched_sizes: bool = False, weight_format: str | None = None,
-                        from_tf: bool = False, from_flax: bool = False, output_loading_info: bool = False,
+                        from_pt: bool = False, from_tf: bool = False, from_flax: bool = False,
+                        output_loading_info: bool = False,
                         **config_overrides):
         """Loads a checkpoint directory or hub id in any Hugging Face format.
 
@@ -261,7 +254,8 @@ class DistilBertPreTrainedModel(nn.Module):
             attn_implementation: ``"sdpa"`` (default), ``"eager"`` or ``"flash_attention_2"``.
             ignore_mismatched_sizes: Re-initialise head tensors whose shape differs (a new ``num_labels``).
             weight_format: Read only this format (``"safetensors"``, ``"pytorch"``, ``"tf"``, ``"flax"``, ...).
-            from_tf / from_flax: Shorthand for ``weight_format="tf"`` / ``"flax"``.
+            from_pt / from_tf / from_flax: Read that framework's weight file first when the directory has
+                several (every format loads without them; none reaches ``config.json``).
             output_loading_info: Also return the :class:`~distilbert.common.checkpoint.LoadReport` (file and
                 format read, tensors newly initialised or left unused), which also reads as the reference's
                 dict: ``info["missing_keys"]``, ``["unexpected_keys"]``, ``["mismatched_keys"]``.
@@ -271,17 +265,16 @@ class DistilBertPreTrainedModel(nn.Module):
             >>> model = DistilBertForSequenceClassification.from_pretrained(  # doctest: +SKIP
             ...     "distilbert-base-uncased", num_labels=3)
         """
-        if from_tf or from_flax:
-            weight_format = weight_format or ("tf" if from_tf else "flax")
         if config is None:
             config = DistilBertConfig.from_pretrained(pretrained_model_name_or_path, **config_overrides)
         else:
-            config = _as_config(config)
+            config = as_config(config)
             config = config.replace(**config_overrides) if config_overrides else config
         target = resolve_dtype(dtype if dtype is not None else torch_dtype, config)
         model = cls(config, attn_implementation=attn_implementation)
         state, report = load_state(pretrained_model_name_or_path, config, cls.task, framework="pt",
-                                   weight_format=weight_format, ignore_mismatched_sizes=ignore_mismatched_sizes)
+                                   weight_format=weight_format, ignore_mismatched_sizes=ignore_mismatched_sizes,
+                                   source=source_framework(from_pt, from_tf, from_flax))
         load_canonical_state(model, state, skip=report.new)
         if target is not None:
             model.to(target)

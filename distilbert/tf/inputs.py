@@ -1,10 +1,10 @@
-"""Call-argument handling for the Keras models: dict unpacking, conversion, validation.
+"""Call-argument handling for the Keras models: dict unpacking, conversion, and what they hand to the validator.
 
-Eagerly, bad values raise :class:`ValueError` with :mod:`distilbert.common.validation`'s messages
-before any arithmetic. Inside ``tf.function`` shapes and dtypes are still checked while tracing;
-value checks (ids outside the vocabulary, positions outside the table, non-zero
+Every rule and message is :mod:`distilbert.common.validation`'s. Eagerly, bad values raise its
+exceptions before any arithmetic. Inside ``tf.function`` shapes and dtypes are still checked while
+tracing; value checks (ids outside the vocabulary, positions outside the table, non-zero
 ``token_type_ids``) become ``tf.debugging`` assertions that raise ``InvalidArgumentError`` with the
-same advice. XLA compiles assertions away and clamps out-of-range gathers, so the model also
+same messages. XLA compiles assertions away and clamps out-of-range gathers, so the model also
 poisons such sequences: every output of a sequence with a bad value is NaN instead of a silent,
 wrong number.
 """
@@ -18,8 +18,9 @@ from collections.abc import Mapping
 import numpy as np
 import tensorflow as tf
 
+from distilbert.common import validation
 from distilbert.common.config import DistilBertConfig
-from distilbert.common.validation import check_inputs, check_token_type_ids
+from distilbert.common.validation import ArrayInfo
 
 # Arguments that carry arrays (converted to tensors); the rest are Python flags.
 TENSOR_ARGS = ("input_ids", "attention_mask", "head_mask", "inputs_embeds", "labels", "position_ids",
@@ -53,7 +54,7 @@ def unpack_inputs(call):
             given = dict(input_ids)
             unknown = sorted(set(given) - names)
             if unknown:
-                raise ValueError(f"unexpected input(s) {unknown} for {type(self).__name__}; "
+                raise TypeError(f"unexpected input(s) {unknown} for {type(self).__name__}; "
                                  f"accepted names: {sorted(names - {'training'})}")
             clash = sorted(k for k in given if kwargs.get(k) is not None)
             if clash:
@@ -69,98 +70,94 @@ def unpack_inputs(call):
     return wrapper
 
 
-def _static_shape(x) -> tuple | None:
-    return None if x is None or x.shape.rank is None else tuple(x.shape.as_list())
+def _kind(dtype: tf.DType) -> str:
+    if dtype.is_bool:
+        return "b"
+    if dtype.is_complex:
+        return "c"
+    if dtype.is_floating:
+        return "f"
+    if dtype.is_integer:
+        return "u" if dtype.is_unsigned else "i"
+    return "O"
 
 
 def _eager(*tensors) -> bool:
     return tf.executing_eagerly() and all(t is None or hasattr(t, "numpy") for t in tensors)
 
 
-def check_rank(config: DistilBertConfig, input_ids, inputs_embeds, expect_rank: int) -> None:
-    """Static checks only (ranks, sequence length, which inputs): for heads that reshape first."""
-    shape = _static_shape(input_ids) if input_ids is not None else (
-        None if _static_shape(inputs_embeds) is None else _static_shape(inputs_embeds)[:-1])
-    check_inputs(config, shape, input_ids is not None, inputs_embeds is not None, expect_rank=expect_rank)
+def describe(x, values: str | None = None) -> ArrayInfo | None:
+    """``x`` as an :class:`ArrayInfo`: its static shape, and (eagerly) ``values`` ``"range"`` or ``"nonzero"``."""
+    if x is None:
+        return None
+    shape = None if x.shape.rank is None else tuple(x.shape.as_list())
+    kind, lo, hi, nonzero = _kind(x.dtype), None, None, None
+    if values and kind in "iu" and _eager(x) and int(tf.size(x)):
+        if values == "range":
+            lo, hi = int(tf.reduce_min(x)), int(tf.reduce_max(x))
+        else:
+            nonzero = bool(tf.reduce_any(x != 0))
+    return ArrayInfo(shape, kind, x.dtype.name, lo, hi, nonzero)
 
 
-def validate(config: DistilBertConfig, input_ids, attention_mask, inputs_embeds, position_ids, token_type_ids):
+def check_shapes(config: DistilBertConfig, input_ids=None, attention_mask=None, inputs_embeds=None, position_ids=None,
+                 token_type_ids=None, head_mask=None, rank: int = 2, values: bool = False):
+    """The validator on the inputs' static shapes and dtypes (and eager values); returns the input's shape."""
+    v = values or None
+    return validation.check_inputs(
+        config, input_ids=describe(input_ids, v and "range"), inputs_embeds=describe(inputs_embeds),
+        attention_mask=describe(attention_mask), position_ids=describe(position_ids, v and "range"),
+        token_type_ids=describe(token_type_ids, v and "nonzero"), head_mask=describe(head_mask), rank=rank)
+
+
+def validate(config: DistilBertConfig, input_ids, attention_mask, inputs_embeds, position_ids, token_type_ids,
+             head_mask=None):
     """Checks the base model's inputs; returns a ``(B, T)`` bool "bad token" tensor or None.
 
     Raises eagerly; in graph mode adds assertions and returns the mask of tokens to poison.
     """
-    has_ids, has_embeds = input_ids is not None, inputs_embeds is not None
-    if has_ids and not input_ids.dtype.is_integer:
-        raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype.name}; "
-                         "pass the tokenizer's ids (or inputs_embeds for vectors)")
-    if has_embeds and not inputs_embeds.dtype.is_floating:
-        raise ValueError(f"inputs_embeds must be floating point, got dtype {inputs_embeds.dtype.name}")
-    embeds_shape = _static_shape(inputs_embeds)
-    shape = _static_shape(input_ids) if has_ids else (None if embeds_shape is None else embeds_shape[:-1])
-    check_inputs(config, shape, has_ids, has_embeds, embeds_shape=embeds_shape)
-    for name, t in (("attention_mask", attention_mask), ("position_ids", position_ids),
-                    ("token_type_ids", token_type_ids)):
-        if t is None:
-            continue
-        if name != "attention_mask" and not t.dtype.is_integer:
-            raise ValueError(f"{name} must be integers, got dtype {t.dtype.name}")
-        if name == "attention_mask" and not (t.dtype.is_integer or t.dtype.is_floating or t.dtype.is_bool):
-            raise ValueError(f"attention_mask must be 0/1 numbers or booleans, got dtype {t.dtype.name}")
-        t_shape = _static_shape(t)
-        if shape is not None and t_shape is not None and len(t_shape) != len(shape):
-            raise ValueError(f"{name} must have the shape of input_ids {shape}, got {t_shape}")
-        if shape is not None and t_shape is not None and any(
-                a is not None and b is not None and a != b and not (name == "position_ids" and a == 1)
-                for a, b in zip(t_shape, shape)):
-            raise ValueError(f"{name} must have the shape of input_ids {shape}, got {t_shape}")
-
-    n_pos = config.max_position_embeddings
-    if _eager(input_ids, position_ids, token_type_ids):
-        if has_ids and int(tf.size(input_ids)):
-            check_inputs(config, None, True, False, id_min=int(tf.reduce_min(input_ids)),
-                         id_max=int(tf.reduce_max(input_ids)))
-        if position_ids is not None and int(tf.size(position_ids)):
-            lo, hi = int(tf.reduce_min(position_ids)), int(tf.reduce_max(position_ids))
-            if lo < 0 or hi >= n_pos:
-                raise ValueError(f"position_ids must be in [0, max_position_embeddings={n_pos}), got values "
-                                 f"in [{lo}, {hi}]")
-        if token_type_ids is not None:
-            check_token_type_ids(bool(tf.reduce_any(token_type_ids != 0)))
+    eager = _eager(input_ids, position_ids, token_type_ids)
+    check_shapes(config, input_ids, attention_mask, inputs_embeds, position_ids, token_type_ids, head_mask,
+                 values=eager)
+    if eager:
         return None
 
     # Graph mode: assertions (effective outside XLA) and a poison mask (effective everywhere).
     bad, asserts = None, []
+    shape = tf.shape(input_ids) if input_ids is not None else tf.shape(inputs_embeds)[:-1]  # [B, T]
 
     def guard(condition, message, *data):
         nonlocal bad
         asserts.append(tf.debugging.Assert(tf.logical_not(tf.reduce_any(condition)), [message, *data]))
         bad = condition if bad is None else tf.logical_or(bad, condition)
 
-    if has_ids:
-        guard((input_ids < 0) | (input_ids >= config.vocab_size),
-              f"input_ids must be in [0, vocab_size={config.vocab_size}); is the tokenizer's vocabulary the "
-              "model's? smallest and largest id:", tf.reduce_min(input_ids), tf.reduce_max(input_ids))
+    if input_ids is not None:
+        guard((input_ids < 0) | (input_ids >= config.vocab_size), validation.ids_range_message(config.vocab_size)
+              + "; smallest and largest id:", tf.reduce_min(input_ids), tf.reduce_max(input_ids))
     if position_ids is not None:
-        guard((position_ids < 0) | (position_ids >= n_pos),
-              f"position_ids must be in [0, max_position_embeddings={n_pos})")
+        guard((position_ids < 0) | (position_ids >= config.max_position_embeddings),
+              validation.positions_range_message(config.max_position_embeddings))
     if token_type_ids is not None:
-        guard(token_type_ids != 0, "token_type_ids has non-zero values, but DistilBERT has no segment "
-              "embeddings; drop token_type_ids (or tokenize with return_token_type_ids=False)")
+        guard(token_type_ids != 0, validation.TOKEN_TYPES_MESSAGE)
     if bad is None:
         return None
     with tf.control_dependencies(asserts):
-        return tf.identity(bad)
+        return tf.identity(tf.broadcast_to(bad, shape))  # position_ids may be (T,) or (1, T)
+
+
+def check_labels(config: DistilBertConfig, task: str, shape, labels=None, start_positions=None, end_positions=None):
+    """Validates a head's labels (ranges eagerly); returns the sequence-classification ``problem_type``."""
+    shape = tuple(shape.as_list()) if isinstance(shape, tf.TensorShape) else shape
+    return validation.check_labels(config, task, shape, labels=describe(labels, "range"),
+                                   start_positions=describe(start_positions), end_positions=describe(end_positions))
 
 
 def head_mask_for(config: DistilBertConfig, head_mask):
-    """``head_mask`` of shape ``(n_heads,)`` or ``(n_layers, n_heads)`` as ``(L, 1, H, 1, 1)``; 1 keeps a head."""
+    """``head_mask`` of shape ``(n_heads,)`` or ``(n_layers, n_heads)`` (checked) as ``(L, 1, H, 1, 1)``."""
     if head_mask is None:
         return None
     c = config
     head_mask = tf.convert_to_tensor(head_mask)
-    if tuple(head_mask.shape) == (c.n_heads,):
+    if head_mask.shape.rank == 1:
         head_mask = tf.tile(head_mask[None], (c.n_layers, 1))
-    if tuple(head_mask.shape) != (c.n_layers, c.n_heads):
-        raise ValueError(f"head_mask must have shape (n_heads,)=({c.n_heads},) or (n_layers, n_heads)="
-                         f"({c.n_layers}, {c.n_heads}), got {tuple(head_mask.shape)}")
     return tf.reshape(head_mask, (c.n_layers, 1, c.n_heads, 1, 1))  # (L, 1, H, 1, 1)

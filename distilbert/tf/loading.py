@@ -15,9 +15,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from distilbert.common.checkpoint import load_state, save_state
+from distilbert.common.checkpoint import load_state, save_state, source_framework
 from distilbert.common.config import DistilBertConfig
-from distilbert.common.names import WeightMismatchError, from_native, to_native, weight_table
+from distilbert.common.validation import as_config
+from distilbert.common.names import WeightMismatchError, check_state, from_native, to_native, weight_table
 
 
 def variable_at(model, path: str):
@@ -51,9 +52,7 @@ def load_canonical_state(model, state: Mapping[str, np.ndarray], skip: Iterable[
     skip = set(skip)
     state = {name: np.asarray(array) for name, array in state.items()}
     full = weight_table(model.config, model.task)
-    unexpected = sorted(set(state) - {spec.name for spec in full})
-    if unexpected:
-        raise WeightMismatchError(unexpected=unexpected, where="state")
+    check_state({name: array.shape for name, array in state.items()}, full, skip)
     table = [spec for spec in full if spec.name not in skip]
     native = to_native(state, "keras", table)
     targets = {name: variable_at(model, name) for name in native}
@@ -79,7 +78,8 @@ class LoadingMixin:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *, config: DistilBertConfig | None = None,
                         weight_format: str | None = None, ignore_mismatched_sizes: bool = False,
-                        dtype=None, from_pt: bool | None = None, output_loading_info: bool = False, **overrides):
+                        dtype=None, from_pt: bool = False, from_tf: bool = False, from_flax: bool = False,
+                        output_loading_info: bool = False, **overrides):
         """Builds the model from a checkpoint directory or hub id, in any format the package reads.
 
         Args:
@@ -88,20 +88,22 @@ class LoadingMixin:
             weight_format: Read only this format (``"tf"``, ``"safetensors"``, ``"pytorch"``, ``"flax"``, ...).
             ignore_mismatched_sizes: Re-initialise head tensors whose shape differs (e.g. new ``num_labels``).
             dtype: Keras dtype policy (``"float32"``, ``"mixed_bfloat16"``, ``"mixed_float16"``, ...).
-            from_pt: Accepted for compatibility; every format is read without it.
+            from_pt / from_tf / from_flax: Read that framework's weight file first when the directory has
+                several (every format loads without them; none reaches ``config.json``).
             output_loading_info: Also return the :class:`~distilbert.common.checkpoint.LoadReport` (file and
                 format read, tensors newly initialised or left unused; indexable as the reference's dict).
             **overrides: Config fields to change (``num_labels``, ``id2label``, dropouts, ...).
         """
-        del from_pt
         path = os.fspath(pretrained_model_name_or_path)
         if config is None:
             config = DistilBertConfig.from_pretrained(path, **overrides)
-        elif overrides:
-            config = config.replace(**overrides)
+        else:
+            config = as_config(config)
+            config = config.replace(**overrides) if overrides else config
         model = cls(config, **({"dtype": dtype} if dtype is not None else {}))
         state, report = load_state(path, config, cls.task, framework="tf", weight_format=weight_format,
-                                   ignore_mismatched_sizes=ignore_mismatched_sizes)
+                                   ignore_mismatched_sizes=ignore_mismatched_sizes,
+                                   source=source_framework(from_pt, from_tf, from_flax))
         load_canonical_state(model, state, skip=report.new)
         return (model, report) if output_loading_info else model
 

@@ -3,7 +3,8 @@
 They follow the reference PyTorch classes (scalar means, ``-100`` ignored, ``problem_type``),
 not the reference TF classes, which return unreduced per-example losses, have no regression or
 multi-label loss and fail on out-of-range question-answering positions. Logits are cast to float32
-first, so losses are float32 under mixed precision.
+first, so losses are float32 under mixed precision. Labels are checked before, by
+:mod:`distilbert.common.validation` (dtypes, shapes, ranges), as in the other backends.
 """
 
 from __future__ import annotations
@@ -29,21 +30,8 @@ def cross_entropy(logits, labels, ignore_index=IGNORE_INDEX):
     return tf.reduce_sum(per_example) / tf.reduce_sum(tf.cast(keep, tf.float32))
 
 
-def _check_labels(name, labels, expected_shape) -> None:
-    if labels.shape.rank is not None and expected_shape is not None and \
-            labels.shape.num_elements() is not None and None not in expected_shape:
-        n = 1
-        for d in expected_shape:
-            n *= d
-        if labels.shape.num_elements() != n:
-            raise ValueError(f"{name} has shape {tuple(labels.shape)}, expected {tuple(expected_shape)}")
-
-
 def token_loss(logits, labels):
     """Masked LM and token classification: logits ``(B, T, C)``, labels ``(B, T)``, -100 ignored."""
-    if labels.dtype.is_floating:
-        raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype.name}")
-    _check_labels("labels", labels, logits.shape.as_list()[:-1])
     n_classes = tf.shape(logits)[-1]
     return cross_entropy(tf.reshape(logits, (-1, n_classes)), tf.reshape(labels, (-1,)))
 
@@ -58,22 +46,14 @@ def sequence_classification_loss(logits, labels, problem_type, num_labels):
             logits, labels = tf.squeeze(logits), tf.squeeze(labels)
         return tf.reduce_mean(tf.square(logits - labels)), problem_type
     if problem_type == "single_label_classification":
-        if labels.dtype.is_floating:
-            raise ValueError("single_label_classification needs integer class ids as labels, "
-                             f"got dtype {labels.dtype.name}")
         return cross_entropy(tf.reshape(logits, (-1, num_labels)), tf.reshape(labels, (-1,))), problem_type
     labels = tf.cast(labels, tf.float32)
-    if labels.shape.rank is not None and labels.shape.rank != 2:
-        raise ValueError(f"multi_label_classification needs labels of shape (batch, num_labels={num_labels}) "
-                         f"with 0/1 targets, got shape {tuple(labels.shape)}")
     loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
     return tf.reduce_mean(loss), problem_type
 
 
 def multiple_choice_loss(logits, labels):
     """Cross-entropy over the choices: logits ``(B, C)``, labels ``(B,)``."""
-    if labels.dtype.is_floating:
-        raise ValueError(f"labels must be the index of the right choice (integers), got dtype {labels.dtype.name}")
     return cross_entropy(logits, tf.reshape(labels, (-1,)))
 
 
@@ -81,14 +61,12 @@ def question_answering_loss(start_logits, end_logits, start_positions, end_posit
     """Mean of start and end cross-entropies; positions clamped to ``[0, T]``, ``T`` ignored."""
     seq_len = tf.shape(start_logits)[1]
 
-    def prepare(positions, name):
-        if positions.dtype.is_floating:
-            raise ValueError(f"{name} must be integer token positions, got dtype {positions.dtype.name}")
+    def prepare(positions):
         positions = tf.cast(positions, tf.int32)
         if positions.shape.rank is not None and positions.shape.rank > 1:
             positions = tf.squeeze(positions, -1)
         return tf.clip_by_value(positions, 0, seq_len)
 
-    start = cross_entropy(start_logits, prepare(start_positions, "start_positions"), ignore_index=seq_len)
-    end = cross_entropy(end_logits, prepare(end_positions, "end_positions"), ignore_index=seq_len)
+    start = cross_entropy(start_logits, prepare(start_positions), ignore_index=seq_len)
+    end = cross_entropy(end_logits, prepare(end_positions), ignore_index=seq_len)
     return (start + end) / 2

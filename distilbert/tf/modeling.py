@@ -14,9 +14,10 @@ import numpy as np
 import tensorflow as tf
 
 from distilbert.common.config import DistilBertConfig
+from distilbert.common.validation import check_head_config
 from distilbert.tf import losses
 from distilbert.tf import outputs as out
-from distilbert.tf.inputs import check_rank, head_mask_for, unpack_inputs, validate
+from distilbert.tf.inputs import check_labels, check_shapes, head_mask_for, unpack_inputs, validate
 from distilbert.tf.layers import SinusoidalPositions, VocabProjector, activation
 from distilbert.tf.pretrained import TFDistilBertPreTrainedModel
 
@@ -174,7 +175,7 @@ class TFDistilBertModel(TFDistilBertPreTrainedModel):
              output_attentions=None, output_hidden_states=None, return_dict=None, training=False,
              position_ids=None, token_type_ids=None):
         output_attentions, output_hidden_states, _ = self._flags(output_attentions, output_hidden_states, None)
-        bad = validate(self.config, input_ids, attention_mask, inputs_embeds, position_ids, token_type_ids)
+        bad = validate(self.config, input_ids, attention_mask, inputs_embeds, position_ids, token_type_ids, head_mask)
         if bad is not None:  # graph mode: the assertions run before the gathers that would fail on bad ids
             with tf.control_dependencies([bad]):
                 input_ids, position_ids = (None if t is None else tf.identity(t) for t in (input_ids, position_ids))
@@ -222,6 +223,7 @@ class _HeadModel(TFDistilBertPreTrainedModel):
         """Runs the encoder and the head; ``labels`` add the loss."""
         o = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
                          output_hidden_states, training, position_ids, token_type_ids)
+        check_labels(self.config, self.task, o.last_hidden_state.shape[:2], labels)
         loss, logits = self._head(o.last_hidden_state, labels, training)
         return self._output(self.output_class, return_dict, loss=loss, logits=logits,
                             hidden_states=o.hidden_states, attentions=o.attentions)
@@ -291,8 +293,8 @@ class TFDistilBertForSequenceClassification(_HeadModel):
             return None, logits
         c = self.config
         loss, problem_type = losses.sequence_classification_loss(logits, labels, c.problem_type, c.num_labels)
-        if c.problem_type is None:
-            self.config = c.replace(problem_type=problem_type)  # recorded, as the reference does
+        if c.problem_type is None:  # recorded on the model and its encoder, as the reference's shared config
+            self.config = self.distilbert.config = c.replace(problem_type=problem_type)
         return loss, logits
 
 
@@ -320,11 +322,16 @@ class TFDistilBertForMultipleChoice(_HeadModel):
              output_attentions=None, output_hidden_states=None, return_dict=None, labels=None, training=False,
              position_ids=None, token_type_ids=None):
         """Scores every choice; ``labels`` ``(B,)`` (the right choice) add the loss."""
-        check_rank(self.config, input_ids, inputs_embeds, expect_rank=3)
-        num_choices = tf.shape(input_ids if input_ids is not None else inputs_embeds)[1]
+        shape = check_shapes(self.config, input_ids, attention_mask, inputs_embeds, position_ids, token_type_ids,
+                             head_mask, rank=3)  # values: once the choices are folded into the batch
+        check_labels(self.config, self.task, shape, labels)
+        full = tf.shape(input_ids if input_ids is not None else inputs_embeds)[:3]  # [B, C, T]
+        num_choices = full[1]
+        if position_ids is not None:  # any shape that broadcasts to (B, C, T)
+            position_ids = tf.broadcast_to(position_ids, full)
 
-        def flat(t):  # (B, C, T[, D]) -> (B * C, T[, D]); a (1, T) position row broadcasts as it is
-            return t if t is None or t.shape.rank in (None, 2) else tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0))
+        def flat(t):  # (B, C, T[, D]) -> (B * C, T[, D])
+            return None if t is None else tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0))
 
         result = super().call(flat(input_ids), flat(attention_mask), head_mask, flat(inputs_embeds), output_attentions,
                               output_hidden_states, True, None, training, flat(position_ids), flat(token_type_ids))
@@ -380,6 +387,7 @@ class TFDistilBertForQuestionAnswering(_HeadModel):
 
     def __init__(self, config=None, **kwargs):
         super().__init__(config, **kwargs)
+        check_head_config(self.config, self.task)
         _classifier(self, self.config.qa_dropout, rank=3, qa_outputs=2)
 
     @unpack_inputs
@@ -389,6 +397,7 @@ class TFDistilBertForQuestionAnswering(_HeadModel):
         """Runs the encoder and the span head; ``start_positions`` and ``end_positions`` add the loss."""
         o = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
                          output_hidden_states, training, position_ids, token_type_ids)
+        check_labels(self.config, self.task, o.last_hidden_state.shape[:2], None, start_positions, end_positions)
         logits = self.qa_outputs(self.dropout(o.last_hidden_state, training=training))  # (B, T, 2)
         start_logits, end_logits = tf.unstack(tf.cast(logits, tf.float32), axis=-1)  # (B, T), (B, T)
         loss = None

@@ -6,6 +6,7 @@ import keras
 
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.outputs import output_flags
+from distilbert.common.validation import as_config
 from distilbert.tf.loading import LoadingMixin
 from distilbert.tf.training import TrainingMixin
 
@@ -14,7 +15,7 @@ class TFDistilBertPreTrainedModel(TrainingMixin, LoadingMixin, keras.Model):
     """Shared base: config handling, Keras serialisation, loading/saving and ``fit`` support.
 
     Args:
-        config: A :class:`~distilbert.DistilBertConfig` (or its dict).
+        config: A :class:`~distilbert.DistilBertConfig`, its dict, or a transformers config.
         **kwargs: Keras ``Model`` arguments (``name``, ``dtype`` policy such as ``"mixed_bfloat16"``).
     """
 
@@ -23,13 +24,7 @@ class TFDistilBertPreTrainedModel(TrainingMixin, LoadingMixin, keras.Model):
 
     def __init__(self, config: DistilBertConfig | dict | None = None, **kwargs):
         super().__init__(**kwargs)
-        if config is None:
-            config = DistilBertConfig()
-        if isinstance(config, dict):
-            config = DistilBertConfig.from_dict(config)
-        if not isinstance(config, DistilBertConfig):
-            raise TypeError(f"config must be a DistilBertConfig, got {type(config).__name__}")
-        self.config = config
+        self.config = as_config(config)
         # Inputs are converted by `unpack_inputs`; Keras must not cast float labels to float16.
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
