@@ -199,6 +199,25 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_distill(args) -> int:
+    from distilbert.common.distillation import DistillationConfig
+    from distilbert.distill import distill_command
+
+    fields = {f: getattr(args, f) for f in DistillationConfig().to_dict() if getattr(args, f) is not None}
+    result = distill_command(
+        args.teacher, args.data, args.out, args.framework, student=args.student, layers=args.layers, task=args.task,
+        steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, learning_rate=args.lr, seed=args.seed,
+        warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
+        accumulation_steps=args.accumulation_steps, log=args.log, log_every=args.log_every,
+        save_every=args.save_every, resume=args.resume, progress=not args.quiet,
+        distillation=DistillationConfig(**fields))
+    if not args.quiet:
+        terms = ", ".join(f"{k} {v:.4g}" for k, v in result.terms.items())
+        print(f"wrote the student ({result.parameters:,} parameters) to {result.out} after {result.steps} steps"
+              + (f": {terms}" if terms else ""))
+    return 0
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -290,7 +309,47 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--top-k", type=_positive, default=3, help="fill-mask predictions shown (default 3)")
     demo.add_argument("--json", action="store_true", help="print JSON")
     demo.set_defaults(run=_cmd_demo)
+    _distill_parser(sub)
     return parser
+
+
+def _distill_parser(sub) -> None:
+    from distilbert.common.distillation import DistillationConfig
+
+    p = sub.add_parser("distill", help="distil a BERT or DistilBERT teacher into a smaller DistilBERT student",
+                       description="Train a student (by default one teacher layer in two, initialised from the "
+                                   "teacher) on the triple loss of DistilBERT in PyTorch, TensorFlow or JAX/Flax.")
+    p.add_argument("--teacher", required=True, help="teacher checkpoint: BERT (converted on the fly) or DistilBERT")
+    p.add_argument("--data", required=True, help="masked-lm: one text per line; text-classification: a TSV with a "
+                                                 "text/label header, or JSONL with text and label")
+    p.add_argument("--out", required=True, help="new directory for the student (and its checkpoints)")
+    p.add_argument("--framework", choices=["pt", "tf", "flax"], default="pt",
+                   help="train in pt (PyTorch, the default), tf (TensorFlow, Keras fit) or flax (JAX/Flax)")
+    p.add_argument("--student", help="start from this student checkpoint instead of teacher layers")
+    p.add_argument("--layers", help="teacher layers of the student, e.g. 0,2,4 (default: one in two from 0)")
+    p.add_argument("--task", choices=["masked-lm", "text-classification"], default="masked-lm")
+    p.add_argument("--steps", type=int, default=1000, help="optimiser updates (default 1000)")
+    p.add_argument("--batch-size", type=int, default=8, help="examples per update (default 8)")
+    p.add_argument("--seq-len", type=int, help="tokens per example, cut and padded (default 128, or fewer "
+                                                "when the teacher has fewer positions)")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
+    p.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up updates (default 0)")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
+    p.add_argument("--max-grad-norm", type=float, default=5.0, help="clip gradients to this global norm (default 5)")
+    p.add_argument("--accumulation-steps", type=int, default=1, help="micro-batches per update (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="data order, masks, dropout and new heads (default 0)")
+    p.add_argument("--log", help="append one JSON object per logged step to this file")
+    p.add_argument("--log-every", type=int, default=1, help="log every N steps (default 1)")
+    p.add_argument("--save-every", type=int, default=0, help="checkpoint every N steps into OUT/checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    for name, default in DistillationConfig().to_dict().items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            p.add_argument(flag, action="store_true", default=None, help=f"DistillationConfig.{name}")
+        else:
+            p.add_argument(flag, type=float, help=f"DistillationConfig.{name} (default {default})")
+    p.set_defaults(run=_cmd_distill)
 
 
 def main(argv: list[str] | None = None) -> int:

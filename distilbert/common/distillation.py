@@ -356,3 +356,72 @@ def mask_tokens(input_ids, attention_mask, weights, mask_token_id: int, config: 
     np.put(masked, chosen, new)
     np.put(labels, chosen, flat_ids[chosen])
     return masked, labels
+
+
+# ------------------------------------------------------------------------- for the framework backends
+def _same(a: Sequence, b: Sequence) -> bool:
+    """Shapes equal, an unknown (None) dimension matching anything (graph-mode batch axes)."""
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def plan_loss(config: DistillationConfig, student_logits, teacher_logits, student_hidden, teacher_hidden,
+              attention_mask, labels) -> tuple[bool, dict[str, bool]]:
+    """The checks :func:`distillation_loss_numpy` makes, on shapes alone, for the framework backends.
+
+    Every argument but ``config`` is a shape (a tuple, None for an unknown dimension) or None for an
+    input not given. Nothing here reads a value, so the backends call it while tracing a graph.
+
+    Returns:
+        ``(per_token, computed)``: whether the logits are per token ``(B, T, V)`` (else per example
+        ``(B, C)``), and for each term whether its inputs are there (it is then computed, whatever
+        its weight).
+
+    Raises:
+        ValueError: The numpy definition's errors: shapes that disagree, a positive weight whose
+            inputs are missing, ``restrict_ce_to_mask`` without per-token labels.
+    """
+    c = config
+    shapes = dict(student_logits=student_logits, teacher_logits=teacher_logits, student_hidden=student_hidden,
+                  teacher_hidden=teacher_hidden, labels=labels)
+    shapes = {name: None if shape is None else tuple(shape) for name, shape in shapes.items()}
+    s_logits, t_logits, s_hidden, t_hidden, labels = shapes.values()
+    mask = tuple(attention_mask)
+    if len(mask) != 2:
+        raise ValueError(f"attention_mask must be (batch, seq), got shape {mask}")
+    if s_logits is not None and len(s_logits) not in (2, 3):
+        raise ValueError(f"student_logits must be (batch, seq, vocab) or (batch, classes), got {s_logits}")
+    per_token = s_logits is None or len(s_logits) == 3
+    if s_logits is not None and t_logits is not None and not _same(s_logits, t_logits):
+        raise ValueError(f"student_logits {s_logits} and teacher_logits {t_logits} differ in shape")
+    if s_hidden is not None and t_hidden is not None and not _same(s_hidden, t_hidden):
+        raise ValueError(f"student_hidden {s_hidden} and teacher_hidden {t_hidden} differ in shape")
+    for name, shape in shapes.items():
+        token_level = name.endswith("hidden") or (per_token and name != "labels")
+        if shape is not None and token_level and not _same(shape[:2], mask):
+            raise ValueError(f"{name} {shape} does not match attention_mask {mask}")
+    if labels is not None and not _same(labels, mask if per_token else mask[:1]):
+        raise ValueError(f"labels must have shape {mask if per_token else mask[:1]}, got {labels}")
+    if c.restrict_ce_to_mask and (labels is None or not per_token):
+        raise ValueError("restrict_ce_to_mask needs per-token labels (-100 where not masked)")
+    computed = {
+        "ce": _require("ce", c.alpha_ce, student_logits=s_logits, teacher_logits=t_logits),
+        "mlm": _require("mlm", c.alpha_mlm, student_logits=s_logits, labels=labels),
+        "cos": _require("cos", c.alpha_cos, student_hidden=s_hidden, teacher_hidden=t_hidden),
+        "mse": _require("mse", c.alpha_mse, student_logits=s_logits, teacher_logits=t_logits),
+    }
+    return per_token, computed
+
+
+def learning_rate_at(step: int, learning_rate: float, warmup_steps: int, total_steps: int) -> float:
+    """The schedule every backend follows: linear warm-up from 0 over ``warmup_steps``, then linear decay to 0.
+
+    ``step`` counts the optimiser updates already made (the first update uses ``step=0``, so with a
+    warm-up it changes only the moments), as ``transformers.get_linear_schedule_with_warmup``.
+
+    Example:
+        >>> [learning_rate_at(k, 1.0, 2, 6) for k in range(7)]
+        [0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0]
+    """
+    if step < warmup_steps:
+        return learning_rate * step / warmup_steps
+    return learning_rate * max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
