@@ -34,9 +34,9 @@ import optax
 from flax import nnx
 
 from distilbert import DistilBertConfig
+from distilbert.common.checkpoint import init_state
 from distilbert.flax import FlaxDistilBertForSequenceClassification, FlaxDistilBertModel, load_canonical_state
 from distilbert.flax.training import functional_state, make_train_step, train_step
-from distilbert.common.checkpoint import init_state
 
 
 def timed(fns, runs: int, warmup: int = 2) -> list[float]:
@@ -81,8 +81,9 @@ def time_training(config: DistilBertConfig, batch, dtype, runs: int) -> list[flo
     ref = reference_flax("FlaxDistilBertForSequenceClassification", config, dtype)
 
     def ref_loss(params, batch, dropout_rng):
-        logits = ref(batch["input_ids"], batch["attention_mask"], params=params, dropout_rng=dropout_rng,
-                     train=True).logits
+        logits = ref(
+            batch["input_ids"], batch["attention_mask"], params=params, dropout_rng=dropout_rng, train=True
+        ).logits
         return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["labels"]).mean()
 
     @jax.jit
@@ -116,14 +117,16 @@ def main() -> None:
     rng = np.random.default_rng(0)
     ids = jnp.asarray(rng.integers(1, config.vocab_size, (args.batch, args.seq)), jnp.int32)
     mask = np.ones((args.batch, args.seq), np.int32)
-    mask[1::2, args.seq * 3 // 4:] = 0  # half the rows padded
+    mask[1::2, args.seq * 3 // 4 :] = 0  # half the rows padded
     mask = jnp.asarray(mask)
     labels = jnp.asarray(rng.integers(0, 2, (args.batch,)), jnp.int32)
     tokens = args.batch * args.seq
     rows = []
 
-    print(f"device: {jax.devices()[0]}, jax {jax.__version__}, batch {args.batch} x {args.seq}, "
-          f"{args.layers} layers, median of {args.runs}")
+    print(
+        f"device: {jax.devices()[0]}, jax {jax.__version__}, batch {args.batch} x {args.seq}, "
+        f"{args.layers} layers, median of {args.runs}"
+    )
     base_state = init_state(config, "base", seed=0)
     for name, dtype in (("float32", jnp.float32), ("bfloat16", jnp.bfloat16)):
         ours = FlaxDistilBertModel(config, dtype=dtype)
@@ -132,8 +135,13 @@ def main() -> None:
         ours_fn = jax.jit(lambda s, i, m: nnx.merge(graphdef, s)(i, m).last_hidden_state)
         ref = reference_flax("FlaxDistilBertModel", config, dtype)
         ref_fn = jax.jit(lambda p, i, m: ref(i, m, params=p).last_hidden_state)
-        t_ours, t_ref = timed([lambda: ours_fn(state, ids, mask).block_until_ready(),
-                               lambda: ref_fn(ref.params, ids, mask).block_until_ready()], args.runs)
+        t_ours, t_ref = timed(
+            [
+                lambda: ours_fn(state, ids, mask).block_until_ready(),
+                lambda: ref_fn(ref.params, ids, mask).block_until_ready(),
+            ],
+            args.runs,
+        )
         rows.append((f"inference {name}", tokens / t_ours, tokens / t_ref))
         print(rows[-1], flush=True)
 

@@ -28,8 +28,8 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 import torch  # noqa: E402
 
-from distilbert import DistilBertConfig  # noqa: E402
 import distilbert.pt as dpt  # noqa: E402
+from distilbert import DistilBertConfig  # noqa: E402
 
 BATCH, SEQ = 8, 128
 
@@ -78,7 +78,7 @@ def compare(fns: dict, warmup: int, repeats: int) -> dict[str, float]:
             fn()
     times = {k: [] for k in fns}
     for i in range(repeats):
-        for k in (["ours", "ref"] if i % 2 == 0 else ["ref", "ours"]):
+        for k in ["ours", "ref"] if i % 2 == 0 else ["ref", "ours"]:
             times[k].append(timed(fns[k]))
     out = {k: statistics.median(v) for k, v in times.items()}
     out["ratio"] = statistics.median(r / o for o, r in zip(times["ours"], times["ref"]))
@@ -113,8 +113,7 @@ def training_rows(warmup: int, repeats: int) -> list[tuple[str, float, float, fl
     ours.train(), ref.train()
     inputs = make_inputs(ours.config.vocab_size)
     labels = torch.arange(BATCH) % 2
-    opts = {"ours": torch.optim.AdamW(ours.parameters(), lr=1e-5),
-            "ref": torch.optim.AdamW(ref.parameters(), lr=1e-5)}
+    opts = {"ours": torch.optim.AdamW(ours.parameters(), lr=1e-5), "ref": torch.optim.AdamW(ref.parameters(), lr=1e-5)}
 
     def step(model, opt):
         def run():
@@ -122,6 +121,7 @@ def training_rows(warmup: int, repeats: int) -> list[tuple[str, float, float, fl
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+
         return run
 
     a, b = ours(**inputs, labels=labels).loss.item(), ref(**inputs, labels=labels).loss.item()
@@ -142,8 +142,10 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     import transformers
 
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
-          f"batch {BATCH} x {SEQ}, median of {args.repeats} after {args.warmup} warm-up runs")
+    print(
+        f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
+        f"batch {BATCH} x {SEQ}, median of {args.repeats} after {args.warmup} warm-up runs"
+    )
     rows = inference_rows(args.warmup, args.repeats)
     if not args.no_train:
         rows += training_rows(max(1, args.warmup - 1), args.repeats)

@@ -34,10 +34,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("USE_TORCH", "0")
 
+import keras  # noqa: E402  (Keras 3; the reference imports tf_keras on its own)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-import keras  # noqa: E402  (Keras 3; the reference imports tf_keras on its own)
 
 from distilbert import DistilBertConfig  # noqa: E402
 from distilbert.common.checkpoint import save_state  # noqa: E402
@@ -73,9 +72,14 @@ def keras_hub_backbone(config: DistilBertConfig):
     except ImportError:
         return None, "keras-hub not installed (pip install keras-hub)"
     backbone = keras_hub.models.DistilBertBackbone(
-        vocabulary_size=config.vocab_size, num_layers=config.n_layers, num_heads=config.n_heads,
-        hidden_dim=config.dim, intermediate_dim=config.hidden_dim, dropout=config.dropout,
-        max_sequence_length=config.max_position_embeddings)
+        vocabulary_size=config.vocab_size,
+        num_layers=config.n_layers,
+        num_heads=config.n_heads,
+        hidden_dim=config.dim,
+        intermediate_dim=config.hidden_dim,
+        dropout=config.dropout,
+        max_sequence_length=config.max_position_embeddings,
+    )
     return backbone, f"keras-hub {keras_hub.__version__}"
 
 
@@ -137,8 +141,14 @@ class StepTimer:
 
 
 def timer_callback(base, timer: StepTimer):
-    return type("Timer", (base,), {"on_train_batch_begin": lambda self, b, logs=None: timer.begin(),
-                                   "on_train_batch_end": lambda self, b, logs=None: timer.end()})()
+    return type(
+        "Timer",
+        (base,),
+        {
+            "on_train_batch_begin": lambda self, b, logs=None: timer.begin(),
+            "on_train_batch_end": lambda self, b, logs=None: timer.end(),
+        },
+    )()
 
 
 def training_rows(config, rounds, steps_per_round, xla):
@@ -155,26 +165,35 @@ def training_rows(config, rounds, steps_per_round, xla):
 
     ours = TFDistilBertForSequenceClassification(config)
     ours.compile(optimizer=keras.optimizers.Adam(1e-5), jit_compile=xla)
-    fits["ours"] = (lambda cb: ours.fit(dict(x, labels=y), batch_size=BATCH, epochs=1, shuffle=False,
-                                        verbose=0, callbacks=[cb]), keras.callbacks.Callback)
+    fits["ours"] = (
+        lambda cb: ours.fit(dict(x, labels=y), batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[cb]),
+        keras.callbacks.Callback,
+    )
 
     import tf_keras
 
     ref = reference("TFDistilBertForSequenceClassification", ours, config, "sequence_classification")
     ref.compile(optimizer=tf_keras.optimizers.Adam(1e-5), jit_compile=xla)
-    fits["transformers TF"] = (lambda cb: ref.fit(dict(x, labels=y), batch_size=BATCH, epochs=1, shuffle=False,
-                                                  verbose=0, callbacks=[cb]), tf_keras.callbacks.Callback)
+    fits["transformers TF"] = (
+        lambda cb: ref.fit(dict(x, labels=y), batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[cb]),
+        tf_keras.callbacks.Callback,
+    )
 
     backbone, _ = keras_hub_backbone(config)
     if backbone is not None:
         import keras_hub
 
         hub = keras_hub.models.DistilBertTextClassifier(backbone=backbone, num_classes=2, preprocessor=None)
-        hub.compile(optimizer=keras.optimizers.Adam(1e-5), jit_compile=xla,
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        hub.compile(
+            optimizer=keras.optimizers.Adam(1e-5),
+            jit_compile=xla,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
         hub_x = {"token_ids": x["input_ids"], "padding_mask": x["attention_mask"]}
-        fits["KerasHub"] = (lambda cb: hub.fit(hub_x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
-                                               callbacks=[cb]), keras.callbacks.Callback)
+        fits["KerasHub"] = (
+            lambda cb: hub.fit(hub_x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[cb]),
+            keras.callbacks.Callback,
+        )
     timers = {name: StepTimer() for name in fits}
     for r in range(rounds + 1):
         print(f"timing training ({'XLA' if xla else 'graph'}) round {r}/{rounds} ...", file=sys.stderr, flush=True)
@@ -212,8 +231,7 @@ def plot(rows, path):
     width = 0.8 / len(names)
     fig, ax = plt.subplots(figsize=(8, 4))
     for i, name in enumerate(names):
-        ax.bar([j + i * width for j in range(len(labels))], [TOKENS / rows[l][name] for l in labels], width,
-               label=name)
+        ax.bar([j + i * width for j in range(len(labels))], [TOKENS / rows[l][name] for l in labels], width, label=name)
     ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(labels))], labels)
     ax.set_ylabel("tokens / s")
     ax.set_title(f"DistilBERT-base, batch {BATCH} x {SEQ}, float32, CPU")
@@ -242,11 +260,15 @@ def main(argv=None) -> None:
         rows["training fit"] = training_rows(config, args.train_rounds, args.steps_per_round, xla=False)
         if args.train_xla:
             rows["training fit XLA"] = training_rows(config, args.train_rounds, args.steps_per_round, xla=True)
-    print(f"\nDistilBERT-base, batch {BATCH} x {SEQ} (padded), float32, TF {tf.__version__}, Keras {keras.__version__}, "
-          f"{hub_note}, {os.cpu_count()} CPUs; ours vs reference max abs diff {diff:.1e}")
-    print(f"median of {args.repeats} runs after {args.warmup} warm-up runs "
-          f"(training: median of {args.train_rounds} x {args.steps_per_round} fit steps, taking turns, "
-          "after a warm-up round)\n")
+    print(
+        f"\nDistilBERT-base, batch {BATCH} x {SEQ} (padded), float32, TF {tf.__version__}, Keras {keras.__version__}, "
+        f"{hub_note}, {os.cpu_count()} CPUs; ours vs reference max abs diff {diff:.1e}"
+    )
+    print(
+        f"median of {args.repeats} runs after {args.warmup} warm-up runs "
+        f"(training: median of {args.train_rounds} x {args.steps_per_round} fit steps, taking turns, "
+        "after a warm-up round)\n"
+    )
     print_table(rows)
     if args.plot:
         plot(rows, args.plot)

@@ -58,8 +58,14 @@ def _write_keras(state, config, task: str, directory: str, weight_format: str) -
     save_keras_file(model, os.path.join(directory, KERAS_FILE if weight_format == "keras" else KERAS_WEIGHTS))
 
 
-KERAS = ExternalFormat(name="keras", formats=("keras-weights", "keras"), find=keras_path, read=_read_keras,
-                       write=_write_keras, framework="tf")
+KERAS = ExternalFormat(
+    name="keras",
+    formats=("keras-weights", "keras"),
+    find=keras_path,
+    read=_read_keras,
+    write=_write_keras,
+    framework="tf",
+)
 # --to: target framework -> its formats (first = default).
 TARGETS = {**hf.TARGETS, KERAS.name: KERAS.formats}
 

@@ -42,8 +42,12 @@ HELD_OUT_EVERY = 5  # every fifth pair (a sentence and its opposite) is held out
 HIDE_FRACTION = 0.25  # of the words, replaced by [MASK] afresh in every epoch of training
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 SUFFIXES = ["##s", "##es", "##ed", "##ing", "##ly", "##er", "##est", "##ful", "##ness", "##y"]
-FILL_MASK_TEXTS = ["The capital of France is [MASK].", "I drink a cup of [MASK] every morning.",
-                   "She plays the [MASK] in a rock band.", "The [MASK] barked at the postman."]
+FILL_MASK_TEXTS = [
+    "The capital of France is [MASK].",
+    "I drink a cup of [MASK] every morning.",
+    "She plays the [MASK] in a rock band.",
+    "The [MASK] barked at the postman.",
+]
 
 
 def _log(message: str) -> None:
@@ -97,14 +101,24 @@ def demo_config(vocab_size: int):
     """The small model the demo trains: 2 layers, dim 64, 4 heads, 64 positions, dropout 0.2."""
     from distilbert import DistilBertConfig
 
-    return DistilBertConfig(vocab_size=vocab_size, dim=64, n_layers=2, n_heads=4, hidden_dim=128,
-                            max_position_embeddings=64, dropout=0.2, attention_dropout=0.2, seq_classif_dropout=0.2,
-                            id2label=dict(enumerate(LABELS)))
+    return DistilBertConfig(
+        vocab_size=vocab_size,
+        dim=64,
+        n_layers=2,
+        n_heads=4,
+        hidden_dim=128,
+        max_position_embeddings=64,
+        dropout=0.2,
+        attention_dropout=0.2,
+        seq_classif_dropout=0.2,
+        id2label=dict(enumerate(LABELS)),
+    )
 
 
 # ------------------------------------------------------------------------------ training (Keras)
-def train_sentiment(directory: str, train: list[tuple[str, int]], vocab: list[str], epochs: int = DEFAULT_EPOCHS,
-                    seed: int = SEED) -> dict:
+def train_sentiment(
+    directory: str, train: list[tuple[str, int]], vocab: list[str], epochs: int = DEFAULT_EPOCHS, seed: int = SEED
+) -> dict:
     """Trains the demo classifier with Keras ``model.fit`` and saves it (``tf_model.h5`` and tokenizer
     files) in ``directory``; returns the training time and final loss.
 
@@ -142,10 +156,14 @@ def train_sentiment(directory: str, train: list[tuple[str, int]], vocab: list[st
         ids = tf.where(hidden, tf.constant(mask_id, inputs["input_ids"].dtype), inputs["input_ids"])
         return {"input_ids": ids, "attention_mask": inputs["attention_mask"]}, label
 
-    dataset = (tf.data.Dataset.from_tensor_slices(({"input_ids": encoded["input_ids"],
-                                                    "attention_mask": encoded["attention_mask"], "words": words},
-                                                   labels))
-               .shuffle(len(labels), seed=seed).batch(BATCH_SIZE).map(hide_words))
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(
+            ({"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "words": words}, labels)
+        )
+        .shuffle(len(labels), seed=seed)
+        .batch(BATCH_SIZE)
+        .map(hide_words)
+    )
     model = TFDistilBertForSequenceClassification(config)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=0.01))
     start = time.perf_counter()
@@ -171,7 +189,7 @@ def _time_batches(pipe, batches: list[list[dict]], repeats: int = 3) -> tuple[li
 
 
 def _batches(rows: list, size: int = BATCH_SIZE) -> list[list]:
-    return [rows[i:i + size] for i in range(0, len(rows), size)]
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
 def sentiment_demo(epochs: int = DEFAULT_EPOCHS, frameworks=FRAMEWORKS, output: str | None = None) -> dict:
@@ -203,8 +221,10 @@ def sentiment_demo(epochs: int = DEFAULT_EPOCHS, frameworks=FRAMEWORKS, output: 
         train, held_out = load_sentiment()
         vocab = build_vocab([sentence for sentence, _ in train + held_out])
         dirs = {fw: os.path.join(root, fw) for fw in frameworks}
-        _log(f"training a 2-layer DistilBERT (dim 64, vocab {len(vocab)}) with Keras model.fit: "
-             f"{len(train)} sentences, {epochs} epochs ...")
+        _log(
+            f"training a 2-layer DistilBERT (dim 64, vocab {len(vocab)}) with Keras model.fit: "
+            f"{len(train)} sentences, {epochs} epochs ..."
+        )
         training = train_sentiment(dirs["tf"], train, vocab, epochs)
         _log(f"  trained in {training['seconds']:.1f} s, final loss {training['final_loss']:.3f}")
         for fw in frameworks[1:]:
@@ -221,19 +241,33 @@ def sentiment_demo(epochs: int = DEFAULT_EPOCHS, frameworks=FRAMEWORKS, output: 
             if reference is None:
                 reference = logits
             predictions = logits.argmax(-1)
-            results[fw] = {"file": CHECKPOINT_FILES[fw], "accuracy": float((predictions == gold).mean()),
-                           "agree": int((predictions == reference.argmax(-1)).sum()),
-                           "max_abs_logit_diff": float(np.abs(logits - reference).max()),
-                           "ms_per_batch": ms, "predictions": predictions.tolist()}
+            results[fw] = {
+                "file": CHECKPOINT_FILES[fw],
+                "accuracy": float((predictions == gold).mean()),
+                "agree": int((predictions == reference.argmax(-1)).sum()),
+                "max_abs_logit_diff": float(np.abs(logits - reference).max()),
+                "ms_per_batch": ms,
+                "predictions": predictions.tolist(),
+            }
             _log(f"ran {len(held_out)} held-out sentences in {fw} on {pipe.device}")
         return {
-            "task": "sentiment", "epochs": epochs, "train_sentences": len(train), "held_out": len(held_out),
-            "batch_size": BATCH_SIZE, "training_seconds": training["seconds"], "final_loss": training["final_loss"],
+            "task": "sentiment",
+            "epochs": epochs,
+            "train_sentences": len(train),
+            "held_out": len(held_out),
+            "batch_size": BATCH_SIZE,
+            "training_seconds": training["seconds"],
+            "final_loss": training["final_loss"],
             "checkpoints": root if output is not None else None,
             "frameworks": {fw: {k: v for k, v in r.items() if k != "predictions"} for fw, r in results.items()},
-            "examples": [{"sentence": sentence, "label": LABELS[label],
-                          **{fw: LABELS[results[fw]["predictions"][i]] for fw in frameworks}}
-                         for i, (sentence, label) in enumerate(held_out)],
+            "examples": [
+                {
+                    "sentence": sentence,
+                    "label": LABELS[label],
+                    **{fw: LABELS[results[fw]["predictions"][i]] for fw in frameworks},
+                }
+                for i, (sentence, label) in enumerate(held_out)
+            ],
         }
     finally:
         if output is None:
@@ -273,14 +307,21 @@ def fill_mask_demo(model: str, frameworks=("pt", "tf", "flax"), texts=None, top_
         scores = np.array([[p["score"] for p in prediction] for prediction in predictions])
         if reference is None:
             reference = (tokens, scores)
-        results[fw] = {"same_predictions": tokens == reference[0],
-                       "max_abs_score_diff": float(np.abs(scores - reference[1]).max()), "ms_per_batch": ms,
-                       "device": pipe.device,
-                       "top": [[{"token": p["token_str"], "score": p["score"]} for p in prediction]
-                               for prediction in predictions]}
+        results[fw] = {
+            "same_predictions": tokens == reference[0],
+            "max_abs_score_diff": float(np.abs(scores - reference[1]).max()),
+            "ms_per_batch": ms,
+            "device": pipe.device,
+            "top": [[{"token": p["token_str"], "score": p["score"]} for p in prediction] for prediction in predictions],
+        }
         _log(f"ran {len(texts)} sentences in {fw} on {pipe.device}")
-    return {"task": "fill-mask", "model": os.fspath(model), "texts": texts, "batch_size": len(texts),
-            "frameworks": results}
+    return {
+        "task": "fill-mask",
+        "model": os.fspath(model),
+        "texts": texts,
+        "batch_size": len(texts),
+        "frameworks": results,
+    }
 
 
 # -------------------------------------------------------------------------------- tables
@@ -295,17 +336,39 @@ def format_sentiment(report: dict, examples: int = 8) -> str:
     then one row per framework."""
     frameworks = list(report["frameworks"])
     shown = report["examples"][:examples]
-    sample = _table(["held-out sentence", "label", *(NAMES[fw] for fw in frameworks)],
-                    [[ex["sentence"], ex["label"], *(ex[fw] for fw in frameworks)] for ex in shown])
+    sample = _table(
+        ["held-out sentence", "label", *(NAMES[fw] for fw in frameworks)],
+        [[ex["sentence"], ex["label"], *(ex[fw] for fw in frameworks)] for ex in shown],
+    )
     n = report["held_out"]
-    rows = [[NAMES[fw], r["file"], f"{100 * r['accuracy']:.1f}%", f"{r['agree']}/{n}",
-             f"{r['max_abs_logit_diff']:.1e}", f"{r['ms_per_batch']:.2f}"] for fw, r in report["frameworks"].items()]
-    summary = _table(["framework", "checkpoint", "accuracy", "agrees with TensorFlow", "max |logit - TensorFlow|",
-                      f"ms per batch of {report['batch_size']}"], rows)
-    intro = (f"DistilBERT sentiment classifier trained from scratch with Keras model.fit on "
-             f"{report['train_sentences']} sentences ({report['epochs']} epochs, {report['training_seconds']:.0f} s), "
-             f"converted to {' and '.join(NAMES[fw] for fw in frameworks[1:]) or 'no other framework'}; "
-             f"{n} held-out sentences ({len(shown)} shown):")
+    rows = [
+        [
+            NAMES[fw],
+            r["file"],
+            f"{100 * r['accuracy']:.1f}%",
+            f"{r['agree']}/{n}",
+            f"{r['max_abs_logit_diff']:.1e}",
+            f"{r['ms_per_batch']:.2f}",
+        ]
+        for fw, r in report["frameworks"].items()
+    ]
+    summary = _table(
+        [
+            "framework",
+            "checkpoint",
+            "accuracy",
+            "agrees with TensorFlow",
+            "max |logit - TensorFlow|",
+            f"ms per batch of {report['batch_size']}",
+        ],
+        rows,
+    )
+    intro = (
+        f"DistilBERT sentiment classifier trained from scratch with Keras model.fit on "
+        f"{report['train_sentences']} sentences ({report['epochs']} epochs, {report['training_seconds']:.0f} s), "
+        f"converted to {' and '.join(NAMES[fw] for fw in frameworks[1:]) or 'no other framework'}; "
+        f"{n} held-out sentences ({len(shown)} shown):"
+    )
     text = f"{intro}\n\n{sample}\n\n{summary}\n"
     if report.get("checkpoints"):
         text += f"\ncheckpoints kept in {report['checkpoints']}/{{{','.join(frameworks)}}}\n"
@@ -323,8 +386,24 @@ def format_fill_mask(report: dict) -> str:
             top = ", ".join(f"{p['token']} ({p['score']:.3f})" for p in report["frameworks"][fw]["top"][i])
             lines.append(f"  {NAMES[fw]:10s} {top}")
         blocks.append("\n".join(lines))
-    rows = [[NAMES[fw], r["device"], "yes" if r["same_predictions"] else "NO", f"{r['max_abs_score_diff']:.1e}",
-             f"{r['ms_per_batch']:.2f}"] for fw, r in report["frameworks"].items()]
-    summary = _table(["framework", "device", f"same top tokens as {reference}", f"max |score - {reference}|",
-                      f"ms per batch of {report['batch_size']}"], rows)
+    rows = [
+        [
+            NAMES[fw],
+            r["device"],
+            "yes" if r["same_predictions"] else "NO",
+            f"{r['max_abs_score_diff']:.1e}",
+            f"{r['ms_per_batch']:.2f}",
+        ]
+        for fw, r in report["frameworks"].items()
+    ]
+    summary = _table(
+        [
+            "framework",
+            "device",
+            f"same top tokens as {reference}",
+            f"max |score - {reference}|",
+            f"ms per batch of {report['batch_size']}",
+        ],
+        rows,
+    )
     return f"fill-mask with {report['model']}:\n\n" + "\n\n".join(blocks) + f"\n\n{summary}\n"

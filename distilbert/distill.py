@@ -122,10 +122,15 @@ def _check_teacher(teacher: _Model, task: str, config: DistillationConfig) -> No
     flags = ["ce", "mse"] + (["mlm"] if task == "masked_lm" else [])
     set_ = [f"--alpha-{f} 0" for f in flags if getattr(config, f"alpha_{f}")]
     if set_:
-        bert = " (a BERT's fine-tuned classifier has no DistilBERT equivalent)" if teacher.is_bert and \
-            task != "masked_lm" else ""
-        raise ValueError(f"the teacher {teacher.directory!r} has no {head}{bert}, so it gives no logits to "
-                         f"distil; set {' '.join(set_)} (the cosine term alone distils a bare encoder)")
+        bert = (
+            " (a BERT's fine-tuned classifier has no DistilBERT equivalent)"
+            if teacher.is_bert and task != "masked_lm"
+            else ""
+        )
+        raise ValueError(
+            f"the teacher {teacher.directory!r} has no {head}{bert}, so it gives no logits to "
+            f"distil; set {' '.join(set_)} (the cosine term alone distils a bare encoder)"
+        )
 
 
 # --------------------------------------------------------------------------------- the student
@@ -160,8 +165,11 @@ def select_layers(state: dict[str, np.ndarray], task: str, layers: list[int]) ->
 def _as_task(model: _Model, task: str, seed: int) -> tuple[DistilBertConfig, dict[str, np.ndarray]]:
     """The model's state for ``task``: the body moved under the head's prefix, a missing head initialised."""
     fresh = init_state(model.config, task, seed=seed)
-    body = {name.removeprefix(task_prefix(model.task)): a for name, a in model.state.items()
-            if name.startswith(task_prefix(model.task))}
+    body = {
+        name.removeprefix(task_prefix(model.task)): a
+        for name, a in model.state.items()
+        if name.startswith(task_prefix(model.task))
+    }
     state = {}
     for name, array in fresh.items():
         if model.task == task and name in model.state:
@@ -185,8 +193,10 @@ def read_corpus(path: str, task: str, tokenizer, seq_len: int, label2id: dict[st
     else:
         texts, labels = _labelled(path, lines, label2id, num_labels)
     if not texts:
-        raise ValueError(f"the corpus {path!r} holds no text; give one text per line"
-                         + ("" if task == "masked_lm" else " (with a label)"))
+        raise ValueError(
+            f"the corpus {path!r} holds no text; give one text per line"
+            + ("" if task == "masked_lm" else " (with a label)")
+        )
     encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=seq_len, return_tensors="np")
     ids, mask = (np.asarray(encoded[k], np.int64) for k in ("input_ids", "attention_mask"))
     return ids, mask, None if labels is None else np.asarray(labels, np.int64)
@@ -207,8 +217,9 @@ def _labelled(path: str, lines: list[str], label2id: dict[str, int], num_labels:
         header = lines[0].split("\t") if lines else []
         text_col = next((header.index(n) for n in ("text", "sentence") if n in header), None)
         if text_col is None or "label" not in header:
-            raise ValueError(f"{path!r}: a TSV corpus starts with a header naming its 'text' (or 'sentence') "
-                             "and 'label' columns")
+            raise ValueError(
+                f"{path!r}: a TSV corpus starts with a header naming its 'text' (or 'sentence') and 'label' columns"
+            )
         label_col = header.index("label")
         for number, line in enumerate(lines[1:], 2):
             if line.strip():
@@ -224,8 +235,10 @@ def _labelled(path: str, lines: list[str], label2id: dict[str, int], num_labels:
             label = int(label)
         if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < num_labels:
             names = ", ".join(label2id) or "none"
-            raise ValueError(f"{path}:{number}: label {label!r} is neither a class number in [0, {num_labels}) "
-                             f"nor one of the teacher's label names ({names})")
+            raise ValueError(
+                f"{path}:{number}: label {label!r} is neither a class number in [0, {num_labels}) "
+                f"nor one of the teacher's label names ({names})"
+            )
         texts.append(text)
         labels.append(label)
     return texts, labels
@@ -342,13 +355,31 @@ def _trim_log(path: str, step: int) -> None:
 
 
 # -------------------------------------------------------------------------------------- the run
-def distill_command(teacher: str, data: str, out: str, framework: str, *, student: str | None = None,
-                    layers: str | list[int] | None = None, task: str = "masked-lm", steps: int = 1000,
-                    batch_size: int = 8, seq_len: int | None = None, learning_rate: float = 5e-4, seed: int = 0,
-                    warmup_steps: int = 0, weight_decay: float = 0.01, max_grad_norm: float = 5.0,
-                    accumulation_steps: int = 1, log: str | None = None, log_every: int = 1, save_every: int = 0,
-                    resume: bool = False, progress: bool = True,
-                    distillation: DistillationConfig | None = None) -> DistillResult:
+def distill_command(
+    teacher: str,
+    data: str,
+    out: str,
+    framework: str,
+    *,
+    student: str | None = None,
+    layers: str | list[int] | None = None,
+    task: str = "masked-lm",
+    steps: int = 1000,
+    batch_size: int = 8,
+    seq_len: int | None = None,
+    learning_rate: float = 5e-4,
+    seed: int = 0,
+    warmup_steps: int = 0,
+    weight_decay: float = 0.01,
+    max_grad_norm: float = 5.0,
+    accumulation_steps: int = 1,
+    log: str | None = None,
+    log_every: int = 1,
+    save_every: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+    distillation: DistillationConfig | None = None,
+) -> DistillResult:
     """Runs a distillation (see the module docstring); every argument is a flag of ``distilbert distill``.
 
     Raises:
@@ -363,9 +394,16 @@ def distill_command(teacher: str, data: str, out: str, framework: str, *, studen
     check_framework(framework)
     if task not in TASKS:
         raise ValueError(f"unknown --task {task!r}; expected one of {', '.join(TASKS)}")
-    for name, value, low in (("--steps", steps, 1), ("--batch-size", batch_size, 1), ("--seq-len", seq_len or 3, 3),
-                             ("--accumulation-steps", accumulation_steps, 1), ("--warmup-steps", warmup_steps, 0),
-                             ("--seed", seed, 0), ("--save-every", save_every, 0), ("--log-every", log_every, 1)):
+    for name, value, low in (
+        ("--steps", steps, 1),
+        ("--batch-size", batch_size, 1),
+        ("--seq-len", seq_len or 3, 3),
+        ("--accumulation-steps", accumulation_steps, 1),
+        ("--warmup-steps", warmup_steps, 0),
+        ("--seed", seed, 0),
+        ("--save-every", save_every, 0),
+        ("--log-every", log_every, 1),
+    ):
         if value < low:
             raise ValueError(f"{name} must be at least {low}, got {value}")
     if batch_size % accumulation_steps:
@@ -393,8 +431,10 @@ def distill_command(teacher: str, data: str, out: str, framework: str, *, studen
         source = _read_model(student, student_task, "student")
         s_config, s_state = _as_task(source, student_task, seed)
         if (s_config.dim, s_config.vocab_size) != (tc.dim, tc.vocab_size):
-            raise ValueError(f"the student {source.directory!r} has dim {s_config.dim} and vocabulary "
-                             f"{s_config.vocab_size}; the teacher's are {tc.dim} and {tc.vocab_size}")
+            raise ValueError(
+                f"the student {source.directory!r} has dim {s_config.dim} and vocabulary "
+                f"{s_config.vocab_size}; the teacher's are {tc.dim} and {tc.vocab_size}"
+            )
         chosen = None
     else:
         chosen = check_layers(range(0, tc.n_layers, 2) if layers is None else layers, tc.n_layers)
@@ -407,8 +447,9 @@ def distill_command(teacher: str, data: str, out: str, framework: str, *, studen
     ids, mask, labels = read_corpus(data, model_task, tokenizer, seq_len, dict(tc.label2id or {}), tc.num_labels)
     masking = None
     if model_task == "masked_lm":
-        weights = token_weights(token_counts(ids[mask == 1][None], tc.vocab_size), tokenizer.all_special_ids,
-                                config.mlm_smoothing)
+        weights = token_weights(
+            token_counts(ids[mask == 1][None], tc.vocab_size), tokenizer.all_special_ids, config.mlm_smoothing
+        )
         masking = (weights, tokenizer.mask_token_id, config)
     batches = Batches(ids, mask, labels, batch_size, seed, masking)
 
@@ -417,11 +458,16 @@ def distill_command(teacher: str, data: str, out: str, framework: str, *, studen
     if checkpoint is not None:
         with open(os.path.join(checkpoint, TRAINER_FILE), encoding="utf-8") as fh:
             saved = json.load(fh)
-        changed = sorted(k for k in set(saved["arguments"]) | set(arguments) if k not in RESUMABLE
-                         and saved["arguments"].get(k) != json.loads(json.dumps(arguments.get(k))))
+        changed = sorted(
+            k
+            for k in set(saved["arguments"]) | set(arguments)
+            if k not in RESUMABLE and saved["arguments"].get(k) != json.loads(json.dumps(arguments.get(k)))
+        )
         if changed:
-            raise ValueError(f"the checkpoint in {checkpoint!r} was made with other arguments ({', '.join(changed)}); "
-                             "resume with the same ones")
+            raise ValueError(
+                f"the checkpoint in {checkpoint!r} was made with other arguments ({', '.join(changed)}); "
+                "resume with the same ones"
+            )
         start = int(saved["step"])
         with np.load(os.path.join(checkpoint, STATE_FILE)) as npz:
             state = {k: npz[k] for k in npz.files}
@@ -457,10 +503,23 @@ def distill_command(teacher: str, data: str, out: str, framework: str, *, studen
         _save_checkpoint(out, student_net, step, training_state, json.loads(json.dumps(arguments)))
 
     try:
-        backend.distill(student_net, teacher_net, batches.iterate(start), config, steps=steps,
-                        learning_rate=learning_rate, warmup_steps=warmup_steps, weight_decay=weight_decay,
-                        max_grad_norm=max_grad_norm, accumulation_steps=accumulation_steps, on_step=on_step,
-                        state=state, start_step=start, save_every=save_every, on_save=on_save)
+        backend.distill(
+            student_net,
+            teacher_net,
+            batches.iterate(start),
+            config,
+            steps=steps,
+            learning_rate=learning_rate,
+            warmup_steps=warmup_steps,
+            weight_decay=weight_decay,
+            max_grad_norm=max_grad_norm,
+            accumulation_steps=accumulation_steps,
+            on_step=on_step,
+            state=state,
+            start_step=start,
+            save_every=save_every,
+            on_save=on_save,
+        )
     finally:
         bar.close()
 
@@ -486,5 +545,12 @@ def distill_command(teacher: str, data: str, out: str, framework: str, *, studen
 def _progress(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc="distil", unit="step", file=sys.stderr, disable=not enabled,
-                dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc="distil",
+        unit="step",
+        file=sys.stderr,
+        disable=not enabled,
+        dynamic_ncols=True,
+    )

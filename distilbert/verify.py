@@ -33,7 +33,9 @@ class VerifyReport:
     def lines(self) -> list[str]:
         out = [f"verify: {self.source} vs {self.target}"]
         out += [f"  {name:24s} max |diff| {diff:.3g}" for name, diff in self.diffs.items()]
-        out.append(f"  {'OK' if self.ok else 'FAILED'}: largest difference {self.max_diff:.3g} (tolerance {self.atol:g})")
+        out.append(
+            f"  {'OK' if self.ok else 'FAILED'}: largest difference {self.max_diff:.3g} (tolerance {self.atol:g})"
+        )
         return out
 
 
@@ -61,7 +63,7 @@ def random_batch(config: DistilBertConfig, task: str, seed: int = 0) -> dict[str
     shape = (2, 3, seq) if task == "multiple_choice" else (2, seq)
     ids = rng.integers(0, config.vocab_size, size=shape)
     mask = np.ones(shape, np.int64)
-    mask[1, ..., seq // 2:] = 0
+    mask[1, ..., seq // 2 :] = 0
     return {"input_ids": ids.astype(np.int64), "attention_mask": mask}
 
 
@@ -81,6 +83,7 @@ def verify(src: str, dst: str, atol: float = 1e-5) -> VerifyReport:
     report = VerifyReport(src_label, dst_label, atol=atol)
     for name, value in want.items():
         pairs = zip(value, got[name]) if isinstance(value, tuple) else [(value, got[name])]
-        report.diffs[name] = max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
-                                 for a, b in pairs)
+        report.diffs[name] = max(
+            float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) for a, b in pairs
+        )
     return report

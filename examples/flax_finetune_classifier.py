@@ -64,7 +64,7 @@ def batches(data: dict[str, np.ndarray], batch_size: int, seed: int):
     while True:
         order = rng.permutation(n)
         for start in range(0, n - batch_size + 1, batch_size):
-            yield {k: jnp.asarray(v[order[start:start + batch_size]]) for k, v in data.items()}
+            yield {k: jnp.asarray(v[order[start : start + batch_size]]) for k, v in data.items()}
 
 
 def accuracy(model, data: dict[str, np.ndarray]) -> float:
@@ -83,8 +83,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    config = DistilBertConfig(vocab_size=64, dim=32, n_heads=4, hidden_dim=64, n_layers=2,
-                              max_position_embeddings=32, num_labels=2, dropout=0.1, attention_dropout=0.1)
+    config = DistilBertConfig(
+        vocab_size=64,
+        dim=32,
+        n_heads=4,
+        hidden_dim=64,
+        n_layers=2,
+        max_position_embeddings=32,
+        num_labels=2,
+        dropout=0.1,
+        attention_dropout=0.1,
+    )
     # Dropout masks come from the "dropout" stream; an RBG key compiles and runs faster than the default
     # threefry one on CPU (any jax.random key works).
     rngs = nnx.Rngs(params=args.seed, dropout=jax.random.key(args.seed + 1, impl="rbg"))

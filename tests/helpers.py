@@ -47,8 +47,9 @@ def random_state(config: DistilBertConfig, task: str, seed: int = 0) -> dict[str
     return state
 
 
-def random_inputs(config: DistilBertConfig, batch: int = 3, seq: int = 7, seed: int = 0,
-                  choices: int | None = None) -> dict[str, np.ndarray]:
+def random_inputs(
+    config: DistilBertConfig, batch: int = 3, seq: int = 7, seed: int = 0, choices: int | None = None
+) -> dict[str, np.ndarray]:
     """A padded batch: row i has ``seq - i`` real tokens (row 0 full), int64 ids and mask."""
     rng = np.random.default_rng(seed)
     shape = (batch, choices, seq) if choices else (batch, seq)
@@ -57,8 +58,8 @@ def random_inputs(config: DistilBertConfig, batch: int = 3, seq: int = 7, seed: 
     for i in range(batch):
         n_pad = min(i, seq - 1)
         if n_pad:
-            mask[i, ..., seq - n_pad:] = 0
-            ids[i, ..., seq - n_pad:] = config.pad_token_id
+            mask[i, ..., seq - n_pad :] = 0
+            ids[i, ..., seq - n_pad :] = config.pad_token_id
     return {"input_ids": ids, "attention_mask": mask}
 
 
@@ -116,14 +117,20 @@ def write_oracle_dirs(root: str, config: DistilBertConfig, task: str, state, fra
 # A small lowercase WordPiece vocabulary: whole words, every letter as a word start and as a "##"
 # continuation (so any ASCII word tokenizes, often into several pieces), and no digits (so numbers
 # become [UNK]).
-PIPELINE_VOCAB = list(dict.fromkeys(
-    ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "?", "!", "'", "-"]
-    + ("the a an is was of in on and to it this that cat dog sat mat paris france capital city london river "
-       "lives lived ada love lace john smith new york visited museum big small red blue house car good bad "
-       "movie film great terrible hate food day night where do does who what when why how she he they "
-       "went came saw").split()
-    + list("abcdefghijklmnopqrstuvwxyz") + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
-    + ["##s", "##ed", "##ing", "##ly", "##er"]))
+PIPELINE_VOCAB = list(
+    dict.fromkeys(
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "?", "!", "'", "-"]
+        + (
+            "the a an is was of in on and to it this that cat dog sat mat paris france capital city london river "
+            "lives lived ada love lace john smith new york visited museum big small red blue house car good bad "
+            "movie film great terrible hate food day night where do does who what when why how she he they "
+            "went came saw"
+        ).split()
+        + list("abcdefghijklmnopqrstuvwxyz")
+        + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
+        + ["##s", "##ed", "##ing", "##ly", "##er"]
+    )
+)
 
 
 def write_tiny_checkpoint(directory: str, task: str, seed: int = 0, **config_overrides):
@@ -141,5 +148,7 @@ def write_tiny_checkpoint(directory: str, task: str, seed: int = 0, **config_ove
     vocab_file = os.path.join(directory, "vocab.txt")
     with open(vocab_file, "w", encoding="utf-8") as fh:
         fh.write("\n".join(PIPELINE_VOCAB) + "\n")
-    DistilBertTokenizerFast(vocab_file=vocab_file, model_max_length=config.max_position_embeddings).save_pretrained(directory)
+    DistilBertTokenizerFast(vocab_file=vocab_file, model_max_length=config.max_position_embeddings).save_pretrained(
+        directory
+    )
     return config, state

@@ -61,8 +61,12 @@ def test_token_type_ids_zero_accepted_nonzero_refused(framework, task, models, c
     plain = run(framework, model, inputs)
     zeros = run(framework, model, {**inputs, "token_type_ids": np.zeros_like(inputs["input_ids"])})
     for name in plain:
-        assert_close(zeros[name] if not isinstance(zeros[name], tuple) else zeros[name][0],
-                     plain[name] if not isinstance(plain[name], tuple) else plain[name][0], atol=1e-6, name=name)
+        assert_close(
+            zeros[name] if not isinstance(zeros[name], tuple) else zeros[name][0],
+            plain[name] if not isinstance(plain[name], tuple) else plain[name][0],
+            atol=1e-6,
+            name=name,
+        )
     ones = np.zeros_like(inputs["input_ids"])
     ones[0, ..., 1] = 1
     with pytest.raises(ValueError, match="non-zero values, but DistilBERT has no segment embeddings"):
@@ -78,39 +82,75 @@ def _bad_cases(config):
     negative[0, 0] = -1
     embeds = np.zeros((2, 5, config.dim), np.float32)
     return {
-        "id_too_large": ({"input_ids": out_of_vocab}, ValueError,
-                         r"input_ids must be in \[0, vocab_size=99\) .*got values in \[1, 99\]"),
+        "id_too_large": (
+            {"input_ids": out_of_vocab},
+            ValueError,
+            r"input_ids must be in \[0, vocab_size=99\) .*got values in \[1, 99\]",
+        ),
         "id_negative": ({"input_ids": negative}, ValueError, r"input_ids must be in \[0, vocab_size=99\)"),
-        "too_long": ({"input_ids": np.ones((1, 65), np.int64)}, ValueError,
-                     "sequence length 65 exceeds max_position_embeddings=64"),
+        "too_long": (
+            {"input_ids": np.ones((1, 65), np.int64)},
+            ValueError,
+            "sequence length 65 exceeds max_position_embeddings=64",
+        ),
         "empty": ({"input_ids": np.ones((1, 0), np.int64)}, ValueError, "empty sequence axis"),
-        "both": ({"input_ids": ids, "inputs_embeds": embeds}, ValueError,
-                 "either input_ids or inputs_embeds, not both"),
+        "both": (
+            {"input_ids": ids, "inputs_embeds": embeds},
+            ValueError,
+            "either input_ids or inputs_embeds, not both",
+        ),
         "neither": ({"attention_mask": ids}, ValueError, "pass input_ids or inputs_embeds"),
         "rank_1": ({"input_ids": np.ones((5,), np.int64)}, ValueError, r"shape \(batch, seq_len\), got \(5,\)"),
         "rank_3": ({"input_ids": np.ones((1, 2, 5), np.int64)}, ValueError, r"shape \(batch, seq_len\)"),
         "float_ids": ({"input_ids": ids.astype(np.float32)}, TypeError, "input_ids must be integer token ids"),
         "int_embeds": ({"inputs_embeds": embeds.astype(np.int32)}, TypeError, "inputs_embeds must be floating point"),
         "embeds_dim": ({"inputs_embeds": np.zeros((2, 5, 31), np.float32)}, ValueError, "last axis must be dim=32"),
-        "mask_shape": ({"input_ids": ids, "attention_mask": np.ones((2, 4), np.int64)}, ValueError,
-                       r"attention_mask must have the shape of input_ids \(2, 5\), got \(2, 4\)"),
-        "types_shape": ({"input_ids": ids, "token_type_ids": np.zeros((2, 4), np.int64)}, ValueError,
-                        "token_type_ids must have the shape of input_ids"),
-        "position_too_large": ({"input_ids": ids, "position_ids": np.arange(5)[None] + 60}, ValueError,
-                               r"position_ids must be in \[0, max_position_embeddings=64\); got values in \[60, 64\]"),
-        "position_negative": ({"input_ids": ids, "position_ids": np.arange(5)[None] - 1}, ValueError,
-                              r"position_ids must be in \[0, max_position_embeddings=64\)"),
-        "position_float": ({"input_ids": ids, "position_ids": np.arange(5, dtype=np.float32)}, TypeError,
-                           "position_ids must be integer positions"),
-        "position_short": ({"input_ids": ids, "position_ids": np.arange(4)}, ValueError,
-                           r"position_ids must broadcast to the input's shape \(2, 5\)"),
-        "position_batch": ({"input_ids": ids, "position_ids": np.zeros((3, 5), np.int64)}, ValueError,
-                           "position_ids must broadcast"),
-        "head_mask_short": ({"input_ids": ids, "head_mask": np.ones((3,), np.float32)}, ValueError,
-                            r"head_mask must have shape \(n_heads,\)=\(4,\) or \(n_layers, n_heads\)=\(2, 4\), "
-                            r"got \(3,\)"),
-        "head_mask_layers": ({"input_ids": ids, "head_mask": np.ones((3, 4), np.float32)}, ValueError,
-                             "head_mask must have shape"),
+        "mask_shape": (
+            {"input_ids": ids, "attention_mask": np.ones((2, 4), np.int64)},
+            ValueError,
+            r"attention_mask must have the shape of input_ids \(2, 5\), got \(2, 4\)",
+        ),
+        "types_shape": (
+            {"input_ids": ids, "token_type_ids": np.zeros((2, 4), np.int64)},
+            ValueError,
+            "token_type_ids must have the shape of input_ids",
+        ),
+        "position_too_large": (
+            {"input_ids": ids, "position_ids": np.arange(5)[None] + 60},
+            ValueError,
+            r"position_ids must be in \[0, max_position_embeddings=64\); got values in \[60, 64\]",
+        ),
+        "position_negative": (
+            {"input_ids": ids, "position_ids": np.arange(5)[None] - 1},
+            ValueError,
+            r"position_ids must be in \[0, max_position_embeddings=64\)",
+        ),
+        "position_float": (
+            {"input_ids": ids, "position_ids": np.arange(5, dtype=np.float32)},
+            TypeError,
+            "position_ids must be integer positions",
+        ),
+        "position_short": (
+            {"input_ids": ids, "position_ids": np.arange(4)},
+            ValueError,
+            r"position_ids must broadcast to the input's shape \(2, 5\)",
+        ),
+        "position_batch": (
+            {"input_ids": ids, "position_ids": np.zeros((3, 5), np.int64)},
+            ValueError,
+            "position_ids must broadcast",
+        ),
+        "head_mask_short": (
+            {"input_ids": ids, "head_mask": np.ones((3,), np.float32)},
+            ValueError,
+            r"head_mask must have shape \(n_heads,\)=\(4,\) or \(n_layers, n_heads\)=\(2, 4\), "
+            r"got \(3,\)",
+        ),
+        "head_mask_layers": (
+            {"input_ids": ids, "head_mask": np.ones((3, 4), np.float32)},
+            ValueError,
+            "head_mask must have shape",
+        ),
     }
 
 
@@ -121,8 +161,7 @@ BAD = list(_bad_cases(tiny_config()))
 def test_bad_input_same_exception_and_message(case, models, config):
     """Every backend raises the same type with the validator's message (Keras adds its call context)."""
     kwargs, error, match = _bad_cases(config)[case]
-    messages = {fw: raises_same(lambda fw=fw: run(fw, models(fw, "base"), kwargs), error, match)
-                for fw in FRAMEWORKS}
+    messages = {fw: raises_same(lambda fw=fw: run(fw, models(fw, "base"), kwargs), error, match) for fw in FRAMEWORKS}
     assert messages["pt"] == messages["flax"]
     assert messages["pt"] in messages["tf"]
 
@@ -151,8 +190,11 @@ def test_multiple_choice_wants_three_axes(framework, models, config):
 def test_labels_for_the_wrong_head(framework, models, config):
     inputs, labels = inputs_for(config, "base"), np.zeros((3,), np.int64)
     qa = {"start_positions": labels, "end_positions": labels}
-    for task, extra in (("base", {"labels": labels}), ("question_answering", {"labels": labels}),
-                        ("sequence_classification", qa)):
+    for task, extra in (
+        ("base", {"labels": labels}),
+        ("question_answering", {"labels": labels}),
+        ("sequence_classification", qa),
+    ):
         with pytest.raises(TypeError):
             run(framework, models(framework, task), {**inputs, **extra})
 
@@ -162,16 +204,21 @@ def test_labels_for_the_wrong_head(framework, models, config):
 def test_position_ids_shapes(framework, models, config):
     """position_ids broadcast to the input along the whole sequence axis: the same set in every backend."""
     T = 7
-    for task, forms in (("base", [(T,), (1, T), (3, T)]),
-                        ("multiple_choice", [(T,), (1, T), (CHOICES, T), (1, 1, T), (3, 1, T), (1, CHOICES, T),
-                                             (3, CHOICES, T)])):
+    for task, forms in (
+        ("base", [(T,), (1, T), (3, T)]),
+        ("multiple_choice", [(T,), (1, T), (CHOICES, T), (1, 1, T), (3, 1, T), (1, CHOICES, T), (3, CHOICES, T)]),
+    ):
         model, inputs = models(framework, task), inputs_for(config, task)
         key = "last_hidden_state" if task == "base" else "logits"
         default = run(framework, model, inputs)[key]
         for shape in forms:
             positions = np.broadcast_to(np.arange(T), shape).astype(np.int64)
-            assert_close(run(framework, model, {**inputs, "position_ids": positions})[key], default, atol=1e-6,
-                         name=f"{task} {shape}")
+            assert_close(
+                run(framework, model, {**inputs, "position_ids": positions})[key],
+                default,
+                atol=1e-6,
+                name=f"{task} {shape}",
+            )
         shifted = run(framework, model, {**inputs, "position_ids": np.arange(T)[None] + 2})[key]
         assert not np.allclose(shifted, default, atol=1e-4)
         for shape in ((T - 1,), (2, T), (3, T, 1)) if task == "base" else ((3, T), (2, CHOICES, T)):
@@ -199,12 +246,15 @@ def test_question_answering_needs_two_labels(framework):
         model_class(framework, "question_answering")(tiny_config(num_labels=3))
 
 
-@pytest.mark.parametrize("num_labels,dtype,expected", [
-    (1, np.float32, "regression"),
-    (3, np.int64, "single_label_classification"),
-    (3, np.int32, "single_label_classification"),
-    (3, np.float32, "multi_label_classification"),
-])
+@pytest.mark.parametrize(
+    "num_labels,dtype,expected",
+    [
+        (1, np.float32, "regression"),
+        (3, np.int64, "single_label_classification"),
+        (3, np.int32, "single_label_classification"),
+        (3, np.float32, "multi_label_classification"),
+    ],
+)
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_problem_type_is_inferred_and_recorded(framework, num_labels, dtype, expected):
     """Unset, it is inferred as the reference does and recorded on the model's config and its encoder's."""
@@ -225,30 +275,85 @@ def test_problem_type_is_inferred_and_recorded(framework, num_labels, dtype, exp
 
 LABEL_CASES = {
     # task, labels (given the input shape (3, 7) or (3, 2, 7)), config overrides, error, message
-    "single_label_float": ("sequence_classification", {"labels": np.zeros((3,), np.float32)},
-                           {"problem_type": "single_label_classification"}, TypeError, "labels must be integer class"),
-    "single_label_shape": ("sequence_classification", {"labels": np.zeros((4,), np.int64)}, {}, ValueError,
-                           r"labels must have shape \(3,\) or \(3, 1\), got \(4,\)"),
-    "single_label_range": ("sequence_classification", {"labels": np.array([0, 2, 1])}, {}, ValueError,
-                           r"class ids in \[0, 2\) or -100 \(ignored\); got values in \[0, 2\]"),
-    "multi_label_shape": ("sequence_classification", {"labels": np.zeros((3,), np.float32)}, {}, ValueError,
-                          r"labels must have shape \(3, 2\)"),
-    "regression_shape": ("sequence_classification", {"labels": np.zeros((3,), np.float32)},
-                         {"problem_type": "regression"}, ValueError, r"labels must have shape \(3, 2\)"),
-    "token_float": ("token_classification", {"labels": np.zeros((3, 7), np.float32)}, {}, TypeError,
-                    "labels must be integer token labels"),
-    "token_shape": ("token_classification", {"labels": np.zeros((3, 8), np.int64)}, {}, ValueError,
-                    r"labels must have shape \(3, 7\), got \(3, 8\)"),
+    "single_label_float": (
+        "sequence_classification",
+        {"labels": np.zeros((3,), np.float32)},
+        {"problem_type": "single_label_classification"},
+        TypeError,
+        "labels must be integer class",
+    ),
+    "single_label_shape": (
+        "sequence_classification",
+        {"labels": np.zeros((4,), np.int64)},
+        {},
+        ValueError,
+        r"labels must have shape \(3,\) or \(3, 1\), got \(4,\)",
+    ),
+    "single_label_range": (
+        "sequence_classification",
+        {"labels": np.array([0, 2, 1])},
+        {},
+        ValueError,
+        r"class ids in \[0, 2\) or -100 \(ignored\); got values in \[0, 2\]",
+    ),
+    "multi_label_shape": (
+        "sequence_classification",
+        {"labels": np.zeros((3,), np.float32)},
+        {},
+        ValueError,
+        r"labels must have shape \(3, 2\)",
+    ),
+    "regression_shape": (
+        "sequence_classification",
+        {"labels": np.zeros((3,), np.float32)},
+        {"problem_type": "regression"},
+        ValueError,
+        r"labels must have shape \(3, 2\)",
+    ),
+    "token_float": (
+        "token_classification",
+        {"labels": np.zeros((3, 7), np.float32)},
+        {},
+        TypeError,
+        "labels must be integer token labels",
+    ),
+    "token_shape": (
+        "token_classification",
+        {"labels": np.zeros((3, 8), np.int64)},
+        {},
+        ValueError,
+        r"labels must have shape \(3, 7\), got \(3, 8\)",
+    ),
     "mlm_range": ("masked_lm", {"labels": np.full((3, 7), 99)}, {}, ValueError, r"in \[0, 99\) or -100"),
-    "choice_float": ("multiple_choice", {"labels": np.zeros((3,), np.float32)}, {}, TypeError,
-                     "labels must be integer choice indices"),
+    "choice_float": (
+        "multiple_choice",
+        {"labels": np.zeros((3,), np.float32)},
+        {},
+        TypeError,
+        "labels must be integer choice indices",
+    ),
     "choice_range": ("multiple_choice", {"labels": np.array([0, 1, 2])}, {}, ValueError, r"in \[0, 2\)"),
-    "qa_float": ("question_answering", {"start_positions": np.zeros(3, np.float32), "end_positions": np.zeros(3, int)},
-                 {}, TypeError, "start_positions must be integer token positions"),
-    "qa_shape": ("question_answering", {"start_positions": np.zeros((3, 2), int), "end_positions": np.zeros(3, int)},
-                 {}, ValueError, r"start_positions must have shape \(3,\) or \(3, 1\)"),
-    "qa_one": ("question_answering", {"start_positions": np.zeros(3, int)}, {}, ValueError,
-               "pass both start_positions and end_positions"),
+    "qa_float": (
+        "question_answering",
+        {"start_positions": np.zeros(3, np.float32), "end_positions": np.zeros(3, int)},
+        {},
+        TypeError,
+        "start_positions must be integer token positions",
+    ),
+    "qa_shape": (
+        "question_answering",
+        {"start_positions": np.zeros((3, 2), int), "end_positions": np.zeros(3, int)},
+        {},
+        ValueError,
+        r"start_positions must have shape \(3,\) or \(3, 1\)",
+    ),
+    "qa_one": (
+        "question_answering",
+        {"start_positions": np.zeros(3, int)},
+        {},
+        ValueError,
+        "pass both start_positions and end_positions",
+    ),
 }
 
 
@@ -280,8 +385,9 @@ def test_config_argument_forms(framework, config):
     for form in (config, config.to_dict(), transformers.DistilBertConfig.from_dict(config.to_dict())):
         assert cls(form).config == config
     for bad in (None, "distilbert-base-uncased", 3):
-        with pytest.raises(TypeError, match="config must be a distilbert.DistilBertConfig, its dict or a "
-                                            "transformers DistilBertConfig"):
+        with pytest.raises(
+            TypeError, match="config must be a distilbert.DistilBertConfig, its dict or a transformers DistilBertConfig"
+        ):
             cls(bad)
 
 
@@ -294,9 +400,11 @@ def test_load_canonical_state_names_every_problem(framework, models, config):
     with pytest.raises(WeightMismatchError) as info:
         load_canonical_state(framework, models(framework, "question_answering"), state)
     message = str(info.value)
-    for expected in ("missing (1): qa_outputs.bias", "unexpected (1): qa_outputs.extra",
-                     "shape of distilbert.transformer.layer.1.ffn.lin1.weight: file has (5, 32), "
-                     "model expects (37, 32)"):
+    for expected in (
+        "missing (1): qa_outputs.bias",
+        "unexpected (1): qa_outputs.extra",
+        "shape of distilbert.transformer.layer.1.ffn.lin1.weight: file has (5, 32), model expects (37, 32)",
+    ):
         assert expected in message
 
 
@@ -321,8 +429,11 @@ def test_from_pretrained_names_every_problem(framework, broken_checkpoint):
     with pytest.raises(WeightMismatchError) as info:
         model_class(framework, "base").from_pretrained(broken_checkpoint)
     message = str(info.value)
-    for name in ("transformer.layer.0.attention.q_lin.bias", "transformer.layer.0.attention.extra",
-                 "transformer.layer.1.ffn.lin2.weight"):
+    for name in (
+        "transformer.layer.0.attention.q_lin.bias",
+        "transformer.layer.0.attention.extra",
+        "transformer.layer.1.ffn.lin2.weight",
+    ):
         assert name in message
 
 
@@ -338,8 +449,12 @@ def three_formats(tmp_path_factory, config):
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_from_flags_pick_that_frameworks_file_and_stay_out_of_config(framework, three_formats, tmp_path):
     cls = model_class(framework, "base")
-    for flags, fmt in (({}, "safetensors"), ({"from_pt": True}, "safetensors"), ({"from_tf": True}, "tf"),
-                       ({"from_flax": True}, "flax")):
+    for flags, fmt in (
+        ({}, "safetensors"),
+        ({"from_pt": True}, "safetensors"),
+        ({"from_tf": True}, "tf"),
+        ({"from_flax": True}, "flax"),
+    ):
         model, report = cls.from_pretrained(three_formats, output_loading_info=True, **flags)
         assert report.format == fmt, flags
         model.save_pretrained(tmp_path / fmt)
@@ -357,8 +472,15 @@ def test_same_loading_signatures(framework):
     save = list(inspect.signature(cls.save_pretrained).parameters)
     assert load[0] == "pretrained_model_name_or_path"
     assert save[1] == "save_directory"  # after self
-    for name in ("config", "weight_format", "ignore_mismatched_sizes", "output_loading_info", "from_pt", "from_tf",
-                 "from_flax"):
+    for name in (
+        "config",
+        "weight_format",
+        "ignore_mismatched_sizes",
+        "output_loading_info",
+        "from_pt",
+        "from_tf",
+        "from_flax",
+    ):
         assert name in load, name
     for name in ("weight_format", "max_shard_size", "safe_serialization"):
         assert name in save, name
@@ -366,14 +488,16 @@ def test_same_loading_signatures(framework):
 
 # ----------------------------------------------------------------------------------- the package
 def test_pipeline_imports_lazily_without_a_framework():
-    code = ("import sys, distilbert\n"
-            "frameworks = ('torch', 'tensorflow', 'jax', 'keras', 'flax')\n"
-            "assert not [m for m in frameworks if m in sys.modules], 'import distilbert imported a framework'\n"
-            "from distilbert import pipeline\n"
-            "from distilbert.pipelines import pipeline as real\n"
-            "assert pipeline is real\n"
-            "assert not [m for m in frameworks if m in sys.modules], 'importing pipeline imported a framework'\n"
-            "assert 'pipeline' in distilbert.__all__\n")
+    code = (
+        "import sys, distilbert\n"
+        "frameworks = ('torch', 'tensorflow', 'jax', 'keras', 'flax')\n"
+        "assert not [m for m in frameworks if m in sys.modules], 'import distilbert imported a framework'\n"
+        "from distilbert import pipeline\n"
+        "from distilbert.pipelines import pipeline as real\n"
+        "assert pipeline is real\n"
+        "assert not [m for m in frameworks if m in sys.modules], 'importing pipeline imported a framework'\n"
+        "assert 'pipeline' in distilbert.__all__\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -26,9 +26,18 @@ from distilbert.common.bert import (
 )
 from distilbert.common.names import weight_table
 
-TINY_BERT = dict(model_type="bert", vocab_size=99, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-                 intermediate_size=37, max_position_embeddings=64, type_vocab_size=2, hidden_dropout_prob=0.0,
-                 attention_probs_dropout_prob=0.0)
+TINY_BERT = dict(
+    model_type="bert",
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=64,
+    type_vocab_size=2,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+)
 CLASSES = {"base": "BertModel", "masked_lm": "BertForMaskedLM", "pretraining": "BertForPreTraining"}
 # How the reference saves each fixture: save_pretrained in PyTorch (safetensors, sharded, pickle), TF, Flax.
 SAVES = ("safetensors", "safetensors-sharded", "pytorch", "tf", "flax")
@@ -76,8 +85,9 @@ def _save_all(model, cls_name: str, root: str, saves=SAVES) -> dict[str, str]:
 def _inputs(batch=3, seq=9, seed=0):
     import types
 
-    return random_inputs(types.SimpleNamespace(vocab_size=TINY_BERT["vocab_size"], pad_token_id=0),
-                         batch=batch, seq=seq, seed=seed)
+    return random_inputs(
+        types.SimpleNamespace(vocab_size=TINY_BERT["vocab_size"], pad_token_id=0), batch=batch, seq=seq, seed=seed
+    )
 
 
 def _reference(model, inputs, field):
@@ -117,8 +127,11 @@ def test_bert_model_becomes_distilbert_model(saved, save):
     # (HF TF files root every class's encoder under bert/, so their names carry the root.)
     assert [n.removeprefix("bert.") for n in source.dropped] == ["pooler.dense.weight", "pooler.dense.bias"]
     inputs = _inputs()
-    assert_close(_ours(source, inputs, "last_hidden_state"), _reference(model, inputs, "last_hidden_state"),
-                 name=f"last_hidden_state from {save}")
+    assert_close(
+        _ours(source, inputs, "last_hidden_state"),
+        _reference(model, inputs, "last_hidden_state"),
+        name=f"last_hidden_state from {save}",
+    )
 
 
 @pytest.mark.parametrize("save", SAVES)
@@ -135,8 +148,12 @@ def test_bert_for_pretraining_keeps_the_masked_lm_head_and_reports_what_it_drops
     model, dirs = saved["pretraining"]
     source = read_bert_checkpoint(dirs[save])
     assert source.task == "masked_lm"
-    assert source.dropped == ["bert.pooler.dense.weight", "bert.pooler.dense.bias", "cls.seq_relationship.weight",
-                              "cls.seq_relationship.bias"]
+    assert source.dropped == [
+        "bert.pooler.dense.weight",
+        "bert.pooler.dense.bias",
+        "cls.seq_relationship.weight",
+        "cls.seq_relationship.bias",
+    ]
     assert source.dropped_summary() == "the pooler (2 tensors) and the next-sentence head (2 tensors)"
     inputs = _inputs(seed=2)
     assert_close(_ours(source, inputs, "logits"), _reference(model, inputs, "prediction_logits"), name=save)
@@ -171,8 +188,11 @@ def test_task_base_drops_the_masked_lm_head_and_masked_lm_needs_one(saved):
     assert source.task == "base" and source.dropped_summary() == "the masked-LM head (5 tensors)"
     assert "cls.predictions.bias" in source.dropped
     inputs = _inputs(seed=3)
-    assert_close(_ours(source, inputs, "last_hidden_state"),
-                 _reference(model.bert, inputs, "last_hidden_state"), name="encoder of BertForMaskedLM")
+    assert_close(
+        _ours(source, inputs, "last_hidden_state"),
+        _reference(model.bert, inputs, "last_hidden_state"),
+        name="encoder of BertForMaskedLM",
+    )
     with pytest.raises(ValueError, match="no masked-LM head"):
         open_bert_checkpoint(saved["base"][1]["safetensors"], task="masked_lm")
     with pytest.raises(ValueError, match="'base' or 'masked_lm'"):
@@ -203,14 +223,25 @@ def test_layers_build_a_student_from_those_teacher_layers_in_that_order(saved, l
     teacher = copy.deepcopy(model)
     teacher.encoder.layer = torch.nn.ModuleList([model.encoder.layer[i] for i in chosen])
     inputs = _inputs(seed=4)
-    assert_close(_ours(source, inputs, "last_hidden_state"), _reference(teacher, inputs, "last_hidden_state"),
-                 name=f"layers {layers}")
+    assert_close(
+        _ours(source, inputs, "last_hidden_state"),
+        _reference(teacher, inputs, "last_hidden_state"),
+        name=f"layers {layers}",
+    )
 
 
-@pytest.mark.parametrize("layers, message", [
-    ([], "empty"), ("", "empty"), ([0, 2, 0], "more than once"), ([4], "layer 4 does not exist"),
-    ([-1], "layer -1 does not exist"), ([1.0], "not an integer"), ("0,x", "comma-separated"),
-])
+@pytest.mark.parametrize(
+    "layers, message",
+    [
+        ([], "empty"),
+        ("", "empty"),
+        ([0, 2, 0], "more than once"),
+        ([4], "layer 4 does not exist"),
+        ([-1], "layer -1 does not exist"),
+        ([1.0], "not an integer"),
+        ("0,x", "comma-separated"),
+    ],
+)
 def test_layer_lists_that_do_not_fit_are_refused(saved, layers, message):
     with pytest.raises(ValueError, match=message):
         bert_config_to_distilbert(TINY_BERT, layers)
@@ -220,9 +251,18 @@ def test_layer_lists_that_do_not_fit_are_refused(saved, layers, message):
 
 # ------------------------------------------------------------------------------------------ config
 def test_config_maps_onto_distilbert():
-    config = bert_config_to_distilbert({**TINY_BERT, "hidden_act": "relu", "hidden_dropout_prob": 0.05,
-                                        "attention_probs_dropout_prob": 0.15, "pad_token_id": 3,
-                                        "initializer_range": 0.03, "id2label": {"0": "no", "1": "yes"}}, [0, 3])
+    config = bert_config_to_distilbert(
+        {
+            **TINY_BERT,
+            "hidden_act": "relu",
+            "hidden_dropout_prob": 0.05,
+            "attention_probs_dropout_prob": 0.15,
+            "pad_token_id": 3,
+            "initializer_range": 0.03,
+            "id2label": {"0": "no", "1": "yes"},
+        },
+        [0, 3],
+    )
     assert (config.vocab_size, config.dim, config.n_heads, config.hidden_dim, config.n_layers) == (99, 32, 4, 37, 2)
     assert (config.max_position_embeddings, config.activation, config.pad_token_id) == (64, "relu", 3)
     assert (config.dropout, config.attention_dropout, config.initializer_range) == (0.05, 0.15, 0.03)
@@ -232,17 +272,20 @@ def test_config_maps_onto_distilbert():
     assert bert_config_to_distilbert({"model_type": "bert"}).n_layers == 12
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(position_embedding_type="relative_key"), "position_embedding_type"),
-    (dict(hidden_act="gelu_new"), "hidden_act 'gelu_new'"),
-    (dict(layer_norm_eps=1e-6), "layer_norm_eps"),
-    (dict(hidden_size=30), "not divisible by num_attention_heads"),
-    (dict(intermediate_size=0), "intermediate_size must be a positive integer"),
-    (dict(type_vocab_size=0), "type_vocab_size must be a positive integer"),
-    (dict(model_type="roberta"), "not 'bert'"),
-    (dict(is_decoder=True), "decoder"),
-    (dict(pad_token_id=99), "pad_token_id"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(position_embedding_type="relative_key"), "position_embedding_type"),
+        (dict(hidden_act="gelu_new"), "hidden_act 'gelu_new'"),
+        (dict(layer_norm_eps=1e-6), "layer_norm_eps"),
+        (dict(hidden_size=30), "not divisible by num_attention_heads"),
+        (dict(intermediate_size=0), "intermediate_size must be a positive integer"),
+        (dict(type_vocab_size=0), "type_vocab_size must be a positive integer"),
+        (dict(model_type="roberta"), "not 'bert'"),
+        (dict(is_decoder=True), "decoder"),
+        (dict(pad_token_id=99), "pad_token_id"),
+    ],
+)
 def test_configs_distilbert_cannot_hold_are_refused(change, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         bert_config_to_distilbert({**TINY_BERT, **change})
@@ -269,9 +312,12 @@ def _rewrite_safetensors(src: str, dst, rename=lambda n: n, extra=None, drop=())
 
 def test_missing_unexpected_and_misshaped_tensors_are_named(saved, tmp_path):
     src = saved["masked_lm"][1]["safetensors"]
-    _rewrite_safetensors(src, tmp_path / "bad", drop={"bert.encoder.layer.2.output.dense.bias"},
-                         extra={"bert.encoder.extra.weight": np.zeros(3, np.float32),
-                                "cls.predictions.bias": np.zeros(98, np.float32)})
+    _rewrite_safetensors(
+        src,
+        tmp_path / "bad",
+        drop={"bert.encoder.layer.2.output.dense.bias"},
+        extra={"bert.encoder.extra.weight": np.zeros(3, np.float32), "cls.predictions.bias": np.zeros(98, np.float32)},
+    )
     with pytest.raises(BertWeightError) as info:
         open_bert_checkpoint(tmp_path / "bad")
     err = info.value
@@ -291,10 +337,12 @@ def test_a_config_with_fewer_layers_than_the_file_is_refused(saved, tmp_path):
 def test_legacy_gamma_beta_names_and_the_position_id_buffer_are_read(saved, tmp_path):
     """Files converted from Google's TF BERT name LayerNorms gamma/beta; older ones store position_ids."""
     dirs = saved["masked_lm"][1]
-    _rewrite_safetensors(dirs["safetensors"], tmp_path / "old",
-                         rename=lambda n: n.replace("LayerNorm.weight", "LayerNorm.gamma").replace(
-                             "LayerNorm.bias", "LayerNorm.beta"),
-                         extra={"bert.embeddings.position_ids": np.arange(64, dtype=np.int64)[None]})
+    _rewrite_safetensors(
+        dirs["safetensors"],
+        tmp_path / "old",
+        rename=lambda n: n.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"),
+        extra={"bert.embeddings.position_ids": np.arange(64, dtype=np.int64)[None]},
+    )
     source = read_bert_checkpoint(tmp_path / "old")
     assert source.dropped == []
     reference = read_bert_checkpoint(dirs["safetensors"]).tensors
@@ -310,8 +358,9 @@ def test_untied_masked_lm_decoder_becomes_an_untied_projector(tmp_path):
     for save, path in dirs.items():
         source = read_bert_checkpoint(path)
         assert not source.config.tie_word_embeddings
-        assert not np.array_equal(source.tensors["vocab_projector.weight"],
-                                  source.tensors["distilbert.embeddings.word_embeddings.weight"])
+        assert not np.array_equal(
+            source.tensors["vocab_projector.weight"], source.tensors["distilbert.embeddings.word_embeddings.weight"]
+        )
         assert_close(_ours(source, inputs, "logits"), expected, name=f"untied logits from {save}")
 
 
@@ -320,8 +369,12 @@ def test_fine_tuned_heads_are_dropped_and_reported(tmp_path):
     model.save_pretrained(tmp_path)
     source = read_bert_checkpoint(tmp_path)
     assert source.task == "base" and source.config.num_labels == 3
-    assert source.dropped == ["bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.bias",
-                              "classifier.weight"]
+    assert source.dropped == [
+        "bert.pooler.dense.weight",
+        "bert.pooler.dense.bias",
+        "classifier.bias",
+        "classifier.weight",
+    ]
     assert source.dropped_summary() == "the pooler (2 tensors) and the fine-tuned head (classifier, 2 tensors)"
     inputs = _inputs(seed=6)
     assert_close(_ours(source, inputs, "last_hidden_state"), _reference(model.bert, inputs, "last_hidden_state"))
@@ -331,9 +384,11 @@ def test_fine_tuned_heads_are_dropped_and_reported(tmp_path):
 def test_table_names_follow_each_format():
     rows = {spec.name: spec for spec in bert_weight_table(BertConfig.from_dict(TINY_BERT), rooted=False)}
     word = rows["embeddings.word_embeddings.weight"]
-    assert dict(word.names) == {"pt": "embeddings.word_embeddings.weight",
-                                "tf": "bert/embeddings/word_embeddings/weight:0",
-                                "flax": "embeddings/word_embeddings/embedding"}
+    assert dict(word.names) == {
+        "pt": "embeddings.word_embeddings.weight",
+        "tf": "bert/embeddings/word_embeddings/weight:0",
+        "flax": "embeddings/word_embeddings/embedding",
+    }
     ln = rows["encoder.layer.3.output.LayerNorm.weight"]
     assert ln.target == "transformer.layer.3.output_layer_norm.weight" and ln.layer == 3
     assert ln.names["tf"] == "bert/encoder/layer_._3/output/LayerNorm/gamma:0"
@@ -342,8 +397,11 @@ def test_table_names_follow_each_format():
     assert lin1.shape == (37, 32) and lin1.native_shape("tf") == (32, 37) and lin1.target.endswith("ffn.lin1.weight")
     assert rows["cls.predictions.bias"].names["tf"] == "mlm___cls/predictions/bias:0"
     assert rows["cls.seq_relationship.weight"].names["tf"] == "nsp___cls/seq_relationship/kernel:0"
-    assert rows["cls.predictions.decoder.weight"].names == {"pt": "cls.predictions.decoder.weight", "tf": None,
-                                                            "flax": None}
+    assert rows["cls.predictions.decoder.weight"].names == {
+        "pt": "cls.predictions.decoder.weight",
+        "tf": None,
+        "flax": None,
+    }
 
 
 # -------------------------------------------------------------------------------- the real network
@@ -355,9 +413,15 @@ try:
 except ImportError:  # the `test` extra installs it
     pass
 
-SENTENCES = ["The cat sat on the mat.", "", ("A much longer sentence about distillation, which makes a student "
-                                             "network from a teacher network by matching its outputs."),
-             "Paris is the capital of France."]
+SENTENCES = [
+    "The cat sat on the mat.",
+    "",
+    (
+        "A much longer sentence about distillation, which makes a student "
+        "network from a teacher network by matching its outputs."
+    ),
+    "Paris is the capital of France.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -418,15 +482,24 @@ def test_minilm_directory_built_from_the_listed_files_loads_in_sentence_transfor
 
 def test_sentence_transformers_files(tmp_path):
     assert sentence_transformers_files(tmp_path) == []
-    (tmp_path / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (tmp_path / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+            ]
+        )
+    )
     (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "2_Normalize").mkdir()
     (tmp_path / "sentence_bert_config.json").write_text("{}")
-    assert sentence_transformers_files(tmp_path) == ["modules.json", "sentence_bert_config.json", "1_Pooling",
-                                                     "2_Normalize"]
+    assert sentence_transformers_files(tmp_path) == [
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling",
+        "2_Normalize",
+    ]
     (tmp_path / "modules.json").write_text(json.dumps([{"path": "../elsewhere", "type": "x.Pooling"}]))
     with pytest.raises(ValueError, match="outside the directory"):
         sentence_transformers_files(tmp_path)

@@ -73,13 +73,15 @@ def test_head_checkpoint_into_base_and_base_into_head(oracle):
     state, dirs = oracle["masked_lm"]
     base, report = load_state(dirs["flax"], CONFIG, "base")
     assert set(report.dropped) >= {"vocab_transform.weight", "vocab_projector.bias"}
-    np.testing.assert_array_equal(base["embeddings.word_embeddings.weight"],
-                                  state["distilbert.embeddings.word_embeddings.weight"])
+    np.testing.assert_array_equal(
+        base["embeddings.word_embeddings.weight"], state["distilbert.embeddings.word_embeddings.weight"]
+    )
     base_state, base_dirs = oracle["base"]
     head, report = load_state(base_dirs["tf"], CONFIG, "question_answering")
     assert sorted(report.new) == ["qa_outputs.bias", "qa_outputs.weight"]
-    np.testing.assert_array_equal(head["distilbert.transformer.layer.1.ffn.lin2.weight"],
-                                  base_state["transformer.layer.1.ffn.lin2.weight"])
+    np.testing.assert_array_equal(
+        head["distilbert.transformer.layer.1.ffn.lin2.weight"], base_state["transformer.layer.1.ffn.lin2.weight"]
+    )
 
 
 def test_new_label_count_needs_ignore_mismatched_sizes(oracle):
@@ -203,8 +205,9 @@ def test_pickle_carrying_code_is_refused_without_running_it(tmp_path, monkeypatc
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize("framework,fname", [("pt", files.SAFETENSORS), ("tf", files.TF_H5),
-                                             ("flax", files.FLAX_MSGPACK)])
+@pytest.mark.parametrize(
+    "framework,fname", [("pt", files.SAFETENSORS), ("tf", files.TF_H5), ("flax", files.FLAX_MSGPACK)]
+)
 def test_truncated_and_corrupted_files_give_clear_errors(oracle, tmp_path, framework, fname):
     _, dirs = oracle["base"]
     data = open(os.path.join(dirs[framework], fname), "rb").read()

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import write_tiny_checkpoint
 
 from distilbert.cli import main
@@ -26,11 +25,13 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "pipelines.md"
 def models(tmp_path_factory):
     """Tiny checkpoints under the names docs/pipelines.md uses."""
     root = tmp_path_factory.mktemp("cli")
-    specs = {"mlm-model": ("masked_lm", {}),
-             "sentiment-model": ("sequence_classification", {"id2label": {0: "negative", 1: "positive"}}),
-             "ner-model": ("token_classification", {"id2label": NER_LABELS}),
-             "qa-model": ("question_answering", {}),
-             "base-model": ("base", {})}
+    specs = {
+        "mlm-model": ("masked_lm", {}),
+        "sentiment-model": ("sequence_classification", {"id2label": {0: "negative", 1: "positive"}}),
+        "ner-model": ("token_classification", {"id2label": NER_LABELS}),
+        "qa-model": ("question_answering", {}),
+        "base-model": ("base", {}),
+    }
     for seed, (name, (task, overrides)) in enumerate(specs.items()):
         write_tiny_checkpoint(str(root / name), task, seed=seed, **overrides)
     (root / "context.txt").write_text("Ada Lovelace lived in London. She wrote the first program.\n")
@@ -58,8 +59,9 @@ def test_every_subcommand_has_help_with_the_shared_options(command, capsys):
 @pytest.mark.parametrize("framework", ["pt", "tf", "flax"])
 def test_json_output_is_the_pipelines_result(framework, models, capsys):
     texts = ["the cat sat on the [MASK].", "paris is the [MASK] of france."]
-    code, out, _ = run(["fill-mask", *texts, "--model", models / "mlm-model", "--framework", framework,
-                        "--top-k", 2, "--json"], capsys)
+    code, out, _ = run(
+        ["fill-mask", *texts, "--model", models / "mlm-model", "--framework", framework, "--top-k", 2, "--json"], capsys
+    )
     assert code == 0
     expected = pipeline("fill-mask", model=str(models / "mlm-model"), framework=framework)(texts, top_k=2)
     got = json.loads(out)
@@ -70,8 +72,9 @@ def test_json_output_is_the_pipelines_result(framework, models, capsys):
 
 
 def test_fill_mask_text_output(models, capsys):
-    code, out, _ = run(["fill-mask", "the [MASK] sat.", "a [MASK] [MASK]", "--model", models / "mlm-model",
-                        "--top-k", 3], capsys)
+    code, out, _ = run(
+        ["fill-mask", "the [MASK] sat.", "a [MASK] [MASK]", "--model", models / "mlm-model", "--top-k", 3], capsys
+    )
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "the [MASK] sat."
@@ -80,8 +83,12 @@ def test_fill_mask_text_output(models, capsys):
 
 
 def test_classify_reads_stdin_and_prints_labels(models, capsys, monkeypatch):
-    code, out, _ = run(["classify", "-", "--model", models / "sentiment-model", "--all", "--framework", "flax"],
-                       capsys, stdin="great food\n\nbad day\n", monkeypatch=monkeypatch)
+    code, out, _ = run(
+        ["classify", "-", "--model", models / "sentiment-model", "--all", "--framework", "flax"],
+        capsys,
+        stdin="great food\n\nbad day\n",
+        monkeypatch=monkeypatch,
+    )
     assert code == 0
     lines = out.splitlines()
     assert len(lines) == 2 and lines[0].endswith("great food") and lines[1].endswith("bad day")
@@ -102,9 +109,24 @@ def test_ner_prints_entities_with_offsets(models, capsys):
 
 
 def test_qa_answers_each_question_from_a_context_file(models, capsys):
-    code, out, _ = run(["qa", "--model", models / "qa-model", "--question", "who?", "--question", "where?",
-                        "--context-file", models / "context.txt", "--top-k", 2, "--handle-impossible", "--json"],
-                       capsys)
+    code, out, _ = run(
+        [
+            "qa",
+            "--model",
+            models / "qa-model",
+            "--question",
+            "who?",
+            "--question",
+            "where?",
+            "--context-file",
+            models / "context.txt",
+            "--top-k",
+            2,
+            "--handle-impossible",
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0
     got = json.loads(out)
     context = (models / "context.txt").read_text()
@@ -112,23 +134,35 @@ def test_qa_answers_each_question_from_a_context_file(models, capsys):
     for item in got:
         assert len(item["answers"]) == 2
         for answer in item["answers"]:
-            assert context[answer["start"]:answer["end"]] == answer["answer"]
+            assert context[answer["start"] : answer["end"]] == answer["answer"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["fill-mask", "a [MASK]", "--model", "{base-model}"], "bare encoder, without any task head"),
-    (["fill-mask", "no mask", "--model", "{mlm-model}"], r"no \[MASK\] in the input 'no mask'"),
-    (["classify", "x", "--model", "{missing}"], "no directory"),
-    (["ner", "x", "--model", "{ner-model}", "--aggregation", "none", "--stride", "4"], "stride"),
-    (["qa", "--model", "{qa-model}", "--question", "who?"], "give the context as --context TEXT or --context-file"),
-    (["qa", "--model", "{qa-model}", "--question", "who?", "--context-file", "{missing}"], "No such file"),
-    (["demo", "--text", "a [MASK]"], "--text goes with --model"),
-    (["demo", "--epochs", "0"], "--epochs must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["fill-mask", "a [MASK]", "--model", "{base-model}"], "bare encoder, without any task head"),
+        (["fill-mask", "no mask", "--model", "{mlm-model}"], r"no \[MASK\] in the input 'no mask'"),
+        (["classify", "x", "--model", "{missing}"], "no directory"),
+        (["ner", "x", "--model", "{ner-model}", "--aggregation", "none", "--stride", "4"], "stride"),
+        (["qa", "--model", "{qa-model}", "--question", "who?"], "give the context as --context TEXT or --context-file"),
+        (["qa", "--model", "{qa-model}", "--question", "who?", "--context-file", "{missing}"], "No such file"),
+        (["demo", "--text", "a [MASK]"], "--text goes with --model"),
+        (["demo", "--epochs", "0"], "--epochs must be at least 1"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_code_2(args, message, models, capsys):
-    args = [a.format(**{"base-model": models / "base-model", "mlm-model": models / "mlm-model",
-                        "ner-model": models / "ner-model", "qa-model": models / "qa-model",
-                        "missing": models / "missing" / "x"}) for a in args]
+    args = [
+        a.format(
+            **{
+                "base-model": models / "base-model",
+                "mlm-model": models / "mlm-model",
+                "ner-model": models / "ner-model",
+                "qa-model": models / "qa-model",
+                "missing": models / "missing" / "x",
+            }
+        )
+        for a in args
+    ]
     code, out, err = run(args, capsys)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1, err
@@ -137,8 +171,11 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, models, capsys):
 
 
 def test_bad_option_values_are_refused_by_argparse(models, capsys):
-    for args in (["classify", "x", "--model", "m", "--framework", "jax"],
-                 ["fill-mask", "x", "--model", "m", "--top-k", "0"], ["classify", "x"]):
+    for args in (
+        ["classify", "x", "--model", "m", "--framework", "jax"],
+        ["fill-mask", "x", "--model", "m", "--top-k", "0"],
+        ["classify", "x"],
+    ):
         with pytest.raises(SystemExit) as exit_info:
             main(args)
         assert exit_info.value.code == 2
@@ -171,10 +208,12 @@ def test_docs_command_runs(command, models, capsys, monkeypatch):
 
 
 def test_a_missing_framework_names_the_extra_to_install(models):
-    code = ("import sys\n"
-            "sys.modules['torch'] = None  # as if PyTorch were not installed\n"
-            "from distilbert.cli import main\n"
-            f"sys.exit(main(['classify', 'x', '--model', {str(models / 'sentiment-model')!r}]))\n")
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # as if PyTorch were not installed\n"
+        "from distilbert.cli import main\n"
+        f"sys.exit(main(['classify', 'x', '--model', {str(models / 'sentiment-model')!r}]))\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]

@@ -40,7 +40,9 @@ def test_pt_tf_flax_pt_is_bit_exact(tmp_path, task, dtype):
     for name, array in state.items():
         assert got[name].dtype == array.dtype, name
         np.testing.assert_array_equal(_bits(got[name]), _bits(array), err_msg=name)
-    assert (tmp_path / "pt" / "model.safetensors").read_bytes() == (tmp_path / "back" / "model.safetensors").read_bytes()
+    assert (tmp_path / "pt" / "model.safetensors").read_bytes() == (
+        tmp_path / "back" / "model.safetensors"
+    ).read_bytes()
 
 
 def test_dtype_changes_only_when_asked(tmp_path):
@@ -49,8 +51,9 @@ def test_dtype_changes_only_when_asked(tmp_path):
     convert(tmp_path / "pt", tmp_path / "half", to="flax", dtype="bfloat16")
     got, _ = load_state(tmp_path / "half", CONFIG, "base")
     assert {a.dtype for a in got.values()} == {np.dtype(ml_dtypes.bfloat16)}
-    np.testing.assert_array_equal(got["embeddings.LayerNorm.bias"],
-                                  state["embeddings.LayerNorm.bias"].astype(ml_dtypes.bfloat16))
+    np.testing.assert_array_equal(
+        got["embeddings.LayerNorm.bias"], state["embeddings.LayerNorm.bias"].astype(ml_dtypes.bfloat16)
+    )
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -63,8 +66,7 @@ def test_converted_files_give_the_reference_its_outputs(tmp_path, task):
     inputs = random_inputs(CONFIG, batch=2, seq=6, choices=choices)
     with torch.no_grad():
         want = oracle_pt_model(CONFIG, task, state)(**{k: torch.from_numpy(v) for k, v in inputs.items()})
-    key = "start_logits" if task == "question_answering" else (
-        "last_hidden_state" if task == "base" else "logits")
+    key = "start_logits" if task == "question_answering" else ("last_hidden_state" if task == "base" else "logits")
     save_state(tmp_path / "src", state, CONFIG, task)
     for to in ("tf", "flax"):
         convert(tmp_path / "src", tmp_path / to, to=to)
@@ -79,8 +81,12 @@ def test_converted_files_give_the_reference_its_outputs(tmp_path, task):
 
 
 def test_config_and_tokenizer_files_travel(tmp_path):
-    save_state(tmp_path / "src", random_state(CONFIG, "token_classification"), CONFIG.replace(
-        id2label={0: "O", 1: "B-PER"}), "token_classification")
+    save_state(
+        tmp_path / "src",
+        random_state(CONFIG, "token_classification"),
+        CONFIG.replace(id2label={0: "O", 1: "B-PER"}),
+        "token_classification",
+    )
     (tmp_path / "src" / "vocab.txt").write_text("[PAD]\n[UNK]\n")
     convert(tmp_path / "src", tmp_path / "tf", to="tf")
     config = json.loads((tmp_path / "tf" / "config.json").read_text())
@@ -91,8 +97,23 @@ def test_config_and_tokenizer_files_travel(tmp_path):
 
 def test_sharded_output(tmp_path):
     save_state(tmp_path / "src", random_state(CONFIG, "base"), CONFIG, "base", weight_format="flax")
-    assert main(["convert", str(tmp_path / "src"), str(tmp_path / "out"), "--to", "pt",
-                 "--format", "safetensors-sharded", "--max-shard-size", "0.02", "-q"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(tmp_path / "src"),
+                str(tmp_path / "out"),
+                "--to",
+                "pt",
+                "--format",
+                "safetensors-sharded",
+                "--max-shard-size",
+                "0.02",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "out" / files.SAFETENSORS_INDEX).exists()
     load_state(tmp_path / "out", CONFIG, "base")
 
@@ -119,8 +140,23 @@ def test_sharded_tf_and_flax_output(tmp_path, fmt):
     state = random_state(CONFIG, "sequence_classification", seed=3)
     save_state(tmp_path / "src", state, CONFIG, "sequence_classification")
     to = fmt.split("-")[0]
-    assert main(["convert", str(tmp_path / "src"), str(tmp_path / "out"), "--to", to, "--format", fmt,
-                 "--max-shard-size", "0.02", "-q"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(tmp_path / "src"),
+                str(tmp_path / "out"),
+                "--to",
+                to,
+                "--format",
+                fmt,
+                "--max-shard-size",
+                "0.02",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "out" / f"{files.TF_H5 if to == 'tf' else files.FLAX_MSGPACK}.index.json").exists()
     got, report = load_state(tmp_path / "out", CONFIG, "sequence_classification")
     assert report.format == fmt
@@ -130,10 +166,12 @@ def test_sharded_tf_and_flax_output(tmp_path, fmt):
 
 def test_conversion_imports_no_ml_framework(tmp_path):
     save_state(tmp_path / "src", random_state(CONFIG, "masked_lm"), CONFIG, "masked_lm")
-    code = (f"import sys; from distilbert.cli import main; "
-            f"assert main(['convert', {str(tmp_path / 'src')!r}, {str(tmp_path / 'out')!r}, '--to', 'flax', '-q']) == 0; "
-            f"assert main(['convert', {str(tmp_path / 'out')!r}, {str(tmp_path / 'tf')!r}, '--to', 'tf', '-q']) == 0; "
-            "bad = [m for m in ('torch', 'tensorflow', 'jax', 'keras') if m in sys.modules]; assert not bad, bad")
+    code = (
+        f"import sys; from distilbert.cli import main; "
+        f"assert main(['convert', {str(tmp_path / 'src')!r}, {str(tmp_path / 'out')!r}, '--to', 'flax', '-q']) == 0; "
+        f"assert main(['convert', {str(tmp_path / 'out')!r}, {str(tmp_path / 'tf')!r}, '--to', 'tf', '-q']) == 0; "
+        "bad = [m for m in ('torch', 'tensorflow', 'jax', 'keras') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -181,8 +219,10 @@ def test_truncated_or_corrupted_source(tmp_path, capsys, damage, fmt):
     data = open(path, "rb").read()
     with open(path, "wb") as fh:
         fh.write(data[: len(data) * 2 // 3] if damage == "truncate" else data[:8] + b"\x17" * 64 + data[72:])
-    code, err = _run(["convert", str(tmp_path / "src"), str(tmp_path / "out"), "--to", "pt" if fmt != "safetensors"
-                      else "flax"], capsys)
+    code, err = _run(
+        ["convert", str(tmp_path / "src"), str(tmp_path / "out"), "--to", "pt" if fmt != "safetensors" else "flax"],
+        capsys,
+    )
     assert code == 2 and len(err.splitlines()) == 1, err
     assert os.path.basename(path) in err
     assert not (tmp_path / "out").exists()
@@ -218,7 +258,8 @@ def test_shard_index_outside_directory(tmp_path, capsys):
     (tmp_path / "src").mkdir()
     CONFIG.save_pretrained(tmp_path / "src")
     (tmp_path / "src" / files.SAFETENSORS_INDEX).write_text(
-        json.dumps({"weight_map": {"embeddings.word_embeddings.weight": "/etc/passwd"}}))
+        json.dumps({"weight_map": {"embeddings.word_embeddings.weight": "/etc/passwd"}})
+    )
     code, err = _run(["convert", str(tmp_path / "src"), str(tmp_path / "out"), "--to", "tf"], capsys)
     assert code == 2 and "outside its directory" in err and not (tmp_path / "out").exists()
 
@@ -227,8 +268,19 @@ def test_killed_conversion_leaves_no_destination(tmp_path):
     """A conversion killed mid-way (SIGKILL: no clean-up runs) leaves no destination directory."""
     big = tiny_config(vocab_size=30000, dim=256, n_heads=4, hidden_dim=1024, n_layers=6)
     save_state(tmp_path / "src", random_state(big, "masked_lm"), big, "masked_lm")
-    proc = subprocess.Popen([sys.executable, "-m", "distilbert.cli", "convert", str(tmp_path / "src"),
-                             str(tmp_path / "out"), "--to", "flax", "-q"])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distilbert.cli",
+            "convert",
+            str(tmp_path / "src"),
+            str(tmp_path / "out"),
+            "--to",
+            "flax",
+            "-q",
+        ]
+    )
     deadline = time.time() + 60
     while time.time() < deadline and not any(p.startswith(".out") for p in os.listdir(tmp_path)):
         time.sleep(0.005)

@@ -44,10 +44,12 @@ FORMATS = {
     "flax-sharded": ({"framework": "flax", "max_shard_size": SHARD_BYTES}, "pt"),
 }
 SHARDED = [f for f in FORMATS if f.endswith("-sharded")]
-INDEX = {"safetensors-sharded": files.SAFETENSORS_INDEX, "tf-sharded": files.TF_H5_INDEX,
-         "flax-sharded": files.FLAX_MSGPACK_INDEX}
-EXAMPLES = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-                    derandomize=True)
+INDEX = {
+    "safetensors-sharded": files.SAFETENSORS_INDEX,
+    "tf-sharded": files.TF_H5_INDEX,
+    "flax-sharded": files.FLAX_MSGPACK_INDEX,
+}
+EXAMPLES = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 # Targeted corruptions run per kind (a pytest parameter, so that every kind runs), a few examples each.
 PER_KIND = settings(EXAMPLES, max_examples=5)
 
@@ -178,8 +180,10 @@ def test_flipped_bytes_are_refused_or_harmless(checkpoints, fmt, data):
         content = bytearray(Path(path).read_bytes())
         # Structure sits at the start of the binary formats: draw positions there more often.
         head = min(len(content), 4096)
-        positions = data.draw(st.lists(st.one_of(st.integers(0, head - 1), st.integers(0, len(content) - 1)),
-                                       min_size=1, max_size=4), label="positions")
+        positions = data.draw(
+            st.lists(st.one_of(st.integers(0, head - 1), st.integers(0, len(content) - 1)), min_size=1, max_size=4),
+            label="positions",
+        )
         for pos in positions:
             content[pos] = data.draw(st.integers(0, 255).filter(lambda b, old=content[pos]: b != old), label="byte")
         with open(path, "wb") as fh:
@@ -191,10 +195,23 @@ def test_flipped_bytes_are_refused_or_harmless(checkpoints, fmt, data):
 # ------------------------------------------------------------------------------ JSON fields
 def wrong_type(expected: str):
     """JSON values of any type but ``expected`` ('int', 'number', 'bool', 'str', 'list', 'object')."""
-    values = {"str": st.just("32"), "list": st.just([32]), "object": st.just({"value": 32}), "null": st.none(),
-              "bool": st.booleans(), "float": st.just(32.5), "int": st.just(7)}
-    allowed = {"int": ["int"], "number": ["int", "float"], "bool": ["bool"], "str": ["str"],
-               "list": ["list"], "object": ["object"]}[expected]
+    values = {
+        "str": st.just("32"),
+        "list": st.just([32]),
+        "object": st.just({"value": 32}),
+        "null": st.none(),
+        "bool": st.booleans(),
+        "float": st.just(32.5),
+        "int": st.just(7),
+    }
+    allowed = {
+        "int": ["int"],
+        "number": ["int", "float"],
+        "bool": ["bool"],
+        "str": ["str"],
+        "list": ["list"],
+        "object": ["object"],
+    }[expected]
     return st.one_of(*(v for k, v in values.items() if k not in allowed))
 
 
@@ -310,10 +327,18 @@ def test_wrong_typed_or_out_of_range_index_field_is_named(checkpoints, fmt, kind
 
 
 KNOWN = {  # the failures issue 11 reported: a traceback and exit 1 from info and convert
-    "weight_map is a string": ("safetensors-sharded", files.SAFETENSORS_INDEX,
-                               lambda index: dict(index, weight_map="model-00001-of-00005.safetensors"), "weight_map"),
-    "total_size is an object": ("tf-sharded", files.TF_H5_INDEX,
-                                lambda index: dict(index, metadata={"total_size": {"bytes": 1}}), "total_size"),
+    "weight_map is a string": (
+        "safetensors-sharded",
+        files.SAFETENSORS_INDEX,
+        lambda index: dict(index, weight_map="model-00001-of-00005.safetensors"),
+        "weight_map",
+    ),
+    "total_size is an object": (
+        "tf-sharded",
+        files.TF_H5_INDEX,
+        lambda index: dict(index, metadata={"total_size": {"bytes": 1}}),
+        "total_size",
+    ),
     "dim is an object": ("flax", "config.json", lambda config: dict(config, dim={"value": 32}), "dim"),
     "num_labels is a list": ("tf", "config.json", lambda config: dict(config, num_labels=[2]), "num_labels"),
 }
@@ -334,7 +359,7 @@ def test_reported_wrong_typed_fields_are_named(checkpoints, case):
 def read_safetensors_raw(path: str) -> tuple[dict, bytes]:
     raw = Path(path).read_bytes()
     n = int.from_bytes(raw[:8], "little")
-    return json.loads(raw[8:8 + n]), raw[8 + n:]
+    return json.loads(raw[8 : 8 + n]), raw[8 + n :]
 
 
 def write_safetensors_raw(path: str, header, data: bytes) -> None:
@@ -344,26 +369,38 @@ def write_safetensors_raw(path: str, header, data: bytes) -> None:
         fh.write(len(encoded).to_bytes(8, "little") + encoded + data)
 
 
-SAFETENSORS_KINDS = ["top", "entry", "dtype", "shape", "shape_item", "shape_range", "offsets", "offsets_item",
-                     "offsets_range", "metadata"]
+SAFETENSORS_KINDS = [
+    "top",
+    "entry",
+    "dtype",
+    "shape",
+    "shape_item",
+    "shape_range",
+    "offsets",
+    "offsets_item",
+    "offsets_range",
+    "metadata",
+]
 
 
 @st.composite
 def bad_safetensors_header(draw, kind: str):
     """A function mutating a safetensors header (a dict) in place, or returning a replacement."""
     pick = draw(st.integers(0, 1000))
-    value = draw({
-        "top": st.one_of(st.just([]), st.just("header"), st.just(1)),
-        "entry": wrong_type("object"),
-        "dtype": st.one_of(wrong_type("str"), st.sampled_from(["F31", "f32", "I32", "BOOL", "U8", "F8_E4M3", ""])),
-        "shape": wrong_type("list"),
-        "shape_item": st.one_of(wrong_type("int"), st.just(-1)),
-        "shape_range": st.sampled_from([[], [3, 3, 3], [10**12, 10**12], [-1]]),
-        "offsets": st.one_of(wrong_type("list"), st.just([0]), st.just([0, 4, 8])),
-        "offsets_item": wrong_type("int"),
-        "offsets_range": st.sampled_from([(-4, 0), (0, 1 << 20), (1 << 40, 1 << 40), (8, -8)]),
-        "metadata": st.one_of(wrong_type("object"), st.just({"format": 5}), st.just({"format": ["pt"]})),
-    }[kind])
+    value = draw(
+        {
+            "top": st.one_of(st.just([]), st.just("header"), st.just(1)),
+            "entry": wrong_type("object"),
+            "dtype": st.one_of(wrong_type("str"), st.sampled_from(["F31", "f32", "I32", "BOOL", "U8", "F8_E4M3", ""])),
+            "shape": wrong_type("list"),
+            "shape_item": st.one_of(wrong_type("int"), st.just(-1)),
+            "shape_range": st.sampled_from([[], [3, 3, 3], [10**12, 10**12], [-1]]),
+            "offsets": st.one_of(wrong_type("list"), st.just([0]), st.just([0, 4, 8])),
+            "offsets_item": wrong_type("int"),
+            "offsets_range": st.sampled_from([(-4, 0), (0, 1 << 20), (1 << 40, 1 << 40), (8, -8)]),
+            "metadata": st.one_of(wrong_type("object"), st.just({"format": 5}), st.just({"format": ["pt"]})),
+        }[kind]
+    )
 
     def mutate(header):
         if kind == "top":
@@ -412,16 +449,36 @@ def test_bad_safetensors_header_field_is_refused(checkpoints, fmt, kind, data):
 
 
 # ------------------------------------------------------------------------------ h5 attributes
-H5_KINDS = ["layer_names", "layer_names_missing_entry", "layer_names_dangling", "weight_names",
-            "weight_names_dangling", "dataset_kind", "bf16_marker", "dtype_marker", "dataset_shape", "no_layer_names"]
+H5_KINDS = [
+    "layer_names",
+    "layer_names_missing_entry",
+    "layer_names_dangling",
+    "weight_names",
+    "weight_names_dangling",
+    "dataset_kind",
+    "bf16_marker",
+    "dtype_marker",
+    "dataset_shape",
+    "no_layer_names",
+]
 
 
 @st.composite
 def bad_h5(draw, kind: str):
     """A function corrupting an open ``h5py.File`` of HF's TF layout: attributes, datasets, markers."""
     pick = draw(st.integers(0, 1000))
-    bad_attr = draw(st.sampled_from([np.int64(3), np.float32(1.5), np.array([1.0, 2.0]), np.array([[b"a"]]),
-                                     np.bool_(True), np.array([b"bfloat16", b"bfloat16"])]))
+    bad_attr = draw(
+        st.sampled_from(
+            [
+                np.int64(3),
+                np.float32(1.5),
+                np.array([1.0, 2.0]),
+                np.array([[b"a"]]),
+                np.bool_(True),
+                np.array([b"bfloat16", b"bfloat16"]),
+            ]
+        )
+    )
 
     def datasets(fh):
         found = []
@@ -442,13 +499,17 @@ def bad_h5(draw, kind: str):
         elif kind in ("weight_names", "weight_names_dangling"):
             groups = [n for n in layers if isinstance(fh[n], h5py.Group)]
             if not groups:  # a shard: its datasets are listed directly
-                fh.attrs["layer_names"] = bad_attr if kind == "weight_names" else np.array(
-                    [n.encode() for n in layers] + [b"distilbert/nothing:0"], dtype="S")
+                fh.attrs["layer_names"] = (
+                    bad_attr
+                    if kind == "weight_names"
+                    else np.array([n.encode() for n in layers] + [b"distilbert/nothing:0"], dtype="S")
+                )
                 return
             group = fh[groups[pick % len(groups)]]
             names = list(group.attrs["weight_names"])
-            group.attrs["weight_names"] = bad_attr if kind == "weight_names" else np.array(
-                names + [names[0] + b"_gone"], dtype="S")
+            group.attrs["weight_names"] = (
+                bad_attr if kind == "weight_names" else np.array(names + [names[0] + b"_gone"], dtype="S")
+            )
         else:
             name = datasets(fh)[pick % len(datasets(fh))]
             old = fh[name]
@@ -503,8 +564,11 @@ def chunked_form(shape, dtype, data: bytes, pieces: int = 1) -> dict:
     """An array as flax.serialization chunks one over 2 GiB: shape and chunks as {"0": ..., "1": ...}."""
     flat = np.frombuffer(data, dtype=files._dtype(dtype))
     parts = np.array_split(flat, pieces)
-    return {"__msgpack_chunked_array__": True, "shape": {str(i): n for i, n in enumerate(shape)},
-            "chunks": {str(i): array_ext([part.size], dtype, part.tobytes()) for i, part in enumerate(parts)}}
+    return {
+        "__msgpack_chunked_array__": True,
+        "shape": {str(i): n for i, n in enumerate(shape)},
+        "chunks": {str(i): array_ext([part.size], dtype, part.tobytes()) for i, part in enumerate(parts)},
+    }
 
 
 def test_chunked_flax_arrays_are_read(checkpoints, tmp_path):
@@ -526,30 +590,46 @@ def test_chunked_flax_arrays_are_read(checkpoints, tmp_path):
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
-MSGPACK_KINDS = ["top", "leaf", "subtree", "key", "shape", "shape_item", "shape_size", "dtype", "data", "ext_code",
-                 "ext_arity", "chunked", "deep"]
+MSGPACK_KINDS = [
+    "top",
+    "leaf",
+    "subtree",
+    "key",
+    "shape",
+    "shape_item",
+    "shape_size",
+    "dtype",
+    "data",
+    "ext_code",
+    "ext_arity",
+    "chunked",
+    "deep",
+]
 
 
 @st.composite
 def bad_msgpack(draw, kind: str):
     """A function corrupting a Flax parameter tree (ExtType leaves) in place, or returning a replacement."""
     pick = draw(st.integers(0, 1000))
-    value = draw({
-        "top": st.one_of(st.just([]), st.just("params"), st.just(1), st.none()),
-        "leaf": st.one_of(st.just("x"), st.just(3), st.none(), st.booleans(), st.just(1.5), st.just([1, 2])),
-        "subtree": st.one_of(st.just([]), st.just("x"), st.none(), st.just(2)),
-        "key": st.sampled_from([5, None, True, 1.5, b"bytes", "a/b", ""]),
-        "shape": st.one_of(wrong_type("list"), st.just([[1]])),
-        "shape_item": st.one_of(wrong_type("int"), st.just(-1)),
-        "shape_size": st.sampled_from([[1], [], [10**6, 10**6], [2, -3]]),
-        "dtype": st.one_of(wrong_type("str"), st.sampled_from(["object", "U4", "float31", "", "V4", "complex64",
-                                                              "datetime64"])),
-        "data": st.one_of(st.just("text"), st.just(5), st.none(), st.just([1, 2])),
-        "ext_code": st.sampled_from([0, 2, 3, 4, 127]),
-        "ext_arity": st.sampled_from([1, 2, 4]),
-        "chunked": st.sampled_from(["no_chunks", "bad_index", "bad_shape", "wrong_size", "chunk_leaf"]),
-        "deep": st.integers(65, 400),
-    }[kind])
+    value = draw(
+        {
+            "top": st.one_of(st.just([]), st.just("params"), st.just(1), st.none()),
+            "leaf": st.one_of(st.just("x"), st.just(3), st.none(), st.booleans(), st.just(1.5), st.just([1, 2])),
+            "subtree": st.one_of(st.just([]), st.just("x"), st.none(), st.just(2)),
+            "key": st.sampled_from([5, None, True, 1.5, b"bytes", "a/b", ""]),
+            "shape": st.one_of(wrong_type("list"), st.just([[1]])),
+            "shape_item": st.one_of(wrong_type("int"), st.just(-1)),
+            "shape_size": st.sampled_from([[1], [], [10**6, 10**6], [2, -3]]),
+            "dtype": st.one_of(
+                wrong_type("str"), st.sampled_from(["object", "U4", "float31", "", "V4", "complex64", "datetime64"])
+            ),
+            "data": st.one_of(st.just("text"), st.just(5), st.none(), st.just([1, 2])),
+            "ext_code": st.sampled_from([0, 2, 3, 4, 127]),
+            "ext_arity": st.sampled_from([1, 2, 4]),
+            "chunked": st.sampled_from(["no_chunks", "bad_index", "bad_shape", "wrong_size", "chunk_leaf"]),
+            "deep": st.integers(65, 400),
+        }[kind]
+    )
 
     def leaves(tree, prefix=()):
         for key, sub in tree.items():

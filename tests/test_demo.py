@@ -9,7 +9,6 @@ import json
 import re
 
 import pytest
-
 from helpers import write_tiny_checkpoint
 
 from distilbert import DistilBertTokenizerFast
@@ -69,13 +68,24 @@ def test_demo_table(demo_run):
     report, _ = demo_run
     table = format_sentiment(report)
     lines = table.splitlines()
-    assert any(line.startswith("held-out sentence") and line.split()[-3:] == ["TensorFlow", "PyTorch", "JAX/Flax"]
-               for line in lines)
+    assert any(
+        line.startswith("held-out sentence") and line.split()[-3:] == ["TensorFlow", "PyTorch", "JAX/Flax"]
+        for line in lines
+    )
     header = next(line for line in lines if line.startswith("framework"))
-    assert re.split(r"\s{2,}", header) == ["framework", "checkpoint", "accuracy", "agrees with TensorFlow",
-                                          "max |logit - TensorFlow|", "ms per batch of 16"]
-    rows = {line.split()[0]: line for line in lines[lines.index(header) + 2:] if line.strip()
-            and not line.startswith("checkpoints kept")}
+    assert re.split(r"\s{2,}", header) == [
+        "framework",
+        "checkpoint",
+        "accuracy",
+        "agrees with TensorFlow",
+        "max |logit - TensorFlow|",
+        "ms per batch of 16",
+    ]
+    rows = {
+        line.split()[0]: line
+        for line in lines[lines.index(header) + 2 :]
+        if line.strip() and not line.startswith("checkpoints kept")
+    }
     assert set(rows) == {"TensorFlow", "PyTorch", "JAX/Flax"}
     assert "62/62" in rows["PyTorch"] and "model.safetensors" in rows["PyTorch"]
     assert "flax_model.msgpack" in rows["JAX/Flax"]
@@ -83,8 +93,20 @@ def test_demo_table(demo_run):
 
 def test_demo_checkpoints_work_with_the_other_commands(demo_run, capsys):
     _, output = demo_run
-    assert main(["classify", "What a wonderful and friendly place!", "--model", str(output / "flax"),
-                 "--framework", "flax", "--json"]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                "What a wonderful and friendly place!",
+                "--model",
+                str(output / "flax"),
+                "--framework",
+                "flax",
+                "--json",
+            ]
+        )
+        == 0
+    )
     labels = json.loads(capsys.readouterr().out)[0]["labels"]
     assert labels[0]["label"] == "positive"
     assert main(["demo", "--output", str(output)]) == 2
@@ -97,8 +119,11 @@ def test_fill_mask_demo_of_a_checkpoint(tmp_path, capsys):
     assert main(["demo", "--model", str(tmp_path / "mlm"), "--text", texts[0], "--text", texts[1]]) == 0
     out = capsys.readouterr().out
     assert texts[0] in out and texts[1] in out
-    rows = [line.split() for line in out.splitlines()
-            if line.split()[:1] in (["PyTorch"], ["TensorFlow"], ["JAX/Flax"]) and "yes" in line.split()]
+    rows = [
+        line.split()
+        for line in out.splitlines()
+        if line.split()[:1] in (["PyTorch"], ["TensorFlow"], ["JAX/Flax"]) and "yes" in line.split()
+    ]
     assert [row[0] for row in rows] == ["PyTorch", "TensorFlow", "JAX/Flax"]
     assert main(["demo", "--model", str(tmp_path / "mlm"), "--framework", "flax", "--framework", "pt", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

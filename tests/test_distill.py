@@ -89,7 +89,8 @@ def test_loss_equals_the_numpy_definition(fw, case):
     got = backend(fw).distillation_loss(*(tensor(fw, a) for a in arrays), config)
     assert_terms(got, expected, case)
     assert all(expected[t] != 0 for t in ("ce", "cos", "mse")) and (expected["mlm"] == 0) == bool(
-        options.get("no_labels"))
+        options.get("no_labels")
+    )
 
 
 @pytest.mark.parametrize("fw", FRAMEWORKS)
@@ -107,13 +108,15 @@ def test_loss_compiles_without_host_syncs(fw):
     elif fw == "flax":
         import jax
 
-        got = jax.jit(loss, static_argnames="config")(s_logits, t_logits, s_hidden, t_hidden, mask, labels,
-                                                      config=config)
+        got = jax.jit(loss, static_argnames="config")(
+            s_logits, t_logits, s_hidden, t_hidden, mask, labels, config=config
+        )
     else:
         import torch
 
         got = torch.compile(loss, backend="eager", fullgraph=True)(
-            *(tensor(fw, a) for a in (s_logits, t_logits, s_hidden, t_hidden, mask, labels)), config)
+            *(tensor(fw, a) for a in (s_logits, t_logits, s_hidden, t_hidden, mask, labels)), config
+        )
     assert_terms(got, expected)
 
 
@@ -123,11 +126,13 @@ def test_a_teacher_without_logits_is_refused_unless_the_logit_terms_are_off(fw):
     with pytest.raises(ValueError, match="alpha_ce=5.0 needs teacher_logits .*bare encoder.*alpha_ce=0"):
         backend(fw).distillation_loss(s_logits, None, s_hidden, t_hidden, mask, labels, DistillationConfig())
     with pytest.raises(ValueError, match="alpha_mse=1.0 needs teacher_logits"):
-        backend(fw).distillation_loss(s_logits, None, s_hidden, t_hidden, mask, labels,
-                                      DistillationConfig(alpha_ce=0.0, alpha_mse=1.0))
+        backend(fw).distillation_loss(
+            s_logits, None, s_hidden, t_hidden, mask, labels, DistillationConfig(alpha_ce=0.0, alpha_mse=1.0)
+        )
     with pytest.raises(ValueError, match="does not match attention_mask"):
-        backend(fw).distillation_loss(s_logits, s_logits, s_hidden, t_hidden, mask[:, :-1], labels[:, :-1],
-                                      DistillationConfig())
+        backend(fw).distillation_loss(
+            s_logits, s_logits, s_hidden, t_hidden, mask[:, :-1], labels[:, :-1], DistillationConfig()
+        )
     arrays = _arrays(seed=2)
     config = DistillationConfig(alpha_ce=0.0)
     got = backend(fw).distillation_loss(s_logits, None, s_hidden, t_hidden, mask, labels, config)
@@ -157,8 +162,9 @@ def _mlm_batch(seed=0):
     inputs["attention_mask"][0, 6:] = 0  # the two halves hold different numbers of tokens
     weights = token_weights(token_counts(inputs["input_ids"], TEACHER.vocab_size), [0], 0.7)
     config = DistillationConfig(mlm_mask_prop=0.3)
-    ids, labels = mask_tokens(inputs["input_ids"], inputs["attention_mask"], weights, 4, config,
-                              np.random.default_rng(seed))
+    ids, labels = mask_tokens(
+        inputs["input_ids"], inputs["attention_mask"], weights, 4, config, np.random.default_rng(seed)
+    )
     return {"input_ids": ids, "attention_mask": inputs["attention_mask"], "labels": labels}
 
 
@@ -189,16 +195,34 @@ class Runs:
             batches = [make_batch(seed) for seed in range(steps)]
             first = frameworks.run(fw, student, batches[0], output_hidden_states=True)
             t_first = frameworks.run(fw, teacher, batches[0], output_hidden_states=True)
-            reference = distillation_loss_numpy(first["logits"], t_first["logits"], first["hidden_states"][-1],
-                                                t_first["hidden_states"][-1], batches[0]["attention_mask"],
-                                                batches[0]["labels"], config)
+            reference = distillation_loss_numpy(
+                first["logits"],
+                t_first["logits"],
+                first["hidden_states"][-1],
+                t_first["hidden_states"][-1],
+                batches[0]["attention_mask"],
+                batches[0]["labels"],
+                config,
+            )
             log = []
-            trained = backend(fw).distill(student, teacher, iter(batches), config, steps=steps,
-                                          accumulation_steps=accumulation_steps,
-                                          on_step=lambda step, terms: log.append((step, terms)), **STEP)
-            self.cache[key] = dict(log=log, reference=reference, before=student_state, teacher=teacher_state,
-                                   after=frameworks.canonical_state(fw, trained),
-                                   teacher_after=frameworks.canonical_state(fw, teacher))
+            trained = backend(fw).distill(
+                student,
+                teacher,
+                iter(batches),
+                config,
+                steps=steps,
+                accumulation_steps=accumulation_steps,
+                on_step=lambda step, terms: log.append((step, terms)),
+                **STEP,
+            )
+            self.cache[key] = dict(
+                log=log,
+                reference=reference,
+                before=student_state,
+                teacher=teacher_state,
+                after=frameworks.canonical_state(fw, trained),
+                teacher_after=frameworks.canonical_state(fw, teacher),
+            )
         return self.cache[key]
 
 
@@ -258,8 +282,9 @@ def test_keras_distiller_trains_through_fit_with_callbacks():
     distiller = Distiller(student, teacher, DistillationConfig())
     distiller.compile(optimizer=make_optimizer(student, 1e-3, steps=3))
     batch = _mlm_batch()
-    history = distiller.fit(_repeat(batch, 3), steps_per_epoch=3, epochs=1, verbose=0, shuffle=False,
-                            callbacks=[Record()])
+    history = distiller.fit(
+        _repeat(batch, 3), steps_per_epoch=3, epochs=1, verbose=0, shuffle=False, callbacks=[Record()]
+    )
     assert len(Record.seen) == 3 and set(TERMS) <= set(Record.seen[0])
     assert history.history["loss"] and int(distiller.optimizer.iterations) == 3
     assert not teacher.trainable and not distiller.teacher.trainable_variables
@@ -290,8 +315,10 @@ def tiny(tmp_path_factory):
     dirs["corpus"] = _corpus(root / "corpus.txt")
     tsv = root / "labelled.tsv"
     rng = np.random.default_rng(1)
-    tsv.write_text("label\tsentence\n" + "".join(f"{rng.integers(0, 2)}\t{' '.join(rng.choice(WORDS, size=5))}\n"
-                                                for _ in range(12)))
+    tsv.write_text(
+        "label\tsentence\n"
+        + "".join(f"{rng.integers(0, 2)}\t{' '.join(rng.choice(WORDS, size=5))}\n" for _ in range(12))
+    )
     dirs["tsv"] = str(tsv)
     return dirs
 
@@ -303,8 +330,26 @@ def _run(args, capsys):
 
 
 def _command(tiny, out, fw, *extra):
-    return ["--teacher", tiny["masked_lm"], "--data", tiny["corpus"], "--out", str(out), "--framework", fw,
-            "--steps", "3", "--batch-size", "4", "--seq-len", "16", "--seed", "3", "-q", *extra]
+    return [
+        "--teacher",
+        tiny["masked_lm"],
+        "--data",
+        tiny["corpus"],
+        "--out",
+        str(out),
+        "--framework",
+        fw,
+        "--steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "16",
+        "--seed",
+        "3",
+        "-q",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("fw", FRAMEWORKS)
@@ -318,8 +363,10 @@ def test_distill_command_writes_the_student_with_its_tokenizer_and_log(tiny, tmp
     teacher = frameworks.from_pretrained("pt", "masked_lm", tiny["masked_lm"])
     assert model.config.n_layers == 2  # teacher layers 0 and 2 of 3
     state, teacher_state = frameworks.canonical_state(fw, model), frameworks.canonical_state("pt", teacher)
-    assert state["distilbert.transformer.layer.1.ffn.lin1.weight"].shape == \
-        teacher_state["distilbert.transformer.layer.2.ffn.lin1.weight"].shape
+    assert (
+        state["distilbert.transformer.layer.1.ffn.lin1.weight"].shape
+        == teacher_state["distilbert.transformer.layer.2.ffn.lin1.weight"].shape
+    )
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     assert [e["step"] for e in entries] == [1, 2, 3]
     assert all(set(e) == {"step", *TERMS} and np.isfinite(e["loss"]) for e in entries)
@@ -381,17 +428,40 @@ def test_bert_teacher_and_text_classification(tiny, tmp_path, capsys):
     import transformers
 
     bert_dir = tmp_path / "bert"
-    bert = transformers.BertForMaskedLM(transformers.BertConfig(
-        vocab_size=len(PIPELINE_VOCAB), hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-        intermediate_size=37, max_position_embeddings=64))
+    bert = transformers.BertForMaskedLM(
+        transformers.BertConfig(
+            vocab_size=len(PIPELINE_VOCAB),
+            hidden_size=32,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=37,
+            max_position_embeddings=64,
+        )
+    )
     bert.save_pretrained(bert_dir)
     for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
         src = os.path.join(tiny["masked_lm"], name)
         if os.path.isfile(src):
             (bert_dir / name).write_bytes(open(src, "rb").read())
     out = tmp_path / "from-bert"
-    code, _, err = _run(["--teacher", str(bert_dir), "--data", tiny["corpus"], "--out", str(out), "--steps", "2",
-                         "--batch-size", "4", "--seq-len", "12", "-q"], capsys)
+    code, _, err = _run(
+        [
+            "--teacher",
+            str(bert_dir),
+            "--data",
+            tiny["corpus"],
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--seq-len",
+            "12",
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert json.loads((out / "config.json").read_text())["n_layers"] == 2  # layers 0 and 2 of 4
     tokenizer_config = json.loads((out / "tokenizer_config.json").read_text())
@@ -399,22 +469,60 @@ def test_bert_teacher_and_text_classification(tiny, tmp_path, capsys):
 
     # A given student (here the one just made) instead of teacher layers.
     again = tmp_path / "again"
-    code, _, err = _run(["--teacher", tiny["masked_lm"], "--student", str(out), "--data", tiny["corpus"], "--out",
-                         str(again), "--steps", "1", "--batch-size", "4", "--seq-len", "12", "-q"], capsys)
+    code, _, err = _run(
+        [
+            "--teacher",
+            tiny["masked_lm"],
+            "--student",
+            str(out),
+            "--data",
+            tiny["corpus"],
+            "--out",
+            str(again),
+            "--steps",
+            "1",
+            "--batch-size",
+            "4",
+            "--seq-len",
+            "12",
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert json.loads((again / "config.json").read_text())["n_layers"] == 2
 
     out = tmp_path / "classifier"
-    code, _, err = _run(["--teacher", tiny["sequence_classification"], "--data", tiny["tsv"], "--out", str(out),
-                         "--task", "text-classification", "--steps", "2", "--batch-size", "4", "--seq-len", "12",
-                         "-q", "--framework", "pt"], capsys)
+    code, _, err = _run(
+        [
+            "--teacher",
+            tiny["sequence_classification"],
+            "--data",
+            tiny["tsv"],
+            "--out",
+            str(out),
+            "--task",
+            "text-classification",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--seq-len",
+            "12",
+            "-q",
+            "--framework",
+            "pt",
+        ],
+        capsys,
+    )
     assert code == 0, err
     model = frameworks.from_pretrained("pt", "sequence_classification", str(out))
     assert model.config.n_layers == 2 and model.config.num_labels == 2
 
 
-@pytest.mark.parametrize("problem", ["missing corpus", "empty corpus", "bare teacher", "layer out of range",
-                                     "repeated layer", "bad label"])
+@pytest.mark.parametrize(
+    "problem", ["missing corpus", "empty corpus", "bare teacher", "layer out of range", "repeated layer", "bad label"]
+)
 def test_bad_input_is_one_line_exit_2_and_no_output(tiny, tmp_path, capsys, problem):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n")
@@ -427,8 +535,10 @@ def test_bad_input_is_one_line_exit_2_and_no_output(tiny, tmp_path, capsys, prob
         "bare teacher": (["--teacher", tiny["base"]], "has no masked-LM head.*--alpha-ce 0 --alpha-mlm 0"),
         "layer out of range": (["--layers", "0,3"], "layer 3, but the teacher has layers 0..2"),
         "repeated layer": (["--layers", "1,1"], "more than once"),
-        "bad label": (["--teacher", tiny["sequence_classification"], "--task", "text-classification",
-                       "--data", str(bad_tsv)], "label 7 is neither"),
+        "bad label": (
+            ["--teacher", tiny["sequence_classification"], "--task", "text-classification", "--data", str(bad_tsv)],
+            "label 7 is neither",
+        ),
     }[problem]
     base = {"--teacher": tiny["masked_lm"], "--data": tiny["corpus"]}
     extra, message = args
@@ -443,7 +553,27 @@ def test_bad_input_is_one_line_exit_2_and_no_output(tiny, tmp_path, capsys, prob
 
 def test_a_bare_teacher_distils_the_hidden_states_alone(tiny, tmp_path, capsys):
     out = tmp_path / "bare"
-    code, _, err = _run(["--teacher", tiny["base"], "--data", tiny["corpus"], "--out", str(out), "--steps", "2",
-                         "--batch-size", "4", "--seq-len", "12", "--alpha-ce", "0", "--alpha-mlm", "0", "-q"], capsys)
+    code, _, err = _run(
+        [
+            "--teacher",
+            tiny["base"],
+            "--data",
+            tiny["corpus"],
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--seq-len",
+            "12",
+            "--alpha-ce",
+            "0",
+            "--alpha-mlm",
+            "0",
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert json.loads((out / "config.json").read_text())["architectures"] == ["DistilBertModel"]

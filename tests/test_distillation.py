@@ -17,8 +17,19 @@ from distilbert.common.distillation import (
     token_weights,
 )
 
-PAPER = dict(temperature=2.0, alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, alpha_mse=0.0, restrict_ce_to_mask=False,
-             mlm_mask_prop=0.15, word_mask=0.8, word_keep=0.1, word_rand=0.1, mlm_smoothing=0.7)
+PAPER = dict(
+    temperature=2.0,
+    alpha_ce=5.0,
+    alpha_mlm=2.0,
+    alpha_cos=1.0,
+    alpha_mse=0.0,
+    restrict_ce_to_mask=False,
+    mlm_mask_prop=0.15,
+    word_mask=0.8,
+    word_keep=0.1,
+    word_rand=0.1,
+    mlm_smoothing=0.7,
+)
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -37,19 +48,22 @@ def test_config_round_trips(tmp_path):
         config.temperature = 1.0
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("temperature", 0.0, "temperature must be > 0"),
-    ("temperature", float("inf"), "temperature must be a finite number"),
-    ("temperature", "2", "temperature must be a finite number"),
-    ("alpha_ce", -1.0, "alpha_ce must be >= 0"),
-    ("alpha_mse", True, "alpha_mse must be a finite number"),
-    ("restrict_ce_to_mask", 1, "restrict_ce_to_mask must be True or False"),
-    ("mlm_mask_prop", 0.0, r"mlm_mask_prop must be in \(0, 1\]"),
-    ("mlm_mask_prop", 1.5, r"mlm_mask_prop must be in \(0, 1\]"),
-    ("word_rand", -0.1, "word_rand must be a probability"),
-    ("word_mask", 0.7, "word_mask \\+ word_keep \\+ word_rand must be 1"),
-    ("mlm_smoothing", -0.5, "mlm_smoothing must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("temperature", 0.0, "temperature must be > 0"),
+        ("temperature", float("inf"), "temperature must be a finite number"),
+        ("temperature", "2", "temperature must be a finite number"),
+        ("alpha_ce", -1.0, "alpha_ce must be >= 0"),
+        ("alpha_mse", True, "alpha_mse must be a finite number"),
+        ("restrict_ce_to_mask", 1, "restrict_ce_to_mask must be True or False"),
+        ("mlm_mask_prop", 0.0, r"mlm_mask_prop must be in \(0, 1\]"),
+        ("mlm_mask_prop", 1.5, r"mlm_mask_prop must be in \(0, 1\]"),
+        ("word_rand", -0.1, "word_rand must be a probability"),
+        ("word_mask", 0.7, "word_mask \\+ word_keep \\+ word_rand must be 1"),
+        ("mlm_smoothing", -0.5, "mlm_smoothing must be >= 0"),
+    ],
+)
 def test_bad_fields_are_named(field, value, message):
     with pytest.raises(ValueError, match=f"DistillationConfig.*{message}"):
         DistillationConfig(**{field: value})
@@ -80,12 +94,17 @@ def _batch(seed=0, batch=2, seq=5, vocab=7, dim=4):
 
 def _by_hand(s_logits, t_logits, s_hidden, t_hidden, mask, labels, c):
     """The issue's formulas, position by position in plain Python."""
+
     def softmax(row, T):
         exps = [math.exp(v / T) for v in row]
         return [e / sum(exps) for e in exps]
 
-    selected = [(b, t) for b in range(mask.shape[0]) for t in range(mask.shape[1])
-                if mask[b, t] == 1 and (not c.restrict_ce_to_mask or labels[b, t] != -100)]
+    selected = [
+        (b, t)
+        for b in range(mask.shape[0])
+        for t in range(mask.shape[1])
+        if mask[b, t] == 1 and (not c.restrict_ce_to_mask or labels[b, t] != -100)
+    ]
     kl = cos = mse = 0.0
     for b, t in selected:
         p_s, p_t = softmax(s_logits[b, t], c.temperature), softmax(t_logits[b, t], c.temperature)
@@ -96,14 +115,21 @@ def _by_hand(s_logits, t_logits, s_hidden, t_hidden, mask, labels, c):
     masked = [(b, t) for b in range(mask.shape[0]) for t in range(mask.shape[1]) if labels[b, t] != -100]
     mlm = sum(-math.log(softmax(s_logits[b, t], 1.0)[labels[b, t]]) for b, t in masked) / len(masked)
     n = len(selected)
-    terms = dict(ce=c.temperature ** 2 * kl / n, mlm=mlm, cos=cos / n, mse=mse / n)
-    terms["loss"] = c.alpha_ce * terms["ce"] + c.alpha_mlm * terms["mlm"] + c.alpha_cos * terms["cos"] \
-        + c.alpha_mse * terms["mse"]
+    terms = dict(ce=c.temperature**2 * kl / n, mlm=mlm, cos=cos / n, mse=mse / n)
+    terms["loss"] = (
+        c.alpha_ce * terms["ce"] + c.alpha_mlm * terms["mlm"] + c.alpha_cos * terms["cos"] + c.alpha_mse * terms["mse"]
+    )
     return terms
 
 
-@pytest.mark.parametrize("config", [DistillationConfig(), DistillationConfig(temperature=1.0, alpha_mse=0.3),
-                                    DistillationConfig(temperature=4.0, restrict_ce_to_mask=True, alpha_mse=1.0)])
+@pytest.mark.parametrize(
+    "config",
+    [
+        DistillationConfig(),
+        DistillationConfig(temperature=1.0, alpha_mse=0.3),
+        DistillationConfig(temperature=4.0, restrict_ce_to_mask=True, alpha_mse=1.0),
+    ],
+)
 def test_loss_is_the_formulas(config):
     batch = _batch()
     got = distillation_loss_numpy(*batch, config)
@@ -186,13 +212,15 @@ def test_class_logits_distil_soft_and_hard_targets_per_example():
     config = DistillationConfig(alpha_mse=1.0)
     got = distillation_loss_numpy(s_logits, t_logits, s_hidden, t_hidden, mask, labels, config)
     # The per-token formulas on one "position" per example give the same numbers.
-    expected = _by_hand(s_logits[:, None], t_logits[:, None], s_hidden[:, :1], t_hidden[:, :1], mask[:, :1],
-                        labels[:, None], config)
+    expected = _by_hand(
+        s_logits[:, None], t_logits[:, None], s_hidden[:, :1], t_hidden[:, :1], mask[:, :1], labels[:, None], config
+    )
     for term in ("ce", "mlm", "mse"):
         assert got[term] == pytest.approx(expected[term], rel=1e-12), term
     with pytest.raises(ValueError, match="restrict_ce_to_mask needs per-token labels"):
-        distillation_loss_numpy(s_logits, t_logits, s_hidden, t_hidden, mask, labels,
-                                config.replace(restrict_ce_to_mask=True))
+        distillation_loss_numpy(
+            s_logits, t_logits, s_hidden, t_hidden, mask, labels, config.replace(restrict_ce_to_mask=True)
+        )
 
 
 # ----------------------------------------------------------------------------------------- masking
@@ -253,8 +281,9 @@ def test_frequent_tokens_are_chosen_less_often_with_smoothing():
     rates = {}
     for smoothing in (0.0, 0.7):
         weights = token_weights(counts, SPECIAL, smoothing)
-        _, labels = mask_tokens(ids, mask, weights, MASK_ID, DistillationConfig(mlm_smoothing=smoothing),
-                                np.random.default_rng(1))
+        _, labels = mask_tokens(
+            ids, mask, weights, MASK_ID, DistillationConfig(mlm_smoothing=smoothing), np.random.default_rng(1)
+        )
         chosen = labels != -100
         rates[smoothing] = ((chosen & (ids == 10)).sum(), (chosen & (ids == 11)).sum())
     frequent, rare = rates[0.0]
@@ -267,7 +296,7 @@ def test_token_counts_weights_and_bad_masking_input():
     counts = token_counts([[5, 5, 6], np.array([6, 7])], 10)
     np.testing.assert_array_equal(counts, [0, 0, 0, 0, 0, 2, 2, 1, 0, 0])
     weights = token_weights(counts, [0, 1], 0.5)
-    assert weights[0] == weights[1] == 0.0 and weights[5] == pytest.approx(2 ** -0.5) and weights[9] == 1.0
+    assert weights[0] == weights[1] == 0.0 and weights[5] == pytest.approx(2**-0.5) and weights[9] == 1.0
     with pytest.raises(ValueError, match="token ids must be in"):
         token_counts([[10]], 10)
     ids, mask = _corpus(batch=2, seq=8)
@@ -279,8 +308,9 @@ def test_token_counts_weights_and_bad_masking_input():
     with pytest.raises(ValueError, match="input_ids must be in"):
         mask_tokens(ids + VOCAB, mask, w, MASK_ID, DistillationConfig(), np.random.default_rng(0))
     only_special = np.array([[2, 3, 0]])
-    masked, labels = mask_tokens(only_special, np.array([[1, 1, 0]]), w, MASK_ID, DistillationConfig(),
-                                 np.random.default_rng(0))
+    masked, labels = mask_tokens(
+        only_special, np.array([[1, 1, 0]]), w, MASK_ID, DistillationConfig(), np.random.default_rng(0)
+    )
     assert (labels == -100).all() and (masked == only_special).all()
 
 

@@ -15,8 +15,9 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 def _blocks():
     for path in DOCS:
-        for i, match in enumerate(BLOCK.finditer(path.read_text(encoding="utf-8"))):
-            line = path.read_text(encoding="utf-8")[: match.start()].count("\n") + 1
+        text = path.read_text(encoding="utf-8")
+        for match in BLOCK.finditer(text):
+            line = text[: match.start()].count("\n") + 1
             yield pytest.param(match.group(1), id=f"{path.name}:{line}")
 
 
@@ -27,6 +28,7 @@ def test_docs_have_code():
 @pytest.mark.parametrize("code", list(_blocks()))
 def test_doc_block_runs(code, tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="3", TRANSFORMERS_NO_ADVISORY_WARNINGS="1")
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, f"block failed:\n{code}\n--- stderr ---\n{result.stderr[-3000:]}"

@@ -59,18 +59,19 @@ def _inputs(config, task, name):
     return inputs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(framework, task, config_name):
     config = _config(config_name)
     return build(framework, task, config, random_state(config, task, seed=TASKS.index(task)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _outputs(framework, task, config_name, input_name):
     config = _config(config_name)
     inputs = _inputs(config, task, input_name)
-    return run(framework, _model(framework, task, config_name), inputs,
-               output_hidden_states=True, output_attentions=True)
+    return run(
+        framework, _model(framework, task, config_name), inputs, output_hidden_states=True, output_attentions=True
+    )
 
 
 def _compare(a, b, what):
@@ -197,8 +198,9 @@ def test_output_flags_default_to_the_config(framework):
     as in the reference, in every backend."""
     from distilbert import DistilBertConfig
 
-    config = DistilBertConfig.from_dict({**tiny_config().to_dict(), "output_hidden_states": True,
-                                         "output_attentions": True, "return_dict": False})
+    config = DistilBertConfig.from_dict(
+        {**tiny_config().to_dict(), "output_hidden_states": True, "output_attentions": True, "return_dict": False}
+    )
     model = build(framework, "sequence_classification", config, random_state(config, "sequence_classification"))
     inputs = random_inputs(config)
     assert run(framework, model, inputs).keys() == {"logits", "hidden_states", "attentions"}

@@ -9,7 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from helpers import assert_close, oracle_class, oracle_pt_model, random_inputs, random_state, tiny_config, write_oracle_dirs
+from helpers import (
+    assert_close,
+    oracle_class,
+    oracle_pt_model,
+    random_inputs,
+    random_state,
+    tiny_config,
+    write_oracle_dirs,
+)
 
 from distilbert.common.names import WeightMismatchError
 from distilbert.flax import (
@@ -22,10 +30,18 @@ from distilbert.flax import (
     load_canonical_state,
 )
 
-CLASSES = {"masked_lm": FlaxDistilBertForMaskedLM, "sequence_classification": FlaxDistilBertForSequenceClassification,
-           "question_answering": FlaxDistilBertForQuestionAnswering, "base": FlaxDistilBertModel}
-MAIN = {"masked_lm": "logits", "sequence_classification": "logits", "question_answering": "start_logits",
-        "base": "last_hidden_state"}
+CLASSES = {
+    "masked_lm": FlaxDistilBertForMaskedLM,
+    "sequence_classification": FlaxDistilBertForSequenceClassification,
+    "question_answering": FlaxDistilBertForQuestionAnswering,
+    "base": FlaxDistilBertModel,
+}
+MAIN = {
+    "masked_lm": "logits",
+    "sequence_classification": "logits",
+    "question_answering": "start_logits",
+    "base": "last_hidden_state",
+}
 
 
 def reference_output(config, task, state, inputs):
@@ -112,7 +128,8 @@ def test_new_head_and_label_overrides(tmp_path):
     load_canonical_state(base, state)
     base.save_pretrained(tmp_path / "base", weight_format="safetensors")
     model, report = FlaxDistilBertForTokenClassification.from_pretrained(
-        tmp_path / "base", num_labels=5, output_loading_info=True)
+        tmp_path / "base", num_labels=5, output_loading_info=True
+    )
     assert sorted(report.new) == ["classifier.bias", "classifier.weight"]
     assert model.config.num_labels == 5 and model.classifier.kernel.shape == (32, 5)
     assert float(jnp.std(model.classifier.kernel[...])) > 0  # freshly initialised, not zeros
@@ -123,10 +140,13 @@ def test_new_head_and_label_overrides(tmp_path):
     with pytest.raises(WeightMismatchError, match="classifier"):
         FlaxDistilBertForTokenClassification.from_pretrained(tmp_path / "tok", num_labels=3)
     resized, report = FlaxDistilBertForTokenClassification.from_pretrained(
-        tmp_path / "tok", num_labels=3, ignore_mismatched_sizes=True, output_loading_info=True)
+        tmp_path / "tok", num_labels=3, ignore_mismatched_sizes=True, output_loading_info=True
+    )
     assert resized.classifier.kernel.shape == (32, 3) and "classifier.weight" in report.new
-    assert np.array_equal(canonical_state(resized)["distilbert.embeddings.word_embeddings.weight"],
-                          state["embeddings.word_embeddings.weight"])
+    assert np.array_equal(
+        canonical_state(resized)["distilbert.embeddings.word_embeddings.weight"],
+        state["embeddings.word_embeddings.weight"],
+    )
 
 
 def test_from_pretrained_dtypes(tmp_path):

@@ -75,8 +75,10 @@ def labels_for(task, config, inputs, seed=1):
     if task == "multiple_choice":
         return {"labels": np.array([2])}
     if task == "question_answering":  # one end position out of range: clamped to seq, then ignored
-        return {"start_positions": rng.integers(0, seq, (batch,)),
-                "end_positions": np.array([1, seq + 5, 2][:batch] + [0] * max(0, batch - 3))}
+        return {
+            "start_positions": rng.integers(0, seq, (batch,)),
+            "end_positions": np.array([1, seq + 5, 2][:batch] + [0] * max(0, batch - 3)),
+        }
     return {}
 
 
@@ -128,15 +130,18 @@ def test_forward_matches_references(case):
     assert len(out.hidden_states) == config.n_layers + 1 and len(out.attentions) == config.n_layers
 
     with torch.no_grad():
-        ref_pt = oracle_pt_model(config, task, state)(**to_torch(inputs), **to_torch(labels),
-                                                        output_hidden_states=True, output_attentions=True)
-        our_pt = pt_backend(config, task, state)(**to_torch(inputs), **to_torch(labels),
-                                                  output_hidden_states=True, output_attentions=True)
+        ref_pt = oracle_pt_model(config, task, state)(
+            **to_torch(inputs), **to_torch(labels), output_hidden_states=True, output_attentions=True
+        )
+        our_pt = pt_backend(config, task, state)(
+            **to_torch(inputs), **to_torch(labels), output_hidden_states=True, output_attentions=True
+        )
     compare(out, ref_pt, names, "reference pt: ")
     compare(out, our_pt, names, "distilbert.pt: ")
     # The reference Flax classes have no losses; their multiple-choice tuple output is also odd, use fields.
-    ref_flax = flax_oracle(config, task, state)(inputs["input_ids"], inputs["attention_mask"],
-                                                 output_hidden_states=True, output_attentions=True)
+    ref_flax = flax_oracle(config, task, state)(
+        inputs["input_ids"], inputs["attention_mask"], output_hidden_states=True, output_attentions=True
+    )
     compare(out, ref_flax, [n for n in names if n != "loss"], "reference flax: ")
 
 
@@ -170,8 +175,9 @@ def test_gradients_match_pytorch_backend(case):
         assert seen >= len([s for s in table if s.kind not in ("tied", "sinusoidal")])
 
 
-@pytest.mark.parametrize("variant", [dict(tie_word_embeddings=False), dict(sinusoidal_pos_embds=True),
-                                     dict(activation="relu")])
+@pytest.mark.parametrize(
+    "variant", [dict(tie_word_embeddings=False), dict(sinusoidal_pos_embds=True), dict(activation="relu")]
+)
 def test_config_variants_match_reference(variant):
     """Untied projector, sinusoidal positions and ReLU: masked LM against the reference PT and Flax."""
     config = tiny_config(**variant)
@@ -191,9 +197,17 @@ def test_config_variants_match_reference(variant):
         assert not any("position_embeddings" in "/".join(map(str, p)) for p, _ in nnx.to_flat_state(grads))
 
 
-@pytest.mark.parametrize("problem_type,num_labels", [("regression", 1), ("regression", 3),
-                                                     ("multi_label_classification", 3),
-                                                     ("single_label_classification", 3), (None, 1), (None, 3)])
+@pytest.mark.parametrize(
+    "problem_type,num_labels",
+    [
+        ("regression", 1),
+        ("regression", 3),
+        ("multi_label_classification", 3),
+        ("single_label_classification", 3),
+        (None, 1),
+        (None, 3),
+    ],
+)
 def test_sequence_classification_losses(problem_type, num_labels):
     config = tiny_config(num_labels=num_labels, problem_type=problem_type)
     state = random_state(config, "sequence_classification", seed=7)
@@ -207,8 +221,9 @@ def test_sequence_classification_losses(problem_type, num_labels):
         labels = rng.standard_normal((3, num_labels) if num_labels > 1 else (3,)).astype(np.float32)
     out = ours(config, "sequence_classification", state)(**inputs, labels=labels)
     with torch.no_grad():
-        ref = oracle_pt_model(config, "sequence_classification", state)(**to_torch(inputs),
-                                                                        labels=torch.from_numpy(labels))
+        ref = oracle_pt_model(config, "sequence_classification", state)(
+            **to_torch(inputs), labels=torch.from_numpy(labels)
+        )
     assert_close(out.loss, ref.loss.numpy(), name="loss")
     assert_close(out.logits, ref.logits.numpy(), name="logits")
 
@@ -245,8 +260,9 @@ def test_head_mask_matches_reference(base_case, shape):
     head_mask = head_mask.astype(np.float32)
     out = model(**inputs, head_mask=head_mask, output_attentions=True)
     with torch.no_grad():
-        ref = oracle_pt_model(config, "base", state)(**to_torch(inputs), head_mask=torch.from_numpy(head_mask),
-                                                      output_attentions=True)
+        ref = oracle_pt_model(config, "base", state)(
+            **to_torch(inputs), head_mask=torch.from_numpy(head_mask), output_attentions=True
+        )
     compare(out, ref, ["last_hidden_state", "attentions"])
     assert not np.allclose(out.last_hidden_state, model(**inputs).last_hidden_state, atol=1e-3)
 
@@ -256,8 +272,9 @@ def test_inputs_embeds_and_position_ids(base_case):
     embeds = np.asarray(state["embeddings.word_embeddings.weight"])[inputs["input_ids"]]
     out = model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"])
     with torch.no_grad():
-        ref = oracle_pt_model(config, "base", state)(inputs_embeds=torch.from_numpy(embeds),
-                                                      attention_mask=torch.from_numpy(inputs["attention_mask"]))
+        ref = oracle_pt_model(config, "base", state)(
+            inputs_embeds=torch.from_numpy(embeds), attention_mask=torch.from_numpy(inputs["attention_mask"])
+        )
     assert_close(out.last_hidden_state, ref.last_hidden_state.numpy())
     default = model(**inputs).last_hidden_state
     explicit = model(**inputs, position_ids=np.arange(7)[None]).last_hidden_state
@@ -270,8 +287,7 @@ def test_return_dict_false_and_token_type_ids(base_case):
     config, state, inputs, model = base_case
     out = model(**inputs, output_hidden_states=True, return_dict=False)
     with torch.no_grad():
-        ref = oracle_pt_model(config, "base", state)(**to_torch(inputs), output_hidden_states=True,
-                                                      return_dict=False)
+        ref = oracle_pt_model(config, "base", state)(**to_torch(inputs), output_hidden_states=True, return_dict=False)
     assert isinstance(out, tuple) and len(out) == len(ref) == 2
     assert_close(out[0], ref[0].numpy())
     for a, b in zip(out[1], ref[1]):
@@ -287,8 +303,9 @@ def test_fully_masked_row_is_finite(base_case):
     out = model(input_ids=inputs["input_ids"], attention_mask=mask, output_attentions=True)
     assert np.all(np.isfinite(out.last_hidden_state))
     with torch.no_grad():
-        ref = oracle_pt_model(config, "base", state)(input_ids=torch.from_numpy(inputs["input_ids"]),
-                                                      attention_mask=torch.from_numpy(mask))
+        ref = oracle_pt_model(config, "base", state)(
+            input_ids=torch.from_numpy(inputs["input_ids"]), attention_mask=torch.from_numpy(mask)
+        )
     assert_close(out.last_hidden_state, ref.last_hidden_state.numpy())
 
 
@@ -406,7 +423,8 @@ def test_initialisation_as_reference():
     assert abs(float(np.std(word[1:])) - 0.05) < 0.005
     assert np.all(state["distilbert.transformer.layer.0.sa_layer_norm.weight"] == 1)
     assert np.all(state["vocab_projector.bias"] == 0)
-    assert state["vocab_projector.weight"] is state["distilbert.embeddings.word_embeddings.weight"] or \
-        np.array_equal(state["vocab_projector.weight"], word)
+    assert state["vocab_projector.weight"] is state["distilbert.embeddings.word_embeddings.weight"] or np.array_equal(
+        state["vocab_projector.weight"], word
+    )
     other = canonical_state(FlaxDistilBertForMaskedLM(config, seed=4))
     assert not np.allclose(other["vocab_transform.weight"], state["vocab_transform.weight"])

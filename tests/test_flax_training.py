@@ -26,8 +26,8 @@ from distilbert.flax import (
     FlaxDistilBertForTokenClassification,
     canonical_state,
     load_canonical_state,
+    training,
 )
-from distilbert.flax import training
 
 HEADS = {
     "masked_lm": FlaxDistilBertForMaskedLM,

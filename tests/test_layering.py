@@ -15,16 +15,33 @@ PACKAGE = ROOT / "distilbert"
 BACKENDS = ("pt", "tf", "flax")
 COMMON = sorted(p.stem for p in (PACKAGE / "common").glob("*.py") if p.stem != "__init__")
 # Nothing of these may be imported by distilbert or distilbert.common.
-FORBIDDEN = ("torch", "tensorflow", "keras", "tf_keras", "jax", "flax", "optax", "distilbert.pt", "distilbert.tf",
-             "distilbert.flax", "distilbert.frameworks", "distilbert.pipelines", "distilbert.cli",
-             "distilbert.conversion", "distilbert.verify", "distilbert.demo")
+FORBIDDEN = (
+    "torch",
+    "tensorflow",
+    "keras",
+    "tf_keras",
+    "jax",
+    "flax",
+    "optax",
+    "distilbert.pt",
+    "distilbert.tf",
+    "distilbert.flax",
+    "distilbert.frameworks",
+    "distilbert.pipelines",
+    "distilbert.cli",
+    "distilbert.conversion",
+    "distilbert.verify",
+    "distilbert.demo",
+)
 
 
 @pytest.mark.parametrize("module", ["distilbert", "distilbert.common"] + [f"distilbert.common.{m}" for m in COMMON])
 def test_common_imports_no_framework_and_nothing_above_it(module):
-    code = (f"import sys; import {module}; forbidden = {FORBIDDEN!r}; "
-            "bad = sorted(m for m in sys.modules if any(m == f or m.startswith(f + '.') for f in forbidden)); "
-            "print(','.join(bad))")
+    code = (
+        f"import sys; import {module}; forbidden = {FORBIDDEN!r}; "
+        "bad = sorted(m for m in sys.modules if any(m == f or m.startswith(f + '.') for f in forbidden)); "
+        "print(','.join(bad))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert result.stdout.strip() == "", f"importing {module} imports {result.stdout.strip()}"
 
@@ -39,8 +56,11 @@ def test_common_never_imports_a_backend_or_keras(module):
             imported += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             imported += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-    above = [m for m in imported if m.startswith("distilbert") and not m.startswith("distilbert.common")
-             and m != "distilbert"]
+    above = [
+        m
+        for m in imported
+        if m.startswith("distilbert") and not m.startswith("distilbert.common") and m != "distilbert"
+    ]
     assert not above, f"distilbert/common/{module}.py imports {above}"
     assert not [m for m in imported if m.split(".")[0] in ("keras", "tf_keras", "flax", "optax")], module
 
@@ -50,7 +70,9 @@ def _tree(backend: str, module: str) -> ast.Module:
 
 
 def _public_functions(backend: str, module: str) -> set[str]:
-    return {n.name for n in _tree(backend, module).body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
+    return {
+        n.name for n in _tree(backend, module).body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")
+    }
 
 
 def test_backends_have_the_same_module_files():
@@ -62,15 +84,31 @@ def test_backends_have_the_same_module_files():
 
 def test_backends_use_the_same_names():
     losses = {b: _public_functions(b, "losses") for b in BACKENDS}
-    assert losses["pt"] == losses["tf"] == losses["flax"] == {
-        "cross_entropy", "masked_lm_loss", "token_classification_loss", "sequence_classification_loss",
-        "multiple_choice_loss", "question_answering_loss"}, losses
+    assert (
+        losses["pt"]
+        == losses["tf"]
+        == losses["flax"]
+        == {
+            "cross_entropy",
+            "masked_lm_loss",
+            "token_classification_loss",
+            "sequence_classification_loss",
+            "multiple_choice_loss",
+            "question_answering_loss",
+        }
+    ), losses
     for b in BACKENDS:
-        assert {"linear_schedule", "adamw_with_warmup", "loss_fn", "train_step", "eval_step"} <= \
-            _public_functions(b, "training"), b
+        assert {"linear_schedule", "adamw_with_warmup", "loss_fn", "train_step", "eval_step"} <= _public_functions(
+            b, "training"
+        ), b
         assert {"canonical_state", "load_canonical_state"} <= _public_functions(b, "pretrained"), b
-        ops = {t.id for n in _tree(b, "ops").body if isinstance(n, ast.Assign) for t in n.targets
-               if isinstance(t, ast.Name)}
+        ops = {
+            t.id
+            for n in _tree(b, "ops").body
+            if isinstance(n, ast.Assign)
+            for t in n.targets
+            if isinstance(t, ast.Name)
+        }
         assert "ACTIVATIONS" in ops, b
         classes = {n.name: n for n in _tree(b, "modeling").body if isinstance(n, ast.ClassDef)}
         assert "_Head" in classes, b  # the base class of the five heads

@@ -15,7 +15,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from helpers import ATOL, oracle_pt_model, write_tiny_checkpoint
 
 from distilbert.pipelines import pipeline
@@ -112,8 +111,10 @@ FILL_CASES = [
 @pytest.mark.parametrize("case", range(len(FILL_CASES)))
 def test_fill_mask_matches_reference(framework, case, ours, reference):
     inputs, kwargs = FILL_CASES[case]
-    check(ours("masked_lm", "fill-mask", framework)(inputs, **kwargs),
-          reference("masked_lm", "fill-mask")(inputs, **kwargs))
+    check(
+        ours("masked_lm", "fill-mask", framework)(inputs, **kwargs),
+        reference("masked_lm", "fill-mask")(inputs, **kwargs),
+    )
 
 
 # -------------------------------------------------------------------------- text classification
@@ -135,8 +136,10 @@ CLASSIFY_CASES = [
 @pytest.mark.parametrize("case", range(len(CLASSIFY_CASES)))
 def test_text_classification_matches_reference(framework, case, ours, reference):
     name, inputs, kwargs = CLASSIFY_CASES[case]
-    check(ours(name, "text-classification", framework)(inputs, **kwargs),
-          reference(name, "text-classification")(inputs, **kwargs))
+    check(
+        ours(name, "text-classification", framework)(inputs, **kwargs),
+        reference(name, "text-classification")(inputs, **kwargs),
+    )
 
 
 def test_sentiment_analysis_is_text_classification(checkpoints):
@@ -154,8 +157,10 @@ def test_token_classification_matches_reference(framework, strategy, ours, refer
     pipe = ours("ner", "token-classification", framework)
     expected = reference("ner", "token-classification")(NER_TEXTS, aggregation_strategy=strategy)
     check(pipe(NER_TEXTS, aggregation_strategy=strategy), expected)
-    check(pipe(NER_TEXTS[0], aggregation_strategy=strategy, ignore_labels=[]),
-          reference("ner", "token-classification")(NER_TEXTS[0], aggregation_strategy=strategy, ignore_labels=[]))
+    check(
+        pipe(NER_TEXTS[0], aggregation_strategy=strategy, ignore_labels=[]),
+        reference("ner", "token-classification")(NER_TEXTS[0], aggregation_strategy=strategy, ignore_labels=[]),
+    )
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -163,13 +168,15 @@ def test_token_classification_matches_reference(framework, strategy, ours, refer
 def test_token_classification_stride_windows_match_reference(framework, strategy, ours, reference):
     pipe = ours("ner", "token-classification", framework)
     assert len(pipe.tokenizer(LONG_TEXT)["input_ids"]) > pipe.max_length  # really needs windows
-    check(pipe(LONG_TEXT, aggregation_strategy=strategy, stride=16),
-          reference("ner", "token-classification")(LONG_TEXT, aggregation_strategy=strategy, stride=16))
+    check(
+        pipe(LONG_TEXT, aggregation_strategy=strategy, stride=16),
+        reference("ner", "token-classification")(LONG_TEXT, aggregation_strategy=strategy, stride=16),
+    )
 
 
 def test_token_classification_offsets_point_into_the_text(ours):
     for entity in ours("ner", "ner", "pt")(NER_TEXTS[1], aggregation_strategy="first", ignore_labels=[]):
-        assert NER_TEXTS[1][entity["start"]:entity["end"]].lower().replace(" ", "") == entity["word"].replace(" ", "")
+        assert NER_TEXTS[1][entity["start"] : entity["end"]].lower().replace(" ", "") == entity["word"].replace(" ", "")
 
 
 # --------------------------------------------------------------------------- question answering
@@ -196,8 +203,10 @@ def test_question_answering_matches_reference(framework, case, ours, reference):
 
 def test_question_answering_keyword_forms(ours, reference):
     pipe, ref = ours("qa", "question-answering", "pt"), reference("qa", "question-answering")
-    check(pipe(question="where is the cat?", context="The cat is in Paris."),
-          ref(question="where is the cat?", context="The cat is in Paris."))
+    check(
+        pipe(question="where is the cat?", context="The cat is in Paris."),
+        ref(question="where is the cat?", context="The cat is in Paris."),
+    )
     questions = ["who?", "where?"]
     check(pipe(question=questions, context=LONG_CONTEXT), ref(question=questions, context=LONG_CONTEXT))
 
@@ -254,8 +263,13 @@ def test_importing_and_using_one_framework_imports_no_other(checkpoints):
         "pipe('the [MASK] sat.')\n"
         "assert not {'torch', 'tensorflow'} & set(sys.modules), 'flax pipeline pulled another framework'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
 
 

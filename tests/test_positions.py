@@ -158,8 +158,9 @@ def test_bare_model_positions_without_prefix_go_to_flax_as_learned(tmp_path):
     convert(convert_src, tmp_path / "flax", to="flax")
     assert written_flag(tmp_path / "flax") is False
     back, _ = load_state(tmp_path / "flax", DistilBertConfig.from_pretrained(tmp_path / "flax"), "base")
-    np.testing.assert_array_equal(back["embeddings.position_embeddings.weight"],
-                                  state["embeddings.position_embeddings.weight"])
+    np.testing.assert_array_equal(
+        back["embeddings.position_embeddings.weight"], state["embeddings.position_embeddings.weight"]
+    )
 
 
 # ------------------------------------------------------------------------------------ converting
@@ -191,11 +192,21 @@ def test_convert_to_keras_and_back_keeps_the_table(source, tmp_path):
 
 
 def _cli_convert(src, dst):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(distilbert.__file__)), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [os.path.dirname(os.path.dirname(distilbert.__file__)), os.environ.get("PYTHONPATH", "")]
+        ),
+    )
     code = "import sys; from distilbert.cli import main; sys.exit(main())"
-    return subprocess.run([sys.executable, "-c", code, "convert", str(src), str(dst), "--to", "flax", "-q"],
-                          check=False, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code, "convert", str(src), str(dst), "--to", "flax", "-q"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_cli_says_so_in_one_line_when_it_writes_learned_positions(source, tmp_path):

@@ -8,15 +8,22 @@ import os
 import numpy as np
 import pytest
 import torch
+from helpers import (
+    assert_close,
+    oracle_class,
+    oracle_pt_model,
+    random_inputs,
+    random_state,
+    tiny_config,
+    write_oracle_dirs,
+)
 
+import distilbert.pt as dpt
 from distilbert import DistilBertConfig
 from distilbert.common.checkpoint import save_state
 from distilbert.common.files import CheckpointError
 from distilbert.common.names import TASK_CLASSES, TASKS, WeightMismatchError
-import distilbert.pt as dpt
 from distilbert.pt.pretrained import canonical_state, resolve_dtype, to_numpy, to_torch
-from helpers import assert_close, oracle_class, oracle_pt_model, random_inputs, random_state, tiny_config, \
-    write_oracle_dirs
 
 CLASSES = {task: getattr(dpt, name) for task, name in TASK_CLASSES.items()}
 # Every format for three tasks (the base model, a tied LM head, a span head); PyTorch files for all six.
@@ -108,12 +115,14 @@ def test_sharded_safetensors_round_trip(config, reference, tmp_path):
     assert len(set(index["weight_map"].values())) > 1
     again = dpt.DistilBertForQuestionAnswering.from_pretrained(tmp_path)
     with torch.no_grad():
-        assert_close(again(**inputs_for(config, "question_answering")).start_logits,
-                     reference["question_answering"]["expected"])
+        assert_close(
+            again(**inputs_for(config, "question_answering")).start_logits, reference["question_answering"]["expected"]
+        )
     theirs = oracle_class("pt", "question_answering").from_pretrained(tmp_path)  # the reference reads our shards
     with torch.no_grad():
-        assert_close(theirs(**inputs_for(config, "question_answering")).start_logits,
-                     reference["question_answering"]["expected"])
+        assert_close(
+            theirs(**inputs_for(config, "question_answering")).start_logits, reference["question_answering"]["expected"]
+        )
 
 
 # ------------------------------------------------------------------------------- dtypes
@@ -148,10 +157,15 @@ def test_bfloat16_numpy_conversion():
 def test_base_checkpoint_into_head_keeps_fresh_head(config, reference):
     torch.manual_seed(0)
     model, info = dpt.DistilBertForSequenceClassification.from_pretrained(
-        reference["base"]["dirs"]["pt"], num_labels=4, output_loading_info=True)
+        reference["base"]["dirs"]["pt"], num_labels=4, output_loading_info=True
+    )
     assert model.config.num_labels == 4 and model.classifier.weight.shape == (4, 32)
-    assert set(info["missing_keys"]) == {"pre_classifier.weight", "pre_classifier.bias", "classifier.weight",
-                                         "classifier.bias"}
+    assert set(info["missing_keys"]) == {
+        "pre_classifier.weight",
+        "pre_classifier.bias",
+        "classifier.weight",
+        "classifier.bias",
+    }
     assert abs(model.classifier.weight.std().item() - 0.02) < 0.01 and torch.all(model.classifier.bias == 0)
     with torch.no_grad():
         hidden = model.distilbert(**inputs_for(config, "base")).last_hidden_state
@@ -161,13 +175,19 @@ def test_base_checkpoint_into_head_keeps_fresh_head(config, reference):
 def test_head_checkpoint_into_base_drops_head(config, reference):
     model, info = dpt.DistilBertModel.from_pretrained(reference["masked_lm"]["dirs"]["pt"], output_loading_info=True)
     assert "vocab_transform.weight" in info["unexpected_keys"] and info.format == "safetensors"
-    assert info["error_msgs"] == [] and info.keys() == ["missing_keys", "unexpected_keys", "mismatched_keys",
-                                                        "error_msgs"]
+    assert info["error_msgs"] == [] and info.keys() == [
+        "missing_keys",
+        "unexpected_keys",
+        "mismatched_keys",
+        "error_msgs",
+    ]
     with pytest.raises(KeyError, match="missing_keys"):
         info["missing"]
     state = reference["masked_lm"]["state"]
-    assert np.array_equal(canonical_state(model)["transformer.layer.1.ffn.lin2.weight"],
-                          state["distilbert.transformer.layer.1.ffn.lin2.weight"])
+    assert np.array_equal(
+        canonical_state(model)["transformer.layer.1.ffn.lin2.weight"],
+        state["distilbert.transformer.layer.1.ffn.lin2.weight"],
+    )
 
 
 def test_new_num_labels_needs_ignore_mismatched_sizes(config, reference):
@@ -175,8 +195,9 @@ def test_new_num_labels_needs_ignore_mismatched_sizes(config, reference):
     with pytest.raises(WeightMismatchError, match="classifier.weight"):
         dpt.DistilBertForSequenceClassification.from_pretrained(path, num_labels=5)
     id2label = {i: f"class{i}" for i in range(5)}
-    model = dpt.DistilBertForSequenceClassification.from_pretrained(path, id2label=id2label,
-                                                                    ignore_mismatched_sizes=True)
+    model = dpt.DistilBertForSequenceClassification.from_pretrained(
+        path, id2label=id2label, ignore_mismatched_sizes=True
+    )
     assert model.config.num_labels == 5 and model.config.label2id["class3"] == 3
     assert model.classifier.weight.shape == (5, 32)
     state = reference["sequence_classification"]["state"]
@@ -185,8 +206,9 @@ def test_new_num_labels_needs_ignore_mismatched_sizes(config, reference):
 
 def test_config_argument_and_attn_implementation(config, reference):
     path = reference["base"]["dirs"]["pt"]
-    model = dpt.DistilBertModel.from_pretrained(path, config=DistilBertConfig.from_pretrained(path),
-                                                attn_implementation="eager")
+    model = dpt.DistilBertModel.from_pretrained(
+        path, config=DistilBertConfig.from_pretrained(path), attn_implementation="eager"
+    )
     assert model.attn_implementation == "eager"
     assert all(layer.attention.attn_implementation == "eager" for layer in model.transformer.layer)
     with torch.no_grad():

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
-
-from distilbert.common.names import TASK_CLASSES, TASKS, sinusoidal_table, weight_table
-from distilbert.common.outputs import BaseModelOutput, SequenceClassifierOutput
-import distilbert.pt as dpt
-from distilbert.pt.pretrained import canonical_state, load_canonical_state
 from helpers import assert_close, hf_config, oracle_class, random_inputs, random_state, tiny_config
+
+import distilbert.pt as dpt
+from distilbert.common.names import TASK_CLASSES, TASKS, sinusoidal_table, weight_table
+from distilbert.common.outputs import SequenceClassifierOutput
+from distilbert.pt.pretrained import canonical_state, load_canonical_state
 
 CLASSES = {task: getattr(dpt, name) for task, name in TASK_CLASSES.items()}
 IMPLS = ("eager", "sdpa")
@@ -23,8 +21,9 @@ def oracle_pt_model(config, task, state, impl="eager"):
     hf = hf_config(config)
     hf._attn_implementation = impl  # the reference picks its attention classes at construction
     model = oracle_class("pt", task)(hf).eval()
-    missing, unexpected = model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()},
-                                                strict=False)
+    missing, unexpected = model.load_state_dict(
+        {k: torch.from_numpy(np.array(v)) for k, v in state.items()}, strict=False
+    )
     assert not unexpected and set(missing) <= {"vocab_projector.weight"}, (missing, unexpected)
     return model
 
@@ -141,16 +140,19 @@ def test_loss_and_gradients_match_reference(config, states, task):
         assert torch.all(model.get_input_embeddings().weight.grad[config.pad_token_id] == 0)
 
 
-@pytest.mark.parametrize("problem,num_labels,dtype", [
-    ("regression", 1, torch.float32),
-    ("regression", 3, torch.float32),
-    ("single_label_classification", 3, torch.long),
-    ("multi_label_classification", 3, torch.float32),
-    (None, 1, torch.float32),
-    (None, 3, torch.long),
-    (None, 3, torch.int32),
-    (None, 3, torch.float32),
-])
+@pytest.mark.parametrize(
+    "problem,num_labels,dtype",
+    [
+        ("regression", 1, torch.float32),
+        ("regression", 3, torch.float32),
+        ("single_label_classification", 3, torch.long),
+        ("multi_label_classification", 3, torch.float32),
+        (None, 1, torch.float32),
+        (None, 3, torch.long),
+        (None, 3, torch.int32),
+        (None, 3, torch.float32),
+    ],
+)
 def test_sequence_classification_problem_types(problem, num_labels, dtype):
     config = tiny_config(num_labels=num_labels, problem_type=problem)
     state = random_state(config, "sequence_classification", seed=7)
@@ -172,15 +174,15 @@ def test_sequence_classification_problem_types(problem, num_labels, dtype):
     got.loss.backward()
     want.loss.backward()
     assert_close(model.classifier.weight.grad, ref.classifier.weight.grad)
-    assert_close(model.distilbert.embeddings.word_embeddings.weight.grad,
-                 ref.distilbert.embeddings.word_embeddings.weight.grad)
+    assert_close(
+        model.distilbert.embeddings.word_embeddings.weight.grad, ref.distilbert.embeddings.word_embeddings.weight.grad
+    )
 
 
 def test_head_mask_matches_reference(config, states, oracles):
     model = ours(config, "base", states["base"], "sdpa")  # sdpa falls back to eager for a head mask
     inputs = inputs_for(config, "base")
-    for head_mask in (torch.tensor([1.0, 0.0, 0.5, 1.0]),
-                      torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 0.25, 1.0]])):
+    for head_mask in (torch.tensor([1.0, 0.0, 0.5, 1.0]), torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 0.25, 1.0]])):
         with torch.no_grad():
             want = oracles["base", "eager"](**inputs, head_mask=head_mask, output_attentions=True)
             compare_outputs(model(**inputs, head_mask=head_mask, output_attentions=True), want, "head_mask")
@@ -191,8 +193,10 @@ def test_inputs_embeds_match_reference(config, states, oracles):
     inputs = inputs_for(config, "masked_lm")
     embeds = torch.from_numpy(np.random.default_rng(0).standard_normal((3, 7, config.dim)).astype(np.float32))
     with torch.no_grad():
-        compare_outputs(model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"]),
-                        oracles["masked_lm", "eager"](inputs_embeds=embeds, attention_mask=inputs["attention_mask"]))
+        compare_outputs(
+            model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"]),
+            oracles["masked_lm", "eager"](inputs_embeds=embeds, attention_mask=inputs["attention_mask"]),
+        )
 
 
 def test_position_ids(config, states, oracles):
@@ -205,8 +209,11 @@ def test_position_ids(config, states, oracles):
         shifted = torch.arange(7)[None] + 5
         got = model(**inputs, position_ids=shifted).last_hidden_state
         emb = model.distilbert.embeddings if hasattr(model, "distilbert") else model.embeddings
-        embeds = emb.word_embeddings(inputs["input_ids"]) + emb.position_embeddings(shifted) \
+        embeds = (
+            emb.word_embeddings(inputs["input_ids"])
+            + emb.position_embeddings(shifted)
             - emb.position_embeddings(torch.arange(7))[None]
+        )
         want = oracles["base", "eager"](inputs_embeds=embeds, attention_mask=inputs["attention_mask"]).last_hidden_state
     assert_close(got, want)
     assert not torch.allclose(got, default)
@@ -220,8 +227,11 @@ def test_sinusoidal_and_relu_configs_match_reference():
     labels = labels_for(config, "masked_lm", inputs)
     for impl in IMPLS:
         model = ours(config, "masked_lm", state, impl)
-        compare_outputs(model(**inputs, **labels, output_hidden_states=True),
-                        ref(**inputs, **labels, output_hidden_states=True), impl)
+        compare_outputs(
+            model(**inputs, **labels, output_hidden_states=True),
+            ref(**inputs, **labels, output_hidden_states=True),
+            impl,
+        )
 
 
 def test_untied_projector_matches_reference():
@@ -258,25 +268,41 @@ def base_model(config, states):
     return ours(config, "base", states["base"])
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    ({"input_ids": torch.tensor([[1, 99]])}, ValueError, "vocab_size=99"),
-    ({"input_ids": torch.tensor([[1, -1]])}, ValueError, "vocab_size"),
-    ({"input_ids": torch.ones(1, 65, dtype=torch.long)}, ValueError, "max_position_embeddings=64"),
-    ({"input_ids": torch.ones(1, 3, dtype=torch.long), "inputs_embeds": torch.ones(1, 3, 32)}, ValueError, "not both"),
-    ({}, ValueError, "input_ids or inputs_embeds"),
-    ({"input_ids": torch.ones(3, dtype=torch.long)}, ValueError, r"\(batch, seq_len\)"),
-    ({"input_ids": torch.ones(1, 2, 3, dtype=torch.long)}, ValueError, r"\(batch, seq_len\)"),
-    ({"input_ids": torch.ones(1, 3)}, TypeError, "integer token ids"),
-    ({"input_ids": [[1, 2, 3]]}, TypeError, "torch.Tensor"),
-    ({"inputs_embeds": torch.ones(1, 3, 31)}, ValueError, "dim=32"),
-    ({"inputs_embeds": torch.ones(1, 3, 32, dtype=torch.long)}, TypeError, "floating"),
-    ({"input_ids": torch.ones(2, 3, dtype=torch.long), "attention_mask": torch.ones(2, 4)}, ValueError,
-     "attention_mask"),
-    ({"input_ids": torch.ones(1, 3, dtype=torch.long), "token_type_ids": torch.tensor([[0, 1, 0]])}, ValueError,
-     "no segment embeddings"),
-    ({"input_ids": torch.ones(1, 3, dtype=torch.long), "position_ids": torch.tensor([[0, 1, 64]])}, ValueError,
-     "position_ids"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"input_ids": torch.tensor([[1, 99]])}, ValueError, "vocab_size=99"),
+        ({"input_ids": torch.tensor([[1, -1]])}, ValueError, "vocab_size"),
+        ({"input_ids": torch.ones(1, 65, dtype=torch.long)}, ValueError, "max_position_embeddings=64"),
+        (
+            {"input_ids": torch.ones(1, 3, dtype=torch.long), "inputs_embeds": torch.ones(1, 3, 32)},
+            ValueError,
+            "not both",
+        ),
+        ({}, ValueError, "input_ids or inputs_embeds"),
+        ({"input_ids": torch.ones(3, dtype=torch.long)}, ValueError, r"\(batch, seq_len\)"),
+        ({"input_ids": torch.ones(1, 2, 3, dtype=torch.long)}, ValueError, r"\(batch, seq_len\)"),
+        ({"input_ids": torch.ones(1, 3)}, TypeError, "integer token ids"),
+        ({"input_ids": [[1, 2, 3]]}, TypeError, "torch.Tensor"),
+        ({"inputs_embeds": torch.ones(1, 3, 31)}, ValueError, "dim=32"),
+        ({"inputs_embeds": torch.ones(1, 3, 32, dtype=torch.long)}, TypeError, "floating"),
+        (
+            {"input_ids": torch.ones(2, 3, dtype=torch.long), "attention_mask": torch.ones(2, 4)},
+            ValueError,
+            "attention_mask",
+        ),
+        (
+            {"input_ids": torch.ones(1, 3, dtype=torch.long), "token_type_ids": torch.tensor([[0, 1, 0]])},
+            ValueError,
+            "no segment embeddings",
+        ),
+        (
+            {"input_ids": torch.ones(1, 3, dtype=torch.long), "position_ids": torch.tensor([[0, 1, 64]])},
+            ValueError,
+            "position_ids",
+        ),
+    ],
+)
 def test_bad_input_raises_clearly(base_model, kwargs, error, match):
     with pytest.raises(error, match=match):
         base_model(**kwargs)
@@ -285,8 +311,9 @@ def test_bad_input_raises_clearly(base_model, kwargs, error, match):
 def test_zero_token_type_ids_are_accepted(base_model):
     ids = torch.tensor([[1, 5, 7]])
     with torch.no_grad():
-        assert torch.equal(base_model(ids, token_type_ids=torch.zeros_like(ids)).last_hidden_state,
-                           base_model(ids).last_hidden_state)
+        assert torch.equal(
+            base_model(ids, token_type_ids=torch.zeros_like(ids)).last_hidden_state, base_model(ids).last_hidden_state
+        )
 
 
 def test_multiple_choice_wants_three_axes(config, states):
@@ -321,8 +348,9 @@ def test_initialisation_as_reference():
     assert torch.all(ln.weight == 1) and torch.all(ln.bias == 0) and ln.eps == 1e-12
     assert model.vocab_projector.weight is word  # tied
     assert torch.all(model.vocab_projector.bias == 0)
-    assert model.num_parameters() == sum(int(np.prod(s.shape)) for s in weight_table(config, "masked_lm")
-                                         if s.kind != "tied")
+    assert model.num_parameters() == sum(
+        int(np.prod(s.shape)) for s in weight_table(config, "masked_lm") if s.kind != "tied"
+    )
 
 
 def test_sinusoidal_table_is_fixed():

@@ -4,15 +4,13 @@ call conventions, bad input (eager, tf.function, XLA), mixed precision."""
 import os
 import tempfile
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import torch
+from helpers import assert_close, oracle_class, oracle_pt_model, random_inputs, random_state, tiny_config
 
-from helpers import (assert_close, oracle_class, oracle_pt_model, random_inputs, random_state,
-                     tiny_config)
-
-import keras
 from distilbert.common.checkpoint import save_state
 from distilbert.common.names import TASKS, weight_table
 from distilbert.tf import TFDistilBertForMaskedLM, TFDistilBertForSequenceClassification, TFDistilBertModel
@@ -42,8 +40,10 @@ def labels_for(task, config, inputs, seed=1):
         return {"labels": rng.integers(0, CHOICES, ids.shape[0]).astype(np.int64)}
     if task == "question_answering":
         seq = ids.shape[1]
-        return {"start_positions": np.array([1, seq + 5, 0][: ids.shape[0]], np.int64),  # one out of range
-                "end_positions": np.array([3, 2, -4][: ids.shape[0]], np.int64)}
+        return {
+            "start_positions": np.array([1, seq + 5, 0][: ids.shape[0]], np.int64),  # one out of range
+            "end_positions": np.array([3, 2, -4][: ids.shape[0]], np.int64),
+        }
     return {}
 
 
@@ -65,8 +65,9 @@ def compare(actual, expected, fields=None):
         if isinstance(e, tuple):
             assert len(a) == len(e), key
             for i, (x, y) in enumerate(zip(a, e)):
-                assert_close(np.asarray(x), y.detach().numpy() if hasattr(y, "detach") else np.asarray(y),
-                             name=f"{key}[{i}]")
+                assert_close(
+                    np.asarray(x), y.detach().numpy() if hasattr(y, "detach") else np.asarray(y), name=f"{key}[{i}]"
+                )
         else:
             assert_close(np.asarray(a), e.detach().numpy() if hasattr(e, "detach") else np.asarray(e), name=key)
     return fields
@@ -110,8 +111,9 @@ def test_sequence_classification_problem_types(problem):
     assert model.config.problem_type == ref.config.problem_type == problem
 
 
-@pytest.mark.parametrize("variant", [dict(sinusoidal_pos_embds=True), dict(tie_word_embeddings=False),
-                                     dict(activation="relu")])
+@pytest.mark.parametrize(
+    "variant", [dict(sinusoidal_pos_embds=True), dict(tie_word_embeddings=False), dict(activation="relu")]
+)
 def test_config_variants_match_reference_pytorch(variant):
     config = tiny_config(**variant)
     state = random_state(config, "masked_lm", seed=5)
@@ -144,8 +146,9 @@ def test_parity_with_reference_tf_classes(task, reference_tf_dir):
     batch = inputs_for(task)
     got = ours(task, CONFIG, state)(batch, output_hidden_states=True, output_attentions=True)
     want = ref(batch, output_hidden_states=True, output_attentions=True, training=False)
-    fields = compare(got, {k: v.numpy() if hasattr(v, "numpy") else tuple(t.numpy() for t in v)
-                           for k, v in want.items()})
+    fields = compare(
+        got, {k: v.numpy() if hasattr(v, "numpy") else tuple(t.numpy() for t in v) for k, v in want.items()}
+    )
     assert "attentions" in fields and len(fields) >= 3
     # Keras 3 still works after transformers loaded tf-keras in this process.
     assert keras.__version__.startswith("3.") and keras.config.backend() == "tensorflow"
@@ -154,11 +157,14 @@ def test_parity_with_reference_tf_classes(task, reference_tf_dir):
 def test_parity_with_our_pytorch_backend():
     import distilbert.pt as pt
 
-    classes = {"base": pt.DistilBertModel, "masked_lm": pt.DistilBertForMaskedLM,
-               "sequence_classification": pt.DistilBertForSequenceClassification,
-               "multiple_choice": pt.DistilBertForMultipleChoice,
-               "token_classification": pt.DistilBertForTokenClassification,
-               "question_answering": pt.DistilBertForQuestionAnswering}
+    classes = {
+        "base": pt.DistilBertModel,
+        "masked_lm": pt.DistilBertForMaskedLM,
+        "sequence_classification": pt.DistilBertForSequenceClassification,
+        "multiple_choice": pt.DistilBertForMultipleChoice,
+        "token_classification": pt.DistilBertForTokenClassification,
+        "question_answering": pt.DistilBertForQuestionAnswering,
+    }
     for task in TASKS:
         state = random_state(CONFIG, task, seed=7)
         batch = inputs_for(task)
@@ -169,8 +175,12 @@ def test_parity_with_our_pytorch_backend():
         if task == "multiple_choice":
             positions = np.repeat(positions[:, None], CHOICES, 1)
         with torch.no_grad():
-            want = theirs(**torch_inputs(batch), **torch_inputs(labels), position_ids=torch.from_numpy(positions),
-                          output_hidden_states=True)
+            want = theirs(
+                **torch_inputs(batch),
+                **torch_inputs(labels),
+                position_ids=torch.from_numpy(positions),
+                output_hidden_states=True,
+            )
         got = ours(task, CONFIG, state)(batch, **labels, position_ids=positions, output_hidden_states=True)
         compare(got, want)
 
@@ -179,8 +189,7 @@ def test_head_mask_matches_reference_pytorch():
     state = random_state(CONFIG, "base", seed=8)
     batch = inputs_for("base")
     model, ref = ours("base", CONFIG, state), oracle_pt_model(CONFIG, "base", state)
-    for head_mask in (np.array([1.0, 0.0, 1.0, 0.5], np.float32),
-                      np.array([[1, 1, 0, 1], [0, 1, 1, 1]], np.float32)):
+    for head_mask in (np.array([1.0, 0.0, 1.0, 0.5], np.float32), np.array([[1, 1, 0, 1], [0, 1, 1, 1]], np.float32)):
         got = model(batch, head_mask=head_mask, output_attentions=True)
         with torch.no_grad():
             want = ref(**torch_inputs(batch), head_mask=torch.from_numpy(head_mask), output_attentions=True)

@@ -3,21 +3,23 @@
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import torch
-
-import keras
-from helpers import (assert_close, oracle_class, oracle_pt_model, random_state, tiny_config,
-                     write_oracle_dirs)
+from helpers import assert_close, oracle_class, oracle_pt_model, random_state, tiny_config, write_oracle_dirs
 from test_tf_model import inputs_for, ours, torch_inputs
 
 from distilbert.common.names import TASKS, WeightMismatchError
-from distilbert.tf import (TFDistilBertForMaskedLM, TFDistilBertForQuestionAnswering,
-                           TFDistilBertForSequenceClassification, TFDistilBertModel)
-from distilbert.tf.pretrained import variable_at
+from distilbert.tf import (
+    TFDistilBertForMaskedLM,
+    TFDistilBertForQuestionAnswering,
+    TFDistilBertForSequenceClassification,
+    TFDistilBertModel,
+)
 from distilbert.tf.modeling import TF_CLASSES
+from distilbert.tf.pretrained import variable_at
 
 CONFIG = tiny_config()
 
@@ -33,8 +35,7 @@ def test_tf_model_h5_both_ways_with_reference_tf_classes(task, tmp_path):
     batch = inputs_for(task)
     model = ours(task, CONFIG, state)
     expected = model(batch)
-    key = "start_logits" if task == "question_answering" else (
-        "last_hidden_state" if task == "base" else "logits")
+    key = "start_logits" if task == "question_answering" else ("last_hidden_state" if task == "base" else "logits")
     # ours -> reference
     path = model.save_pretrained(tmp_path / "ours")
     assert os.path.basename(path) == "tf_model.h5"
@@ -74,19 +75,25 @@ def test_safetensors_and_every_reference_format_load(tmp_path):
 def test_new_head_from_base_checkpoint_and_mismatched_sizes(tmp_path):
     state = random_state(CONFIG, "base", seed=32)
     ours("base", CONFIG, state).save_pretrained(tmp_path / "base")
-    model, report = TFDistilBertForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=3,
-                                                                          output_loading_info=True)
+    model, report = TFDistilBertForSequenceClassification.from_pretrained(
+        tmp_path / "base", num_labels=3, output_loading_info=True
+    )
     assert model.config.num_labels == 3 and model.classifier.kernel.shape == (32, 3)
-    assert sorted(report.new) == sorted(report["missing_keys"]) == [
-        "classifier.bias", "classifier.weight", "pre_classifier.bias", "pre_classifier.weight"]
-    assert_close(model.distilbert.embeddings.word_embeddings.embeddings.numpy(),
-                 state["embeddings.word_embeddings.weight"])
+    assert (
+        sorted(report.new)
+        == sorted(report["missing_keys"])
+        == ["classifier.bias", "classifier.weight", "pre_classifier.bias", "pre_classifier.weight"]
+    )
+    assert_close(
+        model.distilbert.embeddings.word_embeddings.embeddings.numpy(), state["embeddings.word_embeddings.weight"]
+    )
     assert (model.classifier.bias.numpy() == 0).all()  # the fresh head keeps its initialisation
     model.save_pretrained(tmp_path / "three")
     with pytest.raises(WeightMismatchError, match="classifier"):
         TFDistilBertForSequenceClassification.from_pretrained(tmp_path / "three", num_labels=5)
-    five = TFDistilBertForSequenceClassification.from_pretrained(tmp_path / "three", num_labels=5,
-                                                                 ignore_mismatched_sizes=True)
+    five = TFDistilBertForSequenceClassification.from_pretrained(
+        tmp_path / "three", num_labels=5, ignore_mismatched_sizes=True
+    )
     assert five.classifier.kernel.shape == (32, 5)
     assert_close(five.pre_classifier.kernel.numpy(), model.pre_classifier.kernel.numpy())
     # A head checkpoint into the bare model drops the head.
@@ -146,8 +153,10 @@ def test_export_saved_model_serving_signature(task, tmp_path):
     assert set(serve.structured_input_signature[1]) == {"input_ids", "attention_mask"}
     for seq in (5, 9):
         batch = inputs_for(task, seq=seq)
-        outputs = serve(input_ids=tf.constant(batch["input_ids"], tf.int32),
-                        attention_mask=tf.constant(batch["attention_mask"], tf.int32))
+        outputs = serve(
+            input_ids=tf.constant(batch["input_ids"], tf.int32),
+            attention_mask=tf.constant(batch["attention_mask"], tf.int32),
+        )
         assert set(outputs) == {"logits"}
         assert_close(outputs["logits"], model(batch).logits)
 

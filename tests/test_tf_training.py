@@ -2,14 +2,13 @@
 
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import torch
-
-import keras
 from helpers import assert_close, random_inputs, random_state, tiny_config
-from test_tf_model import CHOICES, inputs_for, labels_for, ours, torch_inputs
+from test_tf_model import CHOICES, ours, torch_inputs
 
 from distilbert.common.names import TASKS, weight_table
 
@@ -31,19 +30,22 @@ def dataset(task, n=16, seq=8, seed=0, config=CONFIG):
     if task == "multiple_choice":
         return dict(batch, labels=rng.integers(0, CHOICES, n).astype(np.int64))
     if task == "question_answering":
-        return dict(batch, start_positions=(ids[:, 0] % 4).astype(np.int64),
-                    end_positions=(ids[:, 1] % 4 + 2).astype(np.int64))
+        return dict(
+            batch, start_positions=(ids[:, 0] % 4).astype(np.int64), end_positions=(ids[:, 1] % 4 + 2).astype(np.int64)
+        )
     return batch
 
 
 def pt_model(task, state):
     import distilbert.pt as pt
 
-    cls = {"masked_lm": pt.DistilBertForMaskedLM,
-           "sequence_classification": pt.DistilBertForSequenceClassification,
-           "multiple_choice": pt.DistilBertForMultipleChoice,
-           "token_classification": pt.DistilBertForTokenClassification,
-           "question_answering": pt.DistilBertForQuestionAnswering}[task]
+    cls = {
+        "masked_lm": pt.DistilBertForMaskedLM,
+        "sequence_classification": pt.DistilBertForSequenceClassification,
+        "multiple_choice": pt.DistilBertForMultipleChoice,
+        "token_classification": pt.DistilBertForTokenClassification,
+        "question_answering": pt.DistilBertForQuestionAnswering,
+    }[task]
     model = cls(CONFIG)
     model.load_canonical_state(state)
     return model.train()
@@ -85,8 +87,11 @@ def test_compiled_loss_metrics_validation_evaluate_predict():
     data = dataset("sequence_classification", n=24)
     y = data.pop("labels")
     model = ours("sequence_classification", CONFIG, random_state(CONFIG, "sequence_classification", seed=22))
-    model.compile(optimizer=keras.optimizers.SGD(0.2),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     history = model.fit(data, y, batch_size=8, epochs=3, validation_data=(data, y), verbose=0, shuffle=False)
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert history.history["loss"][-1] < history.history["loss"][0]
@@ -125,9 +130,11 @@ def test_dataset_of_dicts_with_callbacks(tmp_path):
     model = ours("token_classification", CONFIG, random_state(CONFIG, "token_classification", seed=24))
     model.compile(optimizer=keras.optimizers.SGD(0.2))
     path = str(tmp_path / "ckpt.weights.h5")
-    callbacks = [keras.callbacks.ModelCheckpoint(path, save_weights_only=True),
-                 # min_delta that nothing reaches: stops after patience + 1 epochs
-                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0)]
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(path, save_weights_only=True),
+        # min_delta that nothing reaches: stops after patience + 1 epochs
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0),
+    ]
     history = model.fit(train, validation_data=val, epochs=6, callbacks=callbacks, verbose=0, shuffle=False)
     assert len(history.history["val_loss"]) == 2 and history.history["loss"][1] < history.history["loss"][0]
     assert os.path.isfile(path)

@@ -84,9 +84,44 @@ LONG = " ".join(CORPUS[3:20]) * 2
 
 # Fragments the random-text strategy glues together to reach the special cases often.
 FRAGMENTS = [
-    "[MASK]", "[SEP]", "[CLS]", "[mask]", "[", "]", "Σ", "ς", "ΟΔΟΣ", "İ", "ß", "e\u0301", "\u0301", "中", "文",
-    "😀", "\u200b", "\x00", "\ufffd", "\u2028", "\t", "\n", " ", "  ", "a" * 60, "hello", "World", "!", "'s",
-    "##", "##s", "don't", "café", "\u00a0", "\x85", "\ufeff", "Ⅻ", "ﬁ",
+    "[MASK]",
+    "[SEP]",
+    "[CLS]",
+    "[mask]",
+    "[",
+    "]",
+    "Σ",
+    "ς",
+    "ΟΔΟΣ",
+    "İ",
+    "ß",
+    "e\u0301",
+    "\u0301",
+    "中",
+    "文",
+    "😀",
+    "\u200b",
+    "\x00",
+    "\ufffd",
+    "\u2028",
+    "\t",
+    "\n",
+    " ",
+    "  ",
+    "a" * 60,
+    "hello",
+    "World",
+    "!",
+    "'s",
+    "##",
+    "##s",
+    "don't",
+    "café",
+    "\u00a0",
+    "\x85",
+    "\ufeff",
+    "Ⅻ",
+    "ﬁ",
 ]
 
 # Small vocabulary: specials not at BERT's ids, ASCII characters and their continuations, a few words and
@@ -209,7 +244,13 @@ def test_batch_parity(quad):
     for ours, ref in quad.pairs():
         assert_same_call(ours, ref, CORPUS)
         assert_same_call(
-            ours, ref, CORPUS, padding=True, return_token_type_ids=True, return_special_tokens_mask=True, return_length=True
+            ours,
+            ref,
+            CORPUS,
+            padding=True,
+            return_token_type_ids=True,
+            return_special_tokens_mask=True,
+            return_length=True,
         )
         assert_same_call(ours, ref, CORPUS, padding=True, pad_to_multiple_of=8, padding_side="left")
         assert_same_call(ours, ref, CORPUS, add_special_tokens=False, return_attention_mask=False)
@@ -223,7 +264,9 @@ def test_single_and_pair_parity(quad):
             assert_same_call(ours, ref, text, "a second text", return_token_type_ids=True)
         for first, second in PAIRS:
             assert_same_call(ours, ref, first, second, return_token_type_ids=True, return_special_tokens_mask=True)
-        assert_same_call(ours, ref, [a for a, _ in PAIRS], [b for _, b in PAIRS], padding=True, return_token_type_ids=True)
+        assert_same_call(
+            ours, ref, [a for a, _ in PAIRS], [b for _, b in PAIRS], padding=True, return_token_type_ids=True
+        )
         assert_same_call(ours, ref, "one text", padding=True, pad_to_multiple_of=8, return_length=True)
         assert_same_call(ours, ref, "one text", padding="max_length", max_length=12, return_special_tokens_mask=True)
 
@@ -271,7 +314,11 @@ def test_decode_parity(quad):
 def test_truncation_parity(trunc_quad):
     for ours, ref in trunc_quad.pairs():
         for strategy in (True, "longest_first", "only_first", "only_second"):
-            for args in ((LONG, "a short question"), ("a short question", LONG), ([LONG, "tiny"], [LONG[:200], "pair"])):
+            for args in (
+                (LONG, "a short question"),
+                ("a short question", LONG),
+                ([LONG, "tiny"], [LONG[:200], "pair"]),
+            ):
                 assert_same_call_or_refusal(ours, ref, *args, truncation=strategy, max_length=30)
                 assert_same_call_or_refusal(ours, ref, *args, truncation=strategy, max_length=25, padding="max_length")
         assert_same_call(ours, ref, LONG, truncation=True)  # max_length defaults to model_max_length
@@ -335,7 +382,9 @@ def test_split_into_words_parity(quad):
         assert_same_call(ours, ref, batch[0], is_split_into_words=True)
         assert_same_call(ours, ref, batch[0], batch[1], is_split_into_words=True)
     enc = quad.fast(batch, is_split_into_words=True)
-    assert [enc.word_ids(i) for i in range(2)] == [quad.ref_fast(batch, is_split_into_words=True).word_ids(i) for i in range(2)]
+    assert [enc.word_ids(i) for i in range(2)] == [
+        quad.ref_fast(batch, is_split_into_words=True).word_ids(i) for i in range(2)
+    ]
 
 
 RANDOM_TEXT = st.one_of(
@@ -477,7 +526,10 @@ def test_config_overrides_and_defaults(small_vocab_file, tmp_path):
 def test_return_tensors(quads, kind):
     quad = quads["real"]
     for ours, ref in quad.pairs():
-        batch, ref_batch = ours(CORPUS[:6], padding=True, return_tensors=kind), ref(CORPUS[:6], padding=True, return_tensors=kind)
+        batch, ref_batch = (
+            ours(CORPUS[:6], padding=True, return_tensors=kind),
+            ref(CORPUS[:6], padding=True, return_tensors=kind),
+        )
         single, ref_single = ours("Hello there", return_tensors=kind), ref("Hello there", return_tensors=kind)
         for got, want in ((batch, ref_batch), (single, ref_single)):
             assert set(got) == set(want)
@@ -531,7 +583,13 @@ def test_wordpiece_and_special_tokens(small_vocab_file):
         assert tok("hello", "world", return_token_type_ids=True)["token_type_ids"] == [0, 0, 0, 1, 1]
         assert isinstance(enc, BatchEncoding)
         assert tok.decode(enc.input_ids, skip_special_tokens=True) == "hello world"
-        assert (tok.pad_token_id, tok.unk_token_id, tok.cls_token_id, tok.sep_token_id, tok.mask_token_id) == (0, 2, 3, 4, 5)
+        assert (tok.pad_token_id, tok.unk_token_id, tok.cls_token_id, tok.sep_token_id, tok.mask_token_id) == (
+            0,
+            2,
+            3,
+            4,
+            5,
+        )
 
 
 def test_slow_output_has_no_word_mapping(quads):

@@ -22,8 +22,11 @@ def training(framework):
 def batch(seed=0, n=4):
     inputs = random_inputs(CONFIG, batch=n, seq=6, seed=seed)
     labels = np.random.default_rng(seed).integers(0, CONFIG.num_labels, n)
-    return {"input_ids": inputs["input_ids"].astype(np.int64), "attention_mask": inputs["attention_mask"],
-            "labels": labels.astype(np.int64)}
+    return {
+        "input_ids": inputs["input_ids"].astype(np.int64),
+        "attention_mask": inputs["attention_mask"],
+        "labels": labels.astype(np.int64),
+    }
 
 
 def as_framework(framework, b):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 
@@ -38,15 +38,13 @@ logger = logging.getLogger("distilbert")
 # Weight formats: file name, lazy opener, and the naming of the weight table they use.
 FORMATS = {
     "safetensors": (files.SAFETENSORS, files.open_safetensors, "pt"),
-    "safetensors-sharded": (
-        files.SAFETENSORS_INDEX, lambda p: files.open_sharded(p, files.open_safetensors), "pt"),
+    "safetensors-sharded": (files.SAFETENSORS_INDEX, lambda p: files.open_sharded(p, files.open_safetensors), "pt"),
     "pytorch": (files.PT_BIN, files.open_torch_bin, "pt"),
     "pytorch-sharded": (files.PT_BIN_INDEX, lambda p: files.open_sharded(p, files.open_torch_bin), "pt"),
     "tf": (files.TF_H5, files.open_tf_h5, "tf"),
     "tf-sharded": (files.TF_H5_INDEX, files.open_tf_h5_sharded, "tf"),
     "flax": (files.FLAX_MSGPACK, files.open_flax_msgpack, "flax"),
-    "flax-sharded": (
-        files.FLAX_MSGPACK_INDEX, lambda p: files.open_sharded(p, files.open_flax_msgpack), "flax"),
+    "flax-sharded": (files.FLAX_MSGPACK_INDEX, lambda p: files.open_sharded(p, files.open_flax_msgpack), "flax"),
 }
 # Which format each framework writes by default and prefers to read after safetensors.
 NATIVE = {"pt": "safetensors", "tf": "tf", "flax": "flax"}
@@ -70,8 +68,12 @@ class LoadReport:
     mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)
 
     def __getitem__(self, key: str) -> list:
-        info = {"missing_keys": self.new, "unexpected_keys": self.dropped, "mismatched_keys": self.mismatched,
-                "error_msgs": []}
+        info = {
+            "missing_keys": self.new,
+            "unexpected_keys": self.dropped,
+            "mismatched_keys": self.mismatched,
+            "error_msgs": [],
+        }
         if key not in info:
             raise KeyError(f"{key!r}; loading info has {', '.join(info)}")
         return list(info[key])
@@ -94,8 +96,9 @@ def source_framework(from_pt: bool = False, from_tf: bool = False, from_flax: bo
     """
     given = [name for name, on in (("pt", from_pt), ("tf", from_tf), ("flax", from_flax)) if on]
     if len(given) > 1:
-        raise ValueError("pass at most one of from_pt, from_tf and from_flax, got "
-                         + ", ".join(f"from_{g}" for g in given))
+        raise ValueError(
+            "pass at most one of from_pt, from_tf and from_flax, got " + ", ".join(f"from_{g}" for g in given)
+        )
     return given[0] if given else None
 
 
@@ -114,14 +117,23 @@ def pick_format(directory: str, framework: str | None = None, fmt: str | None = 
         raise FileNotFoundError(f"no weights in {directory!r}: expected one of {names}")
     # safetensors first (fast, safe), then the framework's own format, then the rest; pickles last.
     native = NATIVE.get(framework or "pt")
-    order = ["safetensors", "safetensors-sharded", native, f"{native}-sharded", "tf", "tf-sharded", "flax",
-             "flax-sharded", "pytorch", "pytorch-sharded"]
+    order = [
+        "safetensors",
+        "safetensors-sharded",
+        native,
+        f"{native}-sharded",
+        "tf",
+        "tf-sharded",
+        "flax",
+        "flax-sharded",
+        "pytorch",
+        "pytorch-sharded",
+    ]
     chosen = next(f for f in order if f in present)
     return chosen, os.path.join(directory, FORMATS[chosen][0])
 
 
-def detect_task(shapes: Mapping[str, tuple[int, ...]], naming: str,
-                config: DistilBertConfig) -> tuple[str, int | None]:
+def detect_task(shapes: Mapping[str, tuple[int, ...]], naming: str, config: DistilBertConfig) -> tuple[str, int | None]:
     """The task a file was saved from (by its head tensors), and its classifier's output count."""
     heads, classifier_out = set(), None
     for name, shape in shapes.items():
@@ -135,8 +147,9 @@ def detect_task(shapes: Mapping[str, tuple[int, ...]], naming: str,
         return "masked_lm", classifier_out
     if "pre_classifier" in heads:
         declared = task_from_architectures(config.architectures)
-        if declared == "multiple_choice" or (declared != "sequence_classification" and classifier_out == 1
-                                             and config.num_labels != 1):
+        if declared == "multiple_choice" or (
+            declared != "sequence_classification" and classifier_out == 1 and config.num_labels != 1
+        ):
             return "multiple_choice", classifier_out
         return "sequence_classification", classifier_out
     if "classifier" in heads:
@@ -156,20 +169,26 @@ def open_native(path: str, config: DistilBertConfig, fmt: str):
     native = opener(path)
     try:
         if config.n_layers > len(native):  # before building a table that large (a corrupted config.json)
-            raise files.CheckpointError(f"{path!r} holds {len(native)} tensors, too few for the "
-                                        f"n_layers={config.n_layers} of its config.json")
+            raise files.CheckpointError(
+                f"{path!r} holds {len(native)} tensors, too few for the n_layers={config.n_layers} of its config.json"
+            )
         shapes = native_shapes(native)
         task, n_out = detect_task(shapes, naming, config)
         source_config = config
-        if n_out is not None and task in ("sequence_classification", "token_classification") \
-                and n_out != config.num_labels:
+        if (
+            n_out is not None
+            and task in ("sequence_classification", "token_classification")
+            and n_out != config.num_labels
+        ):
             source_config = config.replace(num_labels=n_out)
         table = weight_table(source_config, task)
         check_native(shapes, naming, table, where=repr(path))
         for name in native:
             if not files.is_float_dtype(native.dtype(name)):
-                raise files.CheckpointError(f"{native.file_of(name) or path!r}: weights must be floating point, but "
-                                            f"{name!r} holds {native.dtype(name)}")
+                raise files.CheckpointError(
+                    f"{native.file_of(name) or path!r}: weights must be floating point, but "
+                    f"{name!r} holds {native.dtype(name)}"
+                )
     except BaseException:
         native.close()
         raise
@@ -183,10 +202,15 @@ def read_state(path: str, config: DistilBertConfig, fmt: str) -> tuple[dict[str,
         return from_native(native, naming, table, where=repr(path)), task
 
 
-def load_state(name_or_path: str | os.PathLike, config: DistilBertConfig, task: str,
-               framework: str | None = None, weight_format: str | None = None,
-               ignore_mismatched_sizes: bool = False, source: str | None = None,
-               ) -> tuple[dict[str, np.ndarray], LoadReport]:
+def load_state(
+    name_or_path: str | os.PathLike,
+    config: DistilBertConfig,
+    task: str,
+    framework: str | None = None,
+    weight_format: str | None = None,
+    ignore_mismatched_sizes: bool = False,
+    source: str | None = None,
+) -> tuple[dict[str, np.ndarray], LoadReport]:
     """Reads a checkpoint directory (or hub id) into a canonical state for ``task``'s model.
 
     Args:
@@ -232,9 +256,15 @@ def load_state(name_or_path: str | os.PathLike, config: DistilBertConfig, task: 
     return state, report
 
 
-def save_state(directory: str | os.PathLike, state: Mapping[str, np.ndarray], config: DistilBertConfig,
-               task: str, framework: str = "pt", weight_format: str | None = None,
-               max_shard_size: int | str | None = None) -> str:
+def save_state(
+    directory: str | os.PathLike,
+    state: Mapping[str, np.ndarray],
+    config: DistilBertConfig,
+    task: str,
+    framework: str = "pt",
+    weight_format: str | None = None,
+    max_shard_size: int | str | None = None,
+) -> str:
     """Writes ``config.json`` and the weights in the Hugging Face layout; returns the weight file.
 
     Args:
@@ -272,8 +302,9 @@ def _stored_positions(state: Mapping[str, np.ndarray], table) -> np.ndarray | No
     return None if spec is None else state.get(spec.name)
 
 
-def config_for_positions(config: DistilBertConfig, weight_format: str,
-                         positions: np.ndarray | None) -> DistilBertConfig:
+def config_for_positions(
+    config: DistilBertConfig, weight_format: str, positions: np.ndarray | None
+) -> DistilBertConfig:
     """The config to write beside ``weight_format`` so that the reference class keeps a stored position table.
 
     The reference Flax class ignores a stored table when ``sinusoidal_pos_embds`` is true and recomputes
@@ -293,9 +324,11 @@ def config_for_positions(config: DistilBertConfig, weight_format: str,
     positions = np.asarray(positions)
     if np.array_equal(positions, sinusoidal_table(*positions.shape).astype(positions.dtype)):
         return config
-    logger.warning("%s: the stored position table is not the sinusoidal formula, which the reference Flax "
-                   "class would recompute; writing it as learned positions (sinusoidal_pos_embds: false)",
-                   files.FLAX_MSGPACK)
+    logger.warning(
+        "%s: the stored position table is not the sinusoidal formula, which the reference Flax "
+        "class would recompute; writing it as learned positions (sinusoidal_pos_embds: false)",
+        files.FLAX_MSGPACK,
+    )
     return config.replace(sinusoidal_pos_embds=False)
 
 
@@ -311,8 +344,14 @@ def parse_size(size: int | str | None) -> int | None:
     return int(float(match.group(1)) * base ** ("KMG".index(unit[0]) + 1))
 
 
-def write_weights(directory: str, native: Mapping[str, np.ndarray], table, task: str, weight_format: str,
-                  max_shard_size: int | None = None) -> str:
+def write_weights(
+    directory: str,
+    native: Mapping[str, np.ndarray],
+    table,
+    task: str,
+    weight_format: str,
+    max_shard_size: int | None = None,
+) -> str:
     """Writes tensors already named and laid out for ``weight_format``; returns the file written
     (the index when ``max_shard_size`` split them into shards).
 
@@ -330,8 +369,11 @@ def write_weights(directory: str, native: Mapping[str, np.ndarray], table, task:
             return files.write_tf_h5_sharded(directory, native, model_name, max_shard_size)
         path = os.path.join(directory, files.TF_H5)
         # HF's TF LM head holds the whole embeddings layer, so Keras lists its weights there too.
-        shared = {spec.names["pt"].split(".")[0]: [n for n in native if n.startswith("distilbert/embeddings/")]
-                  for spec in table if spec.kind == TIED}
+        shared = {
+            spec.names["pt"].split(".")[0]: [n for n in native if n.startswith("distilbert/embeddings/")]
+            for spec in table
+            if spec.kind == TIED
+        }
         files.write_tf_h5(path, native, model_name, shared)
         return path
     if max_shard_size:
@@ -352,8 +394,10 @@ def stored_rows(table, weight_format: str):
     naming = WEIGHT_NAMING[weight_format]
     lost = [s.name for s in table if s.names[naming] is None and s.kind not in (TIED, SINUSOIDAL)]
     if lost:
-        raise ValueError(f"the {weight_format} format cannot hold {', '.join(lost)}: an untied vocab_projector "
-                         "has no place in tf_model.h5 (the reference TF class has none); save as safetensors or flax")
+        raise ValueError(
+            f"the {weight_format} format cannot hold {', '.join(lost)}: an untied vocab_projector "
+            "has no place in tf_model.h5 (the reference TF class has none); save as safetensors or flax"
+        )
     return [s for s in table if s.names[naming] is not None and not (weight_format == "safetensors" and s.kind == TIED)]
 
 
@@ -368,8 +412,11 @@ def _keras2_name(class_name: str) -> str:
     """The name Keras 2 gives an unnamed model of ``class_name`` (TFDistilBertModel -> tf_distil_bert_model)."""
     out = []
     for i, ch in enumerate(class_name):
-        if ch.isupper() and i and (not class_name[i - 1].isupper() or
-                                   (i + 1 < len(class_name) and class_name[i + 1].islower())):
+        if (
+            ch.isupper()
+            and i
+            and (not class_name[i - 1].isupper() or (i + 1 < len(class_name) and class_name[i + 1].islower()))
+        ):
             out.append("_")
         out.append(ch.lower())
     return "".join(out)
@@ -394,8 +441,11 @@ def init_state(config: DistilBertConfig, task: str, seed: int = 0, names=None) -
             continue
         if spec.kind in (LINEAR, EMBEDDING):
             array = rng.normal(0.0, config.initializer_range, spec.shape).astype(np.float32)
-            if spec.kind == EMBEDDING and spec.name.endswith("word_embeddings.weight") \
-                    and config.pad_token_id is not None:
+            if (
+                spec.kind == EMBEDDING
+                and spec.name.endswith("word_embeddings.weight")
+                and config.pad_token_id is not None
+            ):
                 array[config.pad_token_id] = 0.0
         elif spec.kind == NORM_WEIGHT:
             array = np.ones(spec.shape, np.float32)

@@ -17,8 +17,15 @@ PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_class
 ALIASES = {"hidden_size": "dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers"}
 SIZES = ("vocab_size", "max_position_embeddings", "n_layers", "n_heads", "dim", "hidden_dim")
 # Fields of ``extra`` that the package reads, and the JSON types they must have when present.
-EXTRA_TYPES = {"model_type": str, "architectures": list, "torch_dtype": str, "dtype": str,
-               "output_attentions": bool, "output_hidden_states": bool, "return_dict": bool}
+EXTRA_TYPES = {
+    "model_type": str,
+    "architectures": list,
+    "torch_dtype": str,
+    "dtype": str,
+    "output_attentions": bool,
+    "output_hidden_states": bool,
+    "return_dict": bool,
+}
 EXTRA_NULLABLE = ("architectures", "torch_dtype", "dtype")
 
 
@@ -115,9 +122,7 @@ class DistilBertConfig:
         if num_labels is None:
             num_labels = len(id2label) if id2label else (len(label2id) if label2id else 2)
         if id2label is None:
-            id2label = (
-                {v: k for k, v in label2id.items()} if label2id else {i: f"LABEL_{i}" for i in range(num_labels)}
-            )
+            id2label = {v: k for k, v in label2id.items()} if label2id else {i: f"LABEL_{i}" for i in range(num_labels)}
         if label2id is None:
             label2id = {v: k for k, v in id2label.items()}
         object.__setattr__(self, "num_labels", int(num_labels))
@@ -141,11 +146,15 @@ class DistilBertConfig:
             if not isinstance(value, bool):
                 raise ConfigError(f"DistilBertConfig.{name} must be true or false, got {_shown(value)}")
         if self.id2label is not None and not _is_map(self.id2label, _is_index, lambda v: isinstance(v, str)):
-            raise ConfigError("DistilBertConfig.id2label must map label indices to label names "
-                              f"({{0: 'NEGATIVE', ...}}), got {_shown(self.id2label)}")
+            raise ConfigError(
+                "DistilBertConfig.id2label must map label indices to label names "
+                f"({{0: 'NEGATIVE', ...}}), got {_shown(self.id2label)}"
+            )
         if self.label2id is not None and not _is_map(self.label2id, lambda k: isinstance(k, str), _is_int):
-            raise ConfigError("DistilBertConfig.label2id must map label names to label indices "
-                              f"({{'NEGATIVE': 0, ...}}), got {_shown(self.label2id)}")
+            raise ConfigError(
+                "DistilBertConfig.label2id must map label names to label indices "
+                f"({{'NEGATIVE': 0, ...}}), got {_shown(self.label2id)}"
+            )
         if not isinstance(self.extra, dict):
             raise ConfigError(f"DistilBertConfig.extra must be a dict, got {type(self.extra).__name__}")
         for name, kind in EXTRA_TYPES.items():
@@ -155,8 +164,7 @@ class DistilBertConfig:
                 raise ConfigError(f"config field {name} must be a {kind.__name__}{null}, got {_shown(value)}")
         architectures = self.extra.get("architectures")
         if architectures is not None and not all(isinstance(a, str) for a in architectures):
-            raise ConfigError(
-                f"config field architectures must be a list of class names, got {_shown(architectures)}")
+            raise ConfigError(f"config field architectures must be a list of class names, got {_shown(architectures)}")
 
     def _validate(self) -> None:
         for name in (*SIZES, "num_labels"):
@@ -164,9 +172,7 @@ class DistilBertConfig:
             if not _is_int(value) or value <= 0:
                 raise ConfigError(f"DistilBertConfig.{name} must be a positive integer, got {_shown(value)}")
         if self.dim % self.n_heads:
-            raise ConfigError(
-                f"DistilBertConfig.dim ({self.dim}) must be divisible by n_heads ({self.n_heads})"
-            )
+            raise ConfigError(f"DistilBertConfig.dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
         for name in ("dropout", "attention_dropout", "qa_dropout", "seq_classif_dropout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
@@ -181,17 +187,15 @@ class DistilBertConfig:
             raise ConfigError(
                 f"DistilBertConfig.activation must be one of {ACTIVATIONS}, got {_shown(self.activation)}"
             )
-        if self.problem_type is not None and (not isinstance(self.problem_type, str)
-                                              or self.problem_type not in PROBLEM_TYPES):
+        if self.problem_type is not None and (
+            not isinstance(self.problem_type, str) or self.problem_type not in PROBLEM_TYPES
+        ):
             raise ConfigError(
-                f"DistilBertConfig.problem_type must be one of {PROBLEM_TYPES} or None, "
-                f"got {_shown(self.problem_type)}"
+                f"DistilBertConfig.problem_type must be one of {PROBLEM_TYPES} or None, got {_shown(self.problem_type)}"
             )
         labels = sorted(self.id2label or {})  # set by __post_init__
         if len(labels) != self.num_labels:
-            raise ConfigError(
-                f"DistilBertConfig.id2label has {len(labels)} labels but num_labels is {self.num_labels}"
-            )
+            raise ConfigError(f"DistilBertConfig.id2label has {len(labels)} labels but num_labels is {self.num_labels}")
         if labels != list(range(self.num_labels)):
             raise ConfigError(f"DistilBertConfig.id2label keys must be 0..{self.num_labels - 1}, got {labels}")
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
@@ -200,9 +204,7 @@ class DistilBertConfig:
             )
         model_type = self.extra.get("model_type", "distilbert")
         if model_type != "distilbert":
-            raise ConfigError(
-                f"config model_type is {model_type!r}; this package reads DistilBERT configs only"
-            )
+            raise ConfigError(f"config model_type is {model_type!r}; this package reads DistilBERT configs only")
 
     # ----------------------------------------------------------------------------------- derived
     @property
@@ -225,7 +227,7 @@ class DistilBertConfig:
     def architectures(self) -> list[str] | None:
         return self.extra.get("architectures")
 
-    def replace(self, **changes: Any) -> "DistilBertConfig":
+    def replace(self, **changes: Any) -> DistilBertConfig:
         """Returns a copy with ``changes`` applied (aliases accepted), validated again."""
         data = self.to_dict()
         data.update(changes)
@@ -243,7 +245,7 @@ class DistilBertConfig:
 
     # ------------------------------------------------------------------------------ (de)serialise
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DistilBertConfig":
+    def from_dict(cls, data: dict[str, Any]) -> DistilBertConfig:
         """Builds a config from a ``config.json``-style dict; unknown keys go to ``extra``."""
         if not isinstance(data, dict):
             raise TypeError(f"DistilBertConfig.from_dict expects a dict, got {type(data).__name__}")
@@ -277,7 +279,7 @@ class DistilBertConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json_file(cls, path: str | os.PathLike) -> "DistilBertConfig":
+    def from_json_file(cls, path: str | os.PathLike) -> DistilBertConfig:
         """Reads a ``config.json``.
 
         Raises:
@@ -307,7 +309,7 @@ class DistilBertConfig:
         atomic_write_bytes(path, self.to_json_string().encode("utf-8"))
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **overrides: Any) -> "DistilBertConfig":
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **overrides: Any) -> DistilBertConfig:
         """Reads ``config.json`` from a local directory or hub id, then applies ``overrides``."""
         from distilbert.common.hub import resolve_file
 

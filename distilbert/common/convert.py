@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import ml_dtypes
 import numpy as np
@@ -87,10 +87,19 @@ class Conversion:
     tensors: int
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, *, weight_format: str | None = None,
-            source_format: str | None = None, dtype: str | None = None, force: bool = False,
-            max_shard_size: int | None = None, progress: bool = False,
-            external: tuple[ExternalFormat, ...] = ()) -> Conversion:
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    to: str,
+    *,
+    weight_format: str | None = None,
+    source_format: str | None = None,
+    dtype: str | None = None,
+    force: bool = False,
+    max_shard_size: int | None = None,
+    progress: bool = False,
+    external: tuple[ExternalFormat, ...] = (),
+) -> Conversion:
     """Converts the checkpoint directory (or hub id) ``src`` into a new directory ``dst``.
 
     ``config.json`` (with ``architectures`` naming the target framework's class) and the tokenizer
@@ -142,8 +151,9 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, *, weight_f
                 rows = stored_rows(table if written is config else weight_table(written, task), target)
                 config = written
                 view = _converted_view(native, naming, WEIGHT_NAMING[target], rows, table, dtype, progress)
-                write_weights(work, view, table, task, target,
-                              max_shard_size if weight_format.endswith("sharded") else None)
+                write_weights(
+                    work, view, table, task, target, max_shard_size if weight_format.endswith("sharded") else None
+                )
                 count = len(rows)
         write_config(work, config, task, others[to].framework if to in others else to)
         for name in TOKENIZER_FILES:
@@ -156,8 +166,9 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, *, weight_f
     return Conversion(path, fmt, task, dst, sorted(os.listdir(dst)), count)
 
 
-def _open_source(src_dir: str, src_file: str | None, to: str, source_format: str | None,
-                 external: tuple[ExternalFormat, ...]):
+def _open_source(
+    src_dir: str, src_file: str | None, to: str, source_format: str | None, external: tuple[ExternalFormat, ...]
+):
     """The source's tensors (lazy), their naming, task, table, config, file and format.
 
     Hugging Face formats are opened lazily in numpy; an external format is read by its ``read`` (when
@@ -267,7 +278,7 @@ def _remove_stale_work(dst: str) -> None:
     for name in os.listdir(parent):
         if not name.startswith(prefix):
             continue
-        pid, _, rest = name[len(prefix):].partition(".")  # "PID", "RANDOM.tmp"
+        pid, _, rest = name[len(prefix) :].partition(".")  # "PID", "RANDOM.tmp"
         random_part, _, suffix = rest.partition(".")
         if not (pid.isdigit() and random_part and suffix in ("tmp", "old")):
             continue

@@ -38,8 +38,9 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -99,21 +100,27 @@ class DistillationConfig:
             if number(name) < 0:
                 raise ValueError(f"DistillationConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         if not any(getattr(self, f"alpha_{term}") for term in TERMS):
-            raise ValueError("DistillationConfig: every alpha_* is 0, so there is nothing to learn; "
-                             "give at least one term a positive weight")
+            raise ValueError(
+                "DistillationConfig: every alpha_* is 0, so there is nothing to learn; "
+                "give at least one term a positive weight"
+            )
         if not isinstance(self.restrict_ce_to_mask, bool):
-            raise ValueError(f"DistillationConfig.restrict_ce_to_mask must be True or False, "
-                             f"got {self.restrict_ce_to_mask!r}")
+            raise ValueError(
+                f"DistillationConfig.restrict_ce_to_mask must be True or False, got {self.restrict_ce_to_mask!r}"
+            )
         if not 0 < number("mlm_mask_prop") <= 1:
             raise ValueError(f"DistillationConfig.mlm_mask_prop must be in (0, 1], got {self.mlm_mask_prop!r}")
         for name in ("word_mask", "word_keep", "word_rand"):
             if not 0 <= number(name) <= 1:
-                raise ValueError(f"DistillationConfig.{name} must be a probability in [0, 1], "
-                                 f"got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"DistillationConfig.{name} must be a probability in [0, 1], got {getattr(self, name)!r}"
+                )
         total = self.word_mask + self.word_keep + self.word_rand
         if abs(total - 1) > 1e-6:
-            raise ValueError(f"DistillationConfig.word_mask + word_keep + word_rand must be 1, got {total!r} "
-                             f"({self.word_mask!r} + {self.word_keep!r} + {self.word_rand!r})")
+            raise ValueError(
+                f"DistillationConfig.word_mask + word_keep + word_rand must be 1, got {total!r} "
+                f"({self.word_mask!r} + {self.word_keep!r} + {self.word_rand!r})"
+            )
         if number("mlm_smoothing") < 0:
             raise ValueError(f"DistillationConfig.mlm_smoothing must be >= 0, got {self.mlm_smoothing!r}")
 
@@ -122,27 +129,28 @@ class DistillationConfig:
         """``(word_mask, word_keep, word_rand)``."""
         return (self.word_mask, self.word_keep, self.word_rand)
 
-    def replace(self, **changes: Any) -> "DistillationConfig":
+    def replace(self, **changes: Any) -> DistillationConfig:
         """A copy with ``changes`` applied, validated again."""
         return DistillationConfig.from_dict({**self.to_dict(), **changes})
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "DistillationConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> DistillationConfig:
         """Builds a config from a dict of its fields; an unknown key (a typo) is refused by name."""
         if not isinstance(data, Mapping):
             raise TypeError(f"DistillationConfig.from_dict expects a dict, got {type(data).__name__}")
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise ValueError(f"DistillationConfig has no field(s) {', '.join(map(repr, unknown))}; "
-                             f"its fields are {', '.join(names)}")
+            raise ValueError(
+                f"DistillationConfig has no field(s) {', '.join(map(repr, unknown))}; its fields are {', '.join(names)}"
+            )
         return cls(**dict(data))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json_file(cls, path: str | os.PathLike) -> "DistillationConfig":
+    def from_json_file(cls, path: str | os.PathLike) -> DistillationConfig:
         """Reads a JSON file of fields; errors name the file."""
         try:
             with open(path, encoding="utf-8") as fh:
@@ -174,8 +182,9 @@ def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     logits, labels = logits[keep], labels[keep]
     n_classes = logits.shape[-1]
     if labels.min() < 0 or labels.max() >= n_classes:
-        raise ValueError(f"labels must be -100 or in [0, {n_classes}), "
-                         f"got values from {labels.min()} to {labels.max()}")
+        raise ValueError(
+            f"labels must be -100 or in [0, {n_classes}), got values from {labels.min()} to {labels.max()}"
+        )
     return float(-_log_softmax(logits)[np.arange(len(labels)), labels].mean())
 
 
@@ -184,13 +193,16 @@ def _require(term: str, weight: float, **inputs) -> bool:
     absent = [name for name, value in inputs.items() if value is None]
     if absent and weight:
         hint = " (a bare encoder has no logits)" if any(n.endswith("logits") for n in absent) else ""
-        raise ValueError(f"alpha_{term}={weight!r} needs {' and '.join(absent)}{hint}; "
-                         f"pass {'them' if len(absent) > 1 else 'it'} or set alpha_{term}=0")
+        raise ValueError(
+            f"alpha_{term}={weight!r} needs {' and '.join(absent)}{hint}; "
+            f"pass {'them' if len(absent) > 1 else 'it'} or set alpha_{term}=0"
+        )
     return not absent
 
 
-def distillation_loss_numpy(student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask,
-                            labels, config: DistillationConfig) -> dict[str, float]:
+def distillation_loss_numpy(
+    student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels, config: DistillationConfig
+) -> dict[str, float]:
     """The triple loss (see the module docstring), in float64 numpy: the definition the backends follow.
 
     Args:
@@ -217,9 +229,16 @@ def distillation_loss_numpy(student_logits, teacher_logits, student_hidden, teac
         (True, 1.6094, True)
     """
     c = config
-    arrays = {name: None if value is None else np.asarray(value) for name, value in dict(
-        student_logits=student_logits, teacher_logits=teacher_logits, student_hidden=student_hidden,
-        teacher_hidden=teacher_hidden, labels=labels).items()}
+    arrays = {
+        name: None if value is None else np.asarray(value)
+        for name, value in dict(
+            student_logits=student_logits,
+            teacher_logits=teacher_logits,
+            student_hidden=student_hidden,
+            teacher_hidden=teacher_hidden,
+            labels=labels,
+        ).items()
+    }
     s_logits, t_logits, s_hidden, t_hidden, labels = arrays.values()
     mask = np.asarray(attention_mask)
     if mask.ndim != 2:
@@ -268,7 +287,7 @@ def distillation_loss_numpy(student_logits, teacher_logits, student_hidden, teac
         out["cos"] = float((1.0 - (s * t).sum(axis=-1) / norms).mean())
     if _require("mse", c.alpha_mse, student_logits=s_logits, teacher_logits=t_logits) and n_rows:
         diff = s_logits[logit_rows].astype(np.float64) - t_logits[logit_rows].astype(np.float64)
-        out["mse"] = float((diff ** 2).sum() / n_rows)
+        out["mse"] = float((diff**2).sum() / n_rows)
     out["loss"] = float(sum(getattr(c, f"alpha_{term}") * out[term] for term in TERMS))
     return {"loss": out["loss"], **{term: out[term] for term in TERMS}}
 
@@ -301,8 +320,9 @@ def token_weights(counts, special_ids: Iterable[int], smoothing: float) -> np.nd
     return weights
 
 
-def mask_tokens(input_ids, attention_mask, weights, mask_token_id: int, config: DistillationConfig,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def mask_tokens(
+    input_ids, attention_mask, weights, mask_token_id: int, config: DistillationConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Masks a batch for masked-LM distillation, as the recipe does (see the module docstring).
 
     Args:
@@ -364,8 +384,9 @@ def _same(a: Sequence, b: Sequence) -> bool:
     return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
 
 
-def plan_loss(config: DistillationConfig, student_logits, teacher_logits, student_hidden, teacher_hidden,
-              attention_mask, labels) -> tuple[bool, dict[str, bool]]:
+def plan_loss(
+    config: DistillationConfig, student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels
+) -> tuple[bool, dict[str, bool]]:
     """The checks :func:`distillation_loss_numpy` makes, on shapes alone, for the framework backends.
 
     Every argument but ``config`` is a shape (a tuple, None for an unknown dimension) or None for an
@@ -381,8 +402,13 @@ def plan_loss(config: DistillationConfig, student_logits, teacher_logits, studen
             inputs are missing, ``restrict_ce_to_mask`` without per-token labels.
     """
     c = config
-    shapes = dict(student_logits=student_logits, teacher_logits=teacher_logits, student_hidden=student_hidden,
-                  teacher_hidden=teacher_hidden, labels=labels)
+    shapes = dict(
+        student_logits=student_logits,
+        teacher_logits=teacher_logits,
+        student_hidden=student_hidden,
+        teacher_hidden=teacher_hidden,
+        labels=labels,
+    )
     shapes = {name: None if shape is None else tuple(shape) for name, shape in shapes.items()}
     s_logits, t_logits, s_hidden, t_hidden, labels = shapes.values()
     mask = tuple(attention_mask)

@@ -12,8 +12,8 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Callable, Iterator, Mapping
 
 import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy)
 import numpy as np
@@ -112,8 +112,13 @@ class LazyTensors(Mapping):
     """``{name: array}`` whose arrays are read on access, one at a time; shapes and dtypes are known
     up front. Converters stream through it so that a checkpoint is never held twice in memory."""
 
-    def __init__(self, meta: Mapping[str, tuple[tuple[int, ...], np.dtype]], load: Callable[[str], np.ndarray],
-                 close: Callable[[], None] | None = None, files: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        meta: Mapping[str, tuple[tuple[int, ...], np.dtype]],
+        load: Callable[[str], np.ndarray],
+        close: Callable[[], None] | None = None,
+        files: Mapping[str, str] | None = None,
+    ):
         self.meta, self._load, self._close = dict(meta), load, close
         self._files = dict(files or {})
 
@@ -122,7 +127,7 @@ class LazyTensors(Mapping):
         return self._files.get(name)
 
     @classmethod
-    def from_dict(cls, arrays: Mapping[str, np.ndarray]) -> "LazyTensors":
+    def from_dict(cls, arrays: Mapping[str, np.ndarray]) -> LazyTensors:
         arrays = {k: np.asarray(v) for k, v in arrays.items()}
         return cls({k: (v.shape, v.dtype) for k, v in arrays.items()}, arrays.__getitem__)
 
@@ -146,14 +151,14 @@ class LazyTensors(Mapping):
     def nbytes(self, name: str) -> int:
         return int(np.prod(self.shape(name), dtype=np.int64)) * self.dtype(name).itemsize
 
-    def subset(self, names) -> "LazyTensors":
+    def subset(self, names) -> LazyTensors:
         return LazyTensors({n: self.meta[n] for n in names}, self._load)
 
     def close(self) -> None:
         if self._close is not None:
             self._close()
 
-    def __enter__(self) -> "LazyTensors":
+    def __enter__(self) -> LazyTensors:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -161,8 +166,18 @@ class LazyTensors(Mapping):
 
 
 # --------------------------------------------------------------------------------- safetensors
-_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
-              "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+_ST_DTYPES = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": ml_dtypes.bfloat16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+}
 _ST_CODES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
 
 
@@ -225,42 +240,55 @@ def _safetensors_header(header, data_len: int, where: str):
             continue
         field = f"tensor {name!r}"
         if not isinstance(info, dict):
-            raise CheckpointError(f"{where}: {field} must be an object with dtype, shape and data_offsets, "
-                                  f"got {_short(info)}")
+            raise CheckpointError(
+                f"{where}: {field} must be an object with dtype, shape and data_offsets, got {_short(info)}"
+            )
         dtype, shape, span = info.get("dtype"), info.get("shape"), info.get("data_offsets")
         if not isinstance(dtype, str) or dtype not in _ST_DTYPES:
-            raise CheckpointError(f"{where}: {field} has field 'dtype' {_short(dtype)}; expected one of "
-                                  f"{', '.join(_ST_DTYPES)}")
+            raise CheckpointError(
+                f"{where}: {field} has field 'dtype' {_short(dtype)}; expected one of {', '.join(_ST_DTYPES)}"
+            )
         if not isinstance(shape, list) or not _is_shape(shape):
-            raise CheckpointError(f"{where}: {field} has field 'shape' {_short(shape)}; expected a list of "
-                                  "non-negative integers")
-        if not (isinstance(span, list) and len(span) == 2 and all(_is_int(n) for n in span)
-                and 0 <= span[0] <= span[1]):
-            raise CheckpointError(f"{where}: {field} has field 'data_offsets' {_short(span)}; expected "
-                                  "[begin, end] with 0 <= begin <= end")
+            raise CheckpointError(
+                f"{where}: {field} has field 'shape' {_short(shape)}; expected a list of non-negative integers"
+            )
+        if not (
+            isinstance(span, list) and len(span) == 2 and all(_is_int(n) for n in span) and 0 <= span[0] <= span[1]
+        ):
+            raise CheckpointError(
+                f"{where}: {field} has field 'data_offsets' {_short(span)}; expected "
+                "[begin, end] with 0 <= begin <= end"
+            )
         nbytes = _prod(shape) * np.dtype(_ST_DTYPES[dtype]).itemsize
         if span[1] - span[0] != nbytes:
-            raise CheckpointError(f"{where}: {field} has data_offsets {span} ({span[1] - span[0]} bytes) but its "
-                                  f"dtype {dtype} and shape {shape} need {nbytes} bytes")
+            raise CheckpointError(
+                f"{where}: {field} has data_offsets {span} ({span[1] - span[0]} bytes) but its "
+                f"dtype {dtype} and shape {shape} need {nbytes} bytes"
+            )
         meta[name] = (tuple(shape), np.dtype(_ST_DTYPES[dtype]))
         spans.append((span[0], span[1], name))
     needed = max((stop for _, stop, _ in spans), default=0)
     if needed > data_len:
-        raise CheckpointError(f"{where} is truncated or corrupted: its header's data_offsets need {needed} bytes of "
-                              f"data, the file holds {data_len}")
+        raise CheckpointError(
+            f"{where} is truncated or corrupted: its header's data_offsets need {needed} bytes of "
+            f"data, the file holds {data_len}"
+        )
     end = 0
     for begin, stop, name in sorted(spans):
         if begin != end:
-            raise CheckpointError(f"{where}: field 'data_offsets' of tensor {name!r} starts at {begin}, not at {end} "
-                                  "(tensors overlap or leave a hole)")
+            raise CheckpointError(
+                f"{where}: field 'data_offsets' of tensor {name!r} starts at {begin}, not at {end} "
+                "(tensors overlap or leave a hole)"
+            )
         end = stop
     if end != data_len:
         raise CheckpointError(f"{where}: the tensors end at byte {end} of the data, but it holds {data_len} bytes")
     return meta, {name: begin for begin, _, name in spans}
 
 
-def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray],
-                      metadata: Mapping[str, str] | None = None) -> None:
+def write_safetensors(
+    path: str | os.PathLike, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None
+) -> None:
     """Writes a ``.safetensors`` file, pulling one tensor at a time from ``tensors``.
 
     The format is an 8-byte header length, a JSON header of dtypes, shapes and byte offsets, then
@@ -276,8 +304,11 @@ def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]
         if dtype not in _ST_CODES:
             raise TypeError(f"cannot write {name!r} of dtype {dtype} to safetensors")
         size = lazy.nbytes(name)
-        header[name] = {"dtype": _ST_CODES[dtype], "shape": list(lazy.shape(name)),
-                        "data_offsets": [offset, offset + size]}
+        header[name] = {
+            "dtype": _ST_CODES[dtype],
+            "shape": list(lazy.shape(name)),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
     encoded += b" " * (-len(encoded) % 8)  # the data starts 8-byte aligned
@@ -312,27 +343,30 @@ def read_index(index_path: str | os.PathLike) -> dict[str, str]:
             raise CheckpointError(f"{where}: field 'metadata' must be an object, got {_short(metadata)}")
         total = metadata.get("total_size", 0)
         if not _is_int(total) or total < 0:
-            raise CheckpointError(f"{where}: field 'metadata.total_size' must be a byte count (an integer >= 0), "
-                                  f"got {_short(total)}")
+            raise CheckpointError(
+                f"{where}: field 'metadata.total_size' must be a byte count (an integer >= 0), got {_short(total)}"
+            )
     weight_map = index.get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map:
-        raise CheckpointError(f"{where}: field 'weight_map' must be a non-empty object of tensor name -> shard "
-                              f"file, got {_short(weight_map)}")
+        raise CheckpointError(
+            f"{where}: field 'weight_map' must be a non-empty object of tensor name -> shard "
+            f"file, got {_short(weight_map)}"
+        )
     directory = os.path.realpath(os.path.dirname(index_path))
     for name, shard in weight_map.items():
         if not isinstance(shard, str) or not shard.strip():
-            raise CheckpointError(f"{where}: field 'weight_map' maps {name!r} to {_short(shard)}; expected the "
-                                  "name of a shard file")
+            raise CheckpointError(
+                f"{where}: field 'weight_map' maps {name!r} to {_short(shard)}; expected the name of a shard file"
+            )
         target = os.path.realpath(os.path.join(directory, shard))
         if os.path.isabs(shard) or os.path.dirname(target) != directory:
-            raise CheckpointError(
-                f"{where}: its weight_map maps {name!r} to {shard!r}, outside its directory; refused"
-            )
+            raise CheckpointError(f"{where}: its weight_map maps {name!r} to {shard!r}, outside its directory; refused")
     return weight_map
 
 
-def open_sharded(index_path: str | os.PathLike, open_one: Callable[[str], LazyTensors],
-                 index_name: Callable[[str], str] = str) -> LazyTensors:
+def open_sharded(
+    index_path: str | os.PathLike, open_one: Callable[[str], LazyTensors], index_name: Callable[[str], str] = str
+) -> LazyTensors:
     """Opens every shard of an index lazily and checks that each shard holds the tensors the index puts there.
 
     ``index_name`` turns a name of the index into the shards' own name for it (HF's TF indexes keep the
@@ -370,13 +404,22 @@ def open_sharded(index_path: str | os.PathLike, open_one: Callable[[str], LazyTe
         close()
         raise
     meta = {name: shards[shard].meta[name] for name, shard in owner.items()}
-    return LazyTensors(meta, lambda name: shards[owner[name]][name], close,
-                       files={name: os.path.join(directory, shard) for name, shard in owner.items()})
+    return LazyTensors(
+        meta,
+        lambda name: shards[owner[name]][name],
+        close,
+        files={name: os.path.join(directory, shard) for name, shard in owner.items()},
+    )
 
 
-def write_sharded(directory: str | os.PathLike, tensors: Mapping[str, np.ndarray], max_shard_bytes: int,
-                  filename: str, write_one: Callable[[str, LazyTensors], None],
-                  index_name: Callable[[str], str] = str) -> str:
+def write_sharded(
+    directory: str | os.PathLike,
+    tensors: Mapping[str, np.ndarray],
+    max_shard_bytes: int,
+    filename: str,
+    write_one: Callable[[str, LazyTensors], None],
+    index_name: Callable[[str], str] = str,
+) -> str:
     """Writes ``tensors`` as ``save_pretrained(max_shard_size=...)`` does: one file ``filename`` when they
     fit in ``max_shard_bytes``, else shards ``stem-0000i-of-0000n.ext`` and the index ``filename.index.json``.
 
@@ -409,8 +452,9 @@ def write_sharded(directory: str | os.PathLike, tensors: Mapping[str, np.ndarray
     return index
 
 
-def write_safetensors_sharded(directory: str | os.PathLike, tensors: Mapping[str, np.ndarray],
-                              max_shard_bytes: int) -> str:
+def write_safetensors_sharded(
+    directory: str | os.PathLike, tensors: Mapping[str, np.ndarray], max_shard_bytes: int
+) -> str:
     """Writes ``model-0000i-of-0000n.safetensors`` shards and their index, as ``save_pretrained`` does."""
     return write_sharded(directory, tensors, max_shard_bytes, SAFETENSORS, write_safetensors)
 
@@ -443,8 +487,9 @@ def read_torch_bin(path: str | os.PathLike) -> dict[str, np.ndarray]:
     out = {}
     for name, tensor in state.items():
         if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
-            raise CheckpointError(f"{path!r} maps {_short(name)} to a {type(tensor).__name__}; a state dict maps "
-                                  "tensor names to tensors")
+            raise CheckpointError(
+                f"{path!r} maps {_short(name)} to a {type(tensor).__name__}; a state dict maps tensor names to tensors"
+            )
         tensor = tensor.detach().cpu().contiguous()
         if tensor.dtype == torch.bfloat16:
             out[name] = tensor.view(torch.uint16).numpy().view(ml_dtypes.bfloat16)
@@ -479,8 +524,10 @@ def open_tf_h5(path: str | os.PathLike) -> LazyTensors:
         meta = {name: _h5_meta(ds, name, path) for name, ds in datasets.items()}
         for name, dataset in copies:  # a weight that several layers share is stored once per layer
             if _h5_meta(dataset, name, path) != meta[name]:
-                raise CheckpointError(f"{path!r}: weight {name!r} is stored twice with different shapes or dtypes "
-                                      f"({dataset.name!r} and {datasets[name].name!r})")
+                raise CheckpointError(
+                    f"{path!r}: weight {name!r} is stored twice with different shapes or dtypes "
+                    f"({dataset.name!r} and {datasets[name].name!r})"
+                )
     except CheckpointError:
         fh.close()
         raise
@@ -514,8 +561,9 @@ def _h5_weights(h5py, fh, path: str) -> tuple[dict, list]:
                 datasets[layer] = entry
             continue
         if not isinstance(entry, h5py.Group):
-            raise CheckpointError(f"{path!r}: attribute 'layer_names' lists {layer!r}, which is not a layer or "
-                                  "weight of the file")
+            raise CheckpointError(
+                f"{path!r}: attribute 'layer_names' lists {layer!r}, which is not a layer or weight of the file"
+            )
         where = f"{path!r}: attribute 'weight_names' of layer {layer!r}"
         for weight_name in _h5_name_list(entry.attrs.get("weight_names", np.array([], "S")), where):
             dataset = entry.get(weight_name)
@@ -552,8 +600,9 @@ def _h5_meta(dataset, name: str, path: str) -> tuple[tuple[int, ...], np.dtype]:
     dtype = dataset.dtype
     if _h5_is_bf16(dataset, f"{path!r}: weight {name!r}"):
         if dtype.itemsize != 2:
-            raise CheckpointError(f"{path!r}: weight {name!r} is marked bfloat16 but holds {dtype.itemsize}-byte "
-                                  f"elements ({dtype})")
+            raise CheckpointError(
+                f"{path!r}: weight {name!r} is marked bfloat16 but holds {dtype.itemsize}-byte elements ({dtype})"
+            )
         return tuple(dataset.shape), np.dtype(ml_dtypes.bfloat16)
     if dtype.kind not in "biuf":
         raise CheckpointError(f"{path!r}: weight {name!r} holds {dtype} data, not numbers")
@@ -565,11 +614,13 @@ def open_tf_h5_sharded(index_path: str | os.PathLike) -> LazyTensors:
     return open_sharded(index_path, open_tf_h5, index_name=lambda name: name.split("/", 1)[-1])
 
 
-def write_tf_h5_sharded(directory: str | os.PathLike, tensors: Mapping[str, np.ndarray], model_name: str,
-                       max_shard_bytes: int) -> str:
+def write_tf_h5_sharded(
+    directory: str | os.PathLike, tensors: Mapping[str, np.ndarray], model_name: str, max_shard_bytes: int
+) -> str:
     """Writes HF's sharded ``tf_model.h5`` (or one ``tf_model.h5`` when the tensors fit in one shard)."""
-    return write_sharded(directory, tensors, max_shard_bytes, TF_H5, _write_tf_h5_shard,
-                         index_name=lambda name: f"{model_name}/{name}")
+    return write_sharded(
+        directory, tensors, max_shard_bytes, TF_H5, _write_tf_h5_shard, index_name=lambda name: f"{model_name}/{name}"
+    )
 
 
 def _write_tf_h5_shard(path: str, tensors: LazyTensors) -> None:
@@ -604,8 +655,12 @@ def _h5_names(names) -> np.ndarray:
     return np.array([n.encode() for n in names], dtype="S")
 
 
-def write_tf_h5(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], model_name: str,
-                shared: Mapping[str, list[str]] | None = None) -> None:
+def write_tf_h5(
+    path: str | os.PathLike,
+    tensors: Mapping[str, np.ndarray],
+    model_name: str,
+    shared: Mapping[str, list[str]] | None = None,
+) -> None:
     """Writes tensors named as :func:`open_tf_h5` gives them, in the layout HF's TF classes load.
 
     Each top-level layer (the first name component) is a group whose ``weight_names`` are the full
@@ -636,8 +691,23 @@ def write_tf_h5(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], mode
 # ------------------------------------------------------------------------------ HF Flax msgpack
 _EXT_NDARRAY, _EXT_NPSCALAR = 1, 3
 # Array dtypes a parameter file may name (flax.serialization writes numpy's dtype names).
-_MSGPACK_DTYPES = {name: np.dtype(name) for name in (
-    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64")}
+_MSGPACK_DTYPES = {
+    name: np.dtype(name)
+    for name in (
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+    )
+}
 _MSGPACK_DTYPES.update({str(dtype): dtype for dtype in _ML_FLOATS})
 _MAX_DEPTH = 64  # a parameter tree is a few levels deep; deeper nesting is corruption (and would overflow the stack)
 
@@ -782,8 +852,10 @@ def _chunked(tree: dict, where: str) -> tuple[tuple[int, ...], list[_ArrayRef]]:
     if not all(isinstance(c, _ArrayRef) and len(c.shape) == 1 and c.dtype == ordered[0].dtype for c in ordered):
         raise CheckpointError(f"{where}: field 'chunks' must hold 1-D arrays of one dtype")
     if sum(c.shape[0] for c in ordered) != _prod(shape):
-        raise CheckpointError(f"{where}: its chunks hold {sum(c.shape[0] for c in ordered)} elements, "
-                              f"its shape {tuple(shape)} needs {_prod(shape)}")
+        raise CheckpointError(
+            f"{where}: its chunks hold {sum(c.shape[0] for c in ordered)} elements, "
+            f"its shape {tuple(shape)} needs {_prod(shape)}"
+        )
     return tuple(shape), ordered
 
 
@@ -849,8 +921,13 @@ def write_flax_msgpack(path: str | os.PathLike, tensors: Mapping[str, np.ndarray
         array = np.ascontiguousarray(array)
         head = b"\x93" + packer.pack(list(array.shape)) + packer.pack(array.dtype.name)
         n = array.nbytes
-        head += (b"\xc4" + n.to_bytes(1, "big") if n < 1 << 8 else
-                 b"\xc5" + n.to_bytes(2, "big") if n < 1 << 16 else b"\xc6" + n.to_bytes(4, "big"))
+        head += (
+            b"\xc4" + n.to_bytes(1, "big")
+            if n < 1 << 8
+            else b"\xc5" + n.to_bytes(2, "big")
+            if n < 1 << 16
+            else b"\xc6" + n.to_bytes(4, "big")
+        )
         length = len(head) + n
         fixext = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}
         if length in fixext:

@@ -20,8 +20,8 @@ savers, converters and tests all go through :func:`to_native` and :func:`from_na
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -53,7 +53,13 @@ TASK_CLASSES = {
 # position tables that training leaves alone: loaded as stored, and filled from the formula only
 # where a file does not store them (the reference Flax class writes none).
 LINEAR, VECTOR, EMBEDDING, NORM_WEIGHT, NORM_BIAS, TIED, SINUSOIDAL = (
-    "linear", "vector", "embedding", "norm_weight", "norm_bias", "tied", "sinusoidal",
+    "linear",
+    "vector",
+    "embedding",
+    "norm_weight",
+    "norm_bias",
+    "tied",
+    "sinusoidal",
 )
 
 # Leaf names of each kind per format: (weight-like leaf, bias leaf).
@@ -95,8 +101,7 @@ def _check_task(task: str) -> None:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
 
-def _names(module: str, leaf_kind: str, task: str, tf_leaf: str | None,
-           stored: Iterable[str]) -> dict[str, str | None]:
+def _names(module: str, leaf_kind: str, task: str, tf_leaf: str | None, stored: Iterable[str]) -> dict[str, str | None]:
     """Each format's name for the ``leaf_kind`` tensor of ``module`` (a dotted PyTorch module path)."""
     in_body = module.split(".")[0] in ("embeddings", "transformer")
     head = in_body and task != "base"
@@ -153,11 +158,16 @@ def weight_table(config: DistilBertConfig, task: str = "base") -> list[TensorSpe
     if c.sinusoidal_pos_embds:
         # HF PyTorch and TF store the table (and load it as stored); HF Flax stores none and recomputes
         # it. Our Keras and NNX models hold it as a non-trainable variable, so a stored table survives.
-        add("embeddings.position_embeddings", (c.max_position_embeddings, c.dim), SINUSOIDAL, EMBEDDING,
-            tf_leaf="embeddings:0", stored=("pt", "tf", "keras", "nnx"))
+        add(
+            "embeddings.position_embeddings",
+            (c.max_position_embeddings, c.dim),
+            SINUSOIDAL,
+            EMBEDDING,
+            tf_leaf="embeddings:0",
+            stored=("pt", "tf", "keras", "nnx"),
+        )
     else:
-        add("embeddings.position_embeddings", (c.max_position_embeddings, c.dim), EMBEDDING,
-            tf_leaf="embeddings:0")
+        add("embeddings.position_embeddings", (c.max_position_embeddings, c.dim), EMBEDDING, tf_leaf="embeddings:0")
     norm("embeddings.LayerNorm", c.dim)
     for i in range(c.n_layers):
         layer = f"transformer.layer.{i}"
@@ -193,9 +203,7 @@ def weight_table(config: DistilBertConfig, task: str = "base") -> list[TensorSpe
 
 def sinusoidal_table(n_pos: int, dim: int, dtype=np.float32) -> np.ndarray:
     """The fixed position table of ``sinusoidal_pos_embds``: sin on even columns, cos on odd ones."""
-    position_enc = np.array(
-        [[pos / np.power(10000, 2 * (j // 2) / dim) for j in range(dim)] for pos in range(n_pos)]
-    )
+    position_enc = np.array([[pos / np.power(10000, 2 * (j // 2) / dim) for j in range(dim)] for pos in range(n_pos)])
     out = np.zeros((n_pos, dim), dtype=np.float64)
     out[:, 0::2] = np.sin(position_enc[:, 0::2])
     out[:, 1::2] = np.cos(position_enc[:, 1::2])
@@ -243,8 +251,13 @@ def native_shapes(native: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]
     return {name: tuple(shape(name)) if callable(shape) else np.shape(native[name]) for name in native}
 
 
-def check_native(shapes: Mapping[str, tuple[int, ...]], fmt: str, table: list[TensorSpec],
-                 where: str = "checkpoint", allow_missing: Iterable[str] = ()) -> None:
+def check_native(
+    shapes: Mapping[str, tuple[int, ...]],
+    fmt: str,
+    table: list[TensorSpec],
+    where: str = "checkpoint",
+    allow_missing: Iterable[str] = (),
+) -> None:
     """Raises one :class:`WeightMismatchError` listing every missing, unexpected and mis-shaped tensor.
 
     Tied rows may be absent (they are filled from the row they are tied to), sinusoidal tables too
@@ -254,16 +267,23 @@ def check_native(shapes: Mapping[str, tuple[int, ...]], fmt: str, table: list[Te
     allow = set(allow_missing)
     by_native = {spec.names[fmt]: spec for spec in table if spec.names[fmt] is not None}
     unexpected = sorted(set(shapes) - set(by_native))
-    missing = [spec.name for name, spec in by_native.items()
-               if name not in shapes and spec.kind not in (TIED, SINUSOIDAL) and spec.name not in allow]
-    mismatched = [(spec.name, tuple(shapes[name]), spec.native_shape(fmt)) for name, spec in by_native.items()
-                  if name in shapes and tuple(shapes[name]) != spec.native_shape(fmt)]
+    missing = [
+        spec.name
+        for name, spec in by_native.items()
+        if name not in shapes and spec.kind not in (TIED, SINUSOIDAL) and spec.name not in allow
+    ]
+    mismatched = [
+        (spec.name, tuple(shapes[name]), spec.native_shape(fmt))
+        for name, spec in by_native.items()
+        if name in shapes and tuple(shapes[name]) != spec.native_shape(fmt)
+    ]
     if missing or unexpected or mismatched:
         raise WeightMismatchError(missing, unexpected, mismatched, where)
 
 
-def check_state(shapes: Mapping[str, tuple[int, ...]], table: list[TensorSpec], skip: Iterable[str] = (),
-                where: str = "state") -> None:
+def check_state(
+    shapes: Mapping[str, tuple[int, ...]], table: list[TensorSpec], skip: Iterable[str] = (), where: str = "state"
+) -> None:
     """Like :func:`check_native` for a canonical state: every backend's ``load_canonical_state`` calls it first.
 
     Raises one :class:`WeightMismatchError` listing every missing (but tied or in ``skip``), unexpected
@@ -272,14 +292,20 @@ def check_state(shapes: Mapping[str, tuple[int, ...]], table: list[TensorSpec], 
     allow = set(skip)
     missing = [s.name for s in table if s.name not in shapes and s.kind != TIED and s.name not in allow]
     unexpected = sorted(set(shapes) - {s.name for s in table})
-    mismatched = [(s.name, tuple(shapes[s.name]), s.shape) for s in table
-                  if s.name in shapes and tuple(shapes[s.name]) != s.shape]
+    mismatched = [
+        (s.name, tuple(shapes[s.name]), s.shape) for s in table if s.name in shapes and tuple(shapes[s.name]) != s.shape
+    ]
     if missing or unexpected or mismatched:
         raise WeightMismatchError(missing, unexpected, mismatched, where)
 
 
-def from_native(native: Mapping[str, np.ndarray], fmt: str, table: list[TensorSpec],
-                where: str = "checkpoint", allow_missing: Iterable[str] = ()) -> dict[str, np.ndarray]:
+def from_native(
+    native: Mapping[str, np.ndarray],
+    fmt: str,
+    table: list[TensorSpec],
+    where: str = "checkpoint",
+    allow_missing: Iterable[str] = (),
+) -> dict[str, np.ndarray]:
     """Maps a format's tensors to canonical names and layout, strictly (see :func:`check_native`).
 
     Tied rows are filled from the row they are tied to. A stored sinusoidal table is taken as
@@ -319,8 +345,9 @@ def task_from_architectures(architectures: Iterable[str] | None) -> str | None:
     return None
 
 
-def adapt_prefix(state: Mapping[str, np.ndarray], source_task: str, target_task: str,
-                 target_table: list[TensorSpec]) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+def adapt_prefix(
+    state: Mapping[str, np.ndarray], source_task: str, target_task: str, target_table: list[TensorSpec]
+) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
     """Moves a canonical state between a head model and the base model.
 
     A head checkpoint loading into the base model drops its ``distilbert.`` prefix and its head
@@ -335,7 +362,7 @@ def adapt_prefix(state: Mapping[str, np.ndarray], source_task: str, target_task:
     out, dropped = {}, []
     for name, array in state.items():
         if src_prefix and name.startswith(src_prefix):
-            body = name[len(src_prefix):]
+            body = name[len(src_prefix) :]
         elif src_prefix:
             body = None  # a head tensor of the source
         else:

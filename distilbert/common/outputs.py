@@ -98,6 +98,8 @@ def output_flags(config, output_attentions, output_hidden_states, return_dict) -
     """A call's ``output_attentions``, ``output_hidden_states`` and ``return_dict``; ``None`` takes the
     config's value (``config.json`` may set them, as with the reference), else False, False, True."""
     extra = config.extra
-    return (bool(extra.get("output_attentions", False) if output_attentions is None else output_attentions),
-            bool(extra.get("output_hidden_states", False) if output_hidden_states is None else output_hidden_states),
-            bool(extra.get("return_dict", True) if return_dict is None else return_dict))
+    return (
+        bool(extra.get("output_attentions", False) if output_attentions is None else output_attentions),
+        bool(extra.get("output_hidden_states", False) if output_hidden_states is None else output_hidden_states),
+        bool(extra.get("return_dict", True) if return_dict is None else return_dict),
+    )

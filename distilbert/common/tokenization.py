@@ -88,7 +88,8 @@ class DistilBertTokenizer(TokenizerBase):
     Example:
         >>> import pathlib, tempfile
         >>> path = pathlib.Path(tempfile.mkdtemp(), "vocab.txt")
-        >>> _ = path.write_text("\\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "!", "##s"]))
+        >>> vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "!", "##s"]
+        >>> _ = path.write_text("\\n".join(vocab))
         >>> tok = DistilBertTokenizer(path)
         >>> tok("Hello worlds!")["input_ids"]
         [2, 5, 6, 8, 7, 3]
@@ -151,7 +152,7 @@ class DistilBertTokenizer(TokenizerBase):
         self._special_pattern = _alternation(sorted(self.all_special_tokens, key=len, reverse=True))
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> "DistilBertTokenizer":
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> DistilBertTokenizer:
         """Loads ``vocab.txt`` and ``tokenizer_config.json`` from a directory (ours or transformers'),
         or a hub id through :mod:`distilbert.common.hub`. ``kwargs`` override the stored settings.
 
@@ -281,7 +282,9 @@ class DistilBertTokenizer(TokenizerBase):
         max_length = options.max_length
         overflow: list[int] = []
         if options.truncation != "do_not_truncate" and max_length and total > max_length:
-            ids, pair_ids, overflow = self._truncate(ids, pair_ids, total - max_length, options.truncation, options.stride)
+            ids, pair_ids, overflow = self._truncate(
+                ids, pair_ids, total - max_length, options.truncation, options.stride
+            )
         row: dict[str, Any] = {}
         if options.return_overflowing_tokens:
             row["overflowing_tokens"] = overflow
@@ -409,7 +412,8 @@ class DistilBertTokenizerFast(TokenizerBase):
     Example:
         >>> import pathlib, tempfile
         >>> path = pathlib.Path(tempfile.mkdtemp(), "vocab.txt")
-        >>> _ = path.write_text("\\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "!", "##s"]))
+        >>> vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "!", "##s"]
+        >>> _ = path.write_text("\\n".join(vocab))
         >>> tok = DistilBertTokenizerFast(vocab_file=path)
         >>> enc = tok("Hello worlds!", return_offsets_mapping=True)
         >>> enc["input_ids"], enc["offset_mapping"][2], enc.word_ids()
@@ -469,7 +473,7 @@ class DistilBertTokenizerFast(TokenizerBase):
         self._tokenizer.no_padding()
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> "DistilBertTokenizerFast":
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> DistilBertTokenizerFast:
         """Loads ``tokenizer.json`` (or, without one, ``vocab.txt``) and ``tokenizer_config.json`` from a
         directory (ours or transformers'), or a hub id through :mod:`distilbert.common.hub`. ``kwargs``
         override the stored settings.
@@ -511,7 +515,11 @@ class DistilBertTokenizerFast(TokenizerBase):
         state = json.loads(normalizer.__getstate__())
         if state.get("type") != "BertNormalizer":
             return
-        wanted = {"lowercase": do_lower_case, "handle_chinese_chars": tokenize_chinese_chars, "strip_accents": strip_accents}
+        wanted = {
+            "lowercase": do_lower_case,
+            "handle_chinese_chars": tokenize_chinese_chars,
+            "strip_accents": strip_accents,
+        }
         if any(state.get(key) != value for key, value in wanted.items()):
             self._tokenizer.normalizer = normalizers.BertNormalizer(clean_text=state.get("clean_text", True), **wanted)
 
@@ -693,7 +701,9 @@ def _read_tokenizer_json(path: str):
         raise ValueError(f"cannot read {path!r} as a tokenizers tokenizer.json: {exc}") from None
 
 
-def _build_backend(vocab: dict[str, int], special: dict[str, str], do_lower_case, tokenize_chinese_chars, strip_accents):
+def _build_backend(
+    vocab: dict[str, int], special: dict[str, str], do_lower_case, tokenize_chinese_chars, strip_accents
+):
     """The BERT pipeline transformers builds from ``vocab.txt``: BertNormalizer, BertPreTokenizer,
     WordPiece (``##`` continuations, 100-character words at most), ``[CLS] A [SEP] B [SEP]`` template and
     WordPiece decoder, with the special tokens matched whole in raw text."""
@@ -717,4 +727,3 @@ def _build_backend(vocab: dict[str, int], special: dict[str, str], do_lower_case
     tokens = sorted(set(special.values()), key=vocab.__getitem__)
     backend.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in tokens])
     return backend
-

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ class BatchEncoding(dict):
             batch_index = batch_or_token_index
         return self._encoding(batch_index).token_to_chars(token_index)
 
-    def convert_to_tensors(self, tensor_type: str, prepend_batch_axis: bool = False) -> "BatchEncoding":
+    def convert_to_tensors(self, tensor_type: str, prepend_batch_axis: bool = False) -> BatchEncoding:
         """Converts every value in place to ``tensor_type`` tensors (the framework is imported now)."""
         convert = tensor_converter(tensor_type)
         for key, value in self.items():
@@ -167,7 +168,7 @@ class BatchEncoding(dict):
                 ) from exc
         return self
 
-    def to(self, device) -> "BatchEncoding":
+    def to(self, device) -> BatchEncoding:
         """Moves every PyTorch tensor to ``device`` (``"cuda"``, ``torch.device``, ...); returns ``self``."""
         for key, value in self.items():
             if hasattr(value, "to"):
@@ -275,7 +276,9 @@ def resolve_padding_truncation(padding, truncation, max_length, pad_to_multiple_
         unlimited = model_max_length > LARGE_INTEGER
         if padding == "max_length":
             if unlimited:
-                logger.warning("padding='max_length' without max_length on a tokenizer with no model_max_length: not padding")
+                logger.warning(
+                    "padding='max_length' without max_length on a tokenizer with no model_max_length: not padding"
+                )
                 padding = "do_not_pad"
             else:
                 max_length = model_max_length
@@ -498,7 +501,9 @@ def read_pretrained_config(directory: str) -> dict[str, Any]:
                     kwargs[role] = token_content(value, f"{map_path} {role}")
     tokenizer_class = config.get("tokenizer_class")
     if tokenizer_class and tokenizer_class.replace("Fast", "") not in ("BertTokenizer", "DistilBertTokenizer"):
-        logger.warning("%s names tokenizer_class %s; reading it as a DistilBERT WordPiece tokenizer", config_path, tokenizer_class)
+        logger.warning(
+            "%s names tokenizer_class %s; reading it as a DistilBERT WordPiece tokenizer", config_path, tokenizer_class
+        )
     return kwargs
 
 
@@ -752,9 +757,7 @@ class TokenizerBase:
         clean_up_tokenization_spaces: bool | None = None,
     ) -> list[str]:
         """:meth:`decode` of each row of a batch (list of lists, or a 2-D array/tensor)."""
-        return [
-            self.decode(row, skip_special_tokens, clean_up_tokenization_spaces) for row in token_id_rows(sequences)
-        ]
+        return [self.decode(row, skip_special_tokens, clean_up_tokenization_spaces) for row in token_id_rows(sequences)]
 
     # ---------------------------------------------------------------------------------- padding
     def _pad_row(self, row: dict[str, list], length: int, side: str) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from typing import Iterable
+from collections.abc import Iterable
 
 # Python's str.split() also splits on these, but BERT deletes them (they are category Cc), so they must
 # go before splitting: "a\x0bb" is one word "ab".
@@ -97,7 +97,7 @@ _CLEAN = _CleaningTable(split_cjk=False)
 _CLEAN_SPLIT_CJK = _CleaningTable(split_cjk=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _is_punctuation_cached(char: str) -> bool:
     return is_punctuation(char)
 
@@ -263,9 +263,7 @@ class WordPieceSplitter:
         else:
             if self.do_lower_case:
                 word = word.lower()
-            if not word.isascii() and (
-                self.strip_accents or (self.do_lower_case and self.strip_accents is not False)
-            ):
+            if not word.isascii() and (self.strip_accents or (self.do_lower_case and self.strip_accents is not False)):
                 word = strip_accents(word)
             pieces = [word] if word in self.protected else split_on_punctuation(word)
         tokens: list[str] = []

@@ -65,8 +65,10 @@ def positions_range_message(max_position_embeddings: int) -> str:
     return f"position_ids must be in [0, max_position_embeddings={max_position_embeddings})"
 
 
-TOKEN_TYPES_MESSAGE = ("token_type_ids has non-zero values, but DistilBERT has no segment embeddings; "
-                       "drop token_type_ids (or tokenize with return_token_type_ids=False)")
+TOKEN_TYPES_MESSAGE = (
+    "token_type_ids has non-zero values, but DistilBERT has no segment embeddings; "
+    "drop token_type_ids (or tokenize with return_token_type_ids=False)"
+)
 
 
 def _got_range(info: ArrayInfo) -> str:
@@ -91,8 +93,11 @@ def _same(a: int | None, b: int | None) -> bool:
 
 
 def _matches(shape, expected) -> bool:
-    return shape is None or expected is None or (
-        len(shape) == len(expected) and all(_same(a, b) for a, b in zip(shape, expected)))
+    return (
+        shape is None
+        or expected is None
+        or (len(shape) == len(expected) and all(_same(a, b) for a, b in zip(shape, expected)))
+    )
 
 
 # ---------------------------------------------------------------------------------------- config
@@ -111,21 +116,32 @@ def as_config(config: Any) -> DistilBertConfig:
         data = to_dict()
         if isinstance(data, Mapping):
             return DistilBertConfig.from_dict(dict(data))
-    raise TypeError(f"config must be a distilbert.DistilBertConfig, its dict or a transformers DistilBertConfig, "
-                    f"got {type(config).__name__} (DistilBertConfig() gives distilbert-base's sizes)")
+    raise TypeError(
+        f"config must be a distilbert.DistilBertConfig, its dict or a transformers DistilBertConfig, "
+        f"got {type(config).__name__} (DistilBertConfig() gives distilbert-base's sizes)"
+    )
 
 
 def check_head_config(config: DistilBertConfig, task: str) -> None:
     """Refuses, at construction, a config that ``task``'s head cannot use."""
     if task == "question_answering" and config.num_labels != 2:
-        raise ValueError(f"question answering predicts a start and an end logit: it needs num_labels=2, got "
-                         f"num_labels={config.num_labels}; leave num_labels at 2 for this head")
+        raise ValueError(
+            f"question answering predicts a start and an end logit: it needs num_labels=2, got "
+            f"num_labels={config.num_labels}; leave num_labels at 2 for this head"
+        )
 
 
-def check_inputs(config: DistilBertConfig, *, input_ids: ArrayInfo | None = None,
-                 inputs_embeds: ArrayInfo | None = None, attention_mask: ArrayInfo | None = None,
-                 position_ids: ArrayInfo | None = None, token_type_ids: ArrayInfo | None = None,
-                 head_mask: ArrayInfo | None = None, rank: int = 2) -> tuple[int | None, ...] | None:
+def check_inputs(
+    config: DistilBertConfig,
+    *,
+    input_ids: ArrayInfo | None = None,
+    inputs_embeds: ArrayInfo | None = None,
+    attention_mask: ArrayInfo | None = None,
+    position_ids: ArrayInfo | None = None,
+    token_type_ids: ArrayInfo | None = None,
+    head_mask: ArrayInfo | None = None,
+    rank: int = 2,
+) -> tuple[int | None, ...] | None:
     """Checks a call's inputs; returns the input's shape (``(B, T)``, or ``(B, C, T)`` when ``rank`` is 3).
 
     Args:
@@ -158,21 +174,25 @@ def check_inputs(config: DistilBertConfig, *, input_ids: ArrayInfo | None = None
         what = "inputs_embeds"
     seq_len = None if shape is None else shape[-1]
     if seq_len is not None and seq_len > config.max_position_embeddings:
-        raise ValueError(f"sequence length {seq_len} exceeds max_position_embeddings={config.max_position_embeddings}; "
-                         "truncate the input (tokenizer truncation=True, max_length=...)")
+        raise ValueError(
+            f"sequence length {seq_len} exceeds max_position_embeddings={config.max_position_embeddings}; "
+            "truncate the input (tokenizer truncation=True, max_length=...)"
+        )
     if seq_len == 0:
         raise ValueError(f"{what} has an empty sequence axis")
 
     if attention_mask is not None:
         _check_kind("attention_mask", attention_mask, INTEGER + FLOAT + BOOL, "0/1 numbers or booleans")
         if not _matches(attention_mask.shape, shape):
-            raise ValueError(f"attention_mask must have the shape of {what} {_shape(shape)}, "
-                             f"got {_shape(attention_mask.shape)}")
+            raise ValueError(
+                f"attention_mask must have the shape of {what} {_shape(shape)}, got {_shape(attention_mask.shape)}"
+            )
     if token_type_ids is not None:
         _check_kind("token_type_ids", token_type_ids, INTEGER + BOOL, "integers")
         if not _matches(token_type_ids.shape, shape):
-            raise ValueError(f"token_type_ids must have the shape of {what} {_shape(shape)}, "
-                             f"got {_shape(token_type_ids.shape)}")
+            raise ValueError(
+                f"token_type_ids must have the shape of {what} {_shape(shape)}, got {_shape(token_type_ids.shape)}"
+            )
         if token_type_ids.nonzero:
             raise ValueError(TOKEN_TYPES_MESSAGE)
     if position_ids is not None:
@@ -181,10 +201,11 @@ def check_inputs(config: DistilBertConfig, *, input_ids: ArrayInfo | None = None
         _check_kind("head_mask", head_mask, INTEGER + FLOAT + BOOL, "numbers (1 keeps a head, 0 masks it)")
         allowed = ((config.n_heads,), (config.n_layers, config.n_heads))
         if head_mask.shape is not None and not any(_matches(head_mask.shape, a) for a in allowed):
-            raise ValueError(f"head_mask must have shape (n_heads,)=({config.n_heads},) or (n_layers, n_heads)="
-                             f"({config.n_layers}, {config.n_heads}), got {_shape(head_mask.shape)}")
-    if input_ids is not None and input_ids.lo is not None and (
-            input_ids.lo < 0 or input_ids.hi >= config.vocab_size):
+            raise ValueError(
+                f"head_mask must have shape (n_heads,)=({config.n_heads},) or (n_layers, n_heads)="
+                f"({config.n_layers}, {config.n_heads}), got {_shape(head_mask.shape)}"
+            )
+    if input_ids is not None and input_ids.lo is not None and (input_ids.lo < 0 or input_ids.hi >= config.vocab_size):
         raise ValueError(ids_range_message(config.vocab_size) + _got_range(input_ids))
     return shape
 
@@ -193,13 +214,19 @@ def _check_position_ids(config: DistilBertConfig, info: ArrayInfo, shape, rank: 
     _check_kind("position_ids", info, INTEGER, "integer positions")
     p = info.shape
     if p is not None and shape is not None:
-        ok = 1 <= len(p) <= rank and _same(p[-1], shape[-1]) and all(
-            a is None or a == 1 or _same(a, b) for a, b in zip(p[-2::-1], shape[-2::-1]))
+        ok = (
+            1 <= len(p) <= rank
+            and _same(p[-1], shape[-1])
+            and all(a is None or a == 1 or _same(a, b) for a, b in zip(p[-2::-1], shape[-2::-1]))
+        )
         if not ok:
-            forms = ("(T,), (1, T) or (B, T)" if rank == 2 else
-                     "(T,), (C, T), (1, 1, T), (B, 1, T), (1, C, T) or (B, C, T)")
-            raise ValueError(f"position_ids must broadcast to the input's shape {_shape(shape)} along its whole "
-                             f"sequence axis: {forms}; got {_shape(p)}")
+            forms = (
+                "(T,), (1, T) or (B, T)" if rank == 2 else "(T,), (C, T), (1, 1, T), (B, 1, T), (1, C, T) or (B, C, T)"
+            )
+            raise ValueError(
+                f"position_ids must broadcast to the input's shape {_shape(shape)} along its whole "
+                f"sequence axis: {forms}; got {_shape(p)}"
+            )
     if info.lo is not None and (info.lo < 0 or info.hi >= config.max_position_embeddings):
         raise ValueError(positions_range_message(config.max_position_embeddings) + _got_range(info))
 
@@ -215,8 +242,7 @@ def _check_class_ids(name: str, info: ArrayInfo, n_classes: int, what: str) -> N
     """Integer class ids in ``[0, n_classes)``, ``-100`` ignored (range checked when concrete)."""
     _check_kind(name, info, INTEGER, f"integer {what} (got floats? cast them, or set problem_type)")
     if info.lo is not None and ((info.lo < 0 and info.lo != IGNORE_INDEX) or info.hi >= n_classes):
-        raise ValueError(f"{name} must be {what} in [0, {n_classes}) or {IGNORE_INDEX} (ignored)"
-                         + _got_range(info))
+        raise ValueError(f"{name} must be {what} in [0, {n_classes}) or {IGNORE_INDEX} (ignored)" + _got_range(info))
 
 
 def _check_shape(name: str, info: ArrayInfo, *allowed: tuple) -> None:
@@ -225,8 +251,15 @@ def _check_shape(name: str, info: ArrayInfo, *allowed: tuple) -> None:
         raise ValueError(f"{name} must have shape {forms}, got {_shape(info.shape)}")
 
 
-def check_labels(config: DistilBertConfig, task: str, input_shape, *, labels: ArrayInfo | None = None,
-                 start_positions: ArrayInfo | None = None, end_positions: ArrayInfo | None = None) -> str | None:
+def check_labels(
+    config: DistilBertConfig,
+    task: str,
+    input_shape,
+    *,
+    labels: ArrayInfo | None = None,
+    start_positions: ArrayInfo | None = None,
+    end_positions: ArrayInfo | None = None,
+) -> str | None:
     """Checks a head's labels against its task and the input's shape.
 
     Args:
@@ -247,8 +280,11 @@ def check_labels(config: DistilBertConfig, task: str, input_shape, *, labels: Ar
         if start_positions is None or end_positions is None:
             raise ValueError("pass both start_positions and end_positions (or neither)")
     if labels is not None and task in ("base", "question_answering"):
-        raise TypeError("the bare model takes no labels (use a head class)" if task == "base" else
-                        "question answering takes start_positions and end_positions, not labels")
+        raise TypeError(
+            "the bare model takes no labels (use a head class)"
+            if task == "base"
+            else "question answering takes start_positions and end_positions, not labels"
+        )
     shape = input_shape if input_shape is not None else (None, None)
     batch = shape[0]
     if task == "question_answering":
@@ -265,7 +301,7 @@ def check_labels(config: DistilBertConfig, task: str, input_shape, *, labels: Ar
         _check_shape("labels", labels, tuple(shape))
         return None
     if task == "multiple_choice":
-        _check_class_ids("labels", labels, shape[1] if shape[1] is not None else 2 ** 62, "choice indices")
+        _check_class_ids("labels", labels, shape[1] if shape[1] is not None else 2**62, "choice indices")
         _check_shape("labels", labels, (batch,))
         return None
     n = config.num_labels

@@ -47,11 +47,14 @@ def _counts(attention_mask, labels, config: DistillationConfig, per_token: bool)
     return {"ce": n_rows, "mlm": n_labels, "cos": selected.sum(), "mse": n_rows}
 
 
-def _parts(student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels,
-           config: DistillationConfig) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+def _parts(
+    student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels, config: DistillationConfig
+) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
     """The four terms and the counts they average over."""
-    arrays = [None if x is None else jnp.asarray(x) for x in (student_logits, teacher_logits, student_hidden,
-                                                              teacher_hidden, attention_mask, labels)]
+    arrays = [
+        None if x is None else jnp.asarray(x)
+        for x in (student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels)
+    ]
     s_logits, t_logits, s_hidden, t_hidden, attention_mask, labels = arrays
     per_token, computed = plan_loss(config, *(None if x is None else x.shape for x in arrays))
     real = attention_mask == 1
@@ -72,7 +75,7 @@ def _parts(student_logits, teacher_logits, student_hidden, teacher_hidden, atten
     if computed["cos"]:
         s, t = s_hidden.astype(jnp.float32), t_hidden.astype(jnp.float32)
         # sqrt(max(|x|^2, eps^2)) = max(|x|, eps), without sqrt's infinite gradient at 0.
-        norm = lambda x: jnp.sqrt(jnp.maximum((x * x).sum(-1), COSINE_EPS ** 2))  # noqa: E731
+        norm = lambda x: jnp.sqrt(jnp.maximum((x * x).sum(-1), COSINE_EPS**2))  # noqa: E731
         terms["cos"] = _mean(1.0 - (s * t).sum(-1) / (norm(s) * norm(t)), selected)
     if computed["mse"]:
         diff = s_logits.astype(jnp.float32) - t_logits.astype(jnp.float32)
@@ -84,8 +87,9 @@ def _total(terms: Mapping[str, jax.Array], config: DistillationConfig) -> jax.Ar
     return sum(getattr(config, f"alpha_{term}") * terms[term] for term in TERMS)
 
 
-def distillation_loss(student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels,
-                      config: DistillationConfig) -> dict[str, jax.Array]:
+def distillation_loss(
+    student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels, config: DistillationConfig
+) -> dict[str, jax.Array]:
     """The triple loss on jax arrays (see :mod:`distilbert.common.distillation` for the definition).
 
     Args:
@@ -120,6 +124,7 @@ def distillation_loss(student_logits, teacher_logits, student_hidden, teacher_hi
 # ------------------------------------------------------------------------------- the optimiser
 def _schedule(learning_rate: float, warmup_steps: int, total_steps: int):
     """:func:`~distilbert.common.distillation.learning_rate_at` as an optax schedule of the update count."""
+
     def schedule(count):
         count = jnp.asarray(count, jnp.float32)
         decay = (total_steps - count) / max(1, total_steps - warmup_steps)
@@ -129,15 +134,28 @@ def _schedule(learning_rate: float, warmup_steps: int, total_steps: int):
     return schedule
 
 
-def make_optimizer(student, learning_rate: float, *, steps: int, warmup_steps: int = 0, weight_decay: float = 0.01,
-                   max_grad_norm: float | None = 5.0) -> nnx.Optimizer:
+def make_optimizer(
+    student,
+    learning_rate: float,
+    *,
+    steps: int,
+    warmup_steps: int = 0,
+    weight_decay: float = 0.01,
+    max_grad_norm: float | None = 5.0,
+) -> nnx.Optimizer:
     """An ``nnx.Optimizer`` over the student's ``nnx.Param`` s: optax AdamW on the schedule, after clipping.
 
     1-D parameters (biases, LayerNorm scales) are excluded from the weight decay.
     """
     decayed = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
-    tx = optax.adamw(_schedule(learning_rate, warmup_steps, steps), b1=BETAS[0], b2=BETAS[1], eps=EPS,
-                     weight_decay=weight_decay, mask=decayed)
+    tx = optax.adamw(
+        _schedule(learning_rate, warmup_steps, steps),
+        b1=BETAS[0],
+        b2=BETAS[1],
+        eps=EPS,
+        weight_decay=weight_decay,
+        mask=decayed,
+    )
     if max_grad_norm:
         tx = optax.chain(optax.clip_by_global_norm(max_grad_norm), tx)
     return nnx.Optimizer(student, tx, wrt=nnx.Param)
@@ -146,8 +164,13 @@ def make_optimizer(student, learning_rate: float, *, steps: int, warmup_steps: i
 # -------------------------------------------------------------------------------- the training
 def _forward(model, batch, deterministic: bool):
     """``(logits or None, last hidden state)`` of a head model or of the bare encoder."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True,
-                return_dict=True, deterministic=deterministic)
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        output_hidden_states=True,
+        return_dict=True,
+        deterministic=deterministic,
+    )
     if getattr(model, "task", "base") == "base":
         return None, out.last_hidden_state
     return out.logits, out.hidden_states[-1]
@@ -161,13 +184,14 @@ def _step(student, teacher, optimizer, batch, config: DistillationConfig, accumu
     size = batch["input_ids"].shape[0] // accumulation_steps
     grads, report = None, dict.fromkeys(TERMS, jnp.zeros((), jnp.float32))
     for start in range(0, batch["input_ids"].shape[0], size):
-        mb = {k: v[start:start + size] for k, v in batch.items()}
+        mb = {k: v[start : start + size] for k, v in batch.items()}
         t_logits, t_hidden = jax.lax.stop_gradient(_forward(teacher, mb, deterministic=True))
 
         def loss_fn(model, mb=mb, t_logits=t_logits, t_hidden=t_hidden):
             s_logits, s_hidden = _forward(model, mb, deterministic=False)
-            terms, counts = _parts(s_logits, t_logits, s_hidden, t_hidden, mb["attention_mask"], mb.get("labels"),
-                                   config)
+            terms, counts = _parts(
+                s_logits, t_logits, s_hidden, t_hidden, mb["attention_mask"], mb.get("labels"), config
+            )
             weighted = {term: terms[term] * counts[term] * shares[term] for term in TERMS}
             return _total(weighted, config), weighted
 
@@ -178,8 +202,14 @@ def _step(student, teacher, optimizer, batch, config: DistillationConfig, accumu
     return {"loss": _total(report, config), **report}
 
 
-def train_step(student, teacher, optimizer, batch: Mapping[str, np.ndarray], config: DistillationConfig,
-               accumulation_steps: int = 1) -> dict[str, jax.Array]:
+def train_step(
+    student,
+    teacher,
+    optimizer,
+    batch: Mapping[str, np.ndarray],
+    config: DistillationConfig,
+    accumulation_steps: int = 1,
+) -> dict[str, jax.Array]:
     """One optimiser update on ``batch`` (numpy ``input_ids``, ``attention_mask``, ``labels``), ``nnx.jit`` ed.
 
     The batch is cut into ``accumulation_steps`` micro-batches along its first axis; each one's terms
@@ -189,8 +219,9 @@ def train_step(student, teacher, optimizer, batch: Mapping[str, np.ndarray], con
     """
     size = np.shape(batch["input_ids"])[0]
     if accumulation_steps < 1 or size % accumulation_steps:
-        raise ValueError(f"a batch of {size} does not split into accumulation_steps={accumulation_steps} "
-                         "equal micro-batches")
+        raise ValueError(
+            f"a batch of {size} does not split into accumulation_steps={accumulation_steps} equal micro-batches"
+        )
     arrays = {k: jnp.asarray(v) for k, v in batch.items() if v is not None}
     return _step(student, teacher, optimizer, arrays, config, accumulation_steps)
 
@@ -214,20 +245,37 @@ def load_training_state(student, optimizer, state: Mapping[str, np.ndarray]) -> 
         leaves, treedef = jax.tree.flatten(current)
         saved = sorted((int(k.split("/")[1]), v) for k, v in state.items() if k.startswith(prefix + "/"))
         if len(saved) != len(leaves):
-            raise ValueError(f"the checkpoint holds {len(saved)} {prefix} arrays, this student's training "
-                             f"{len(leaves)}: was it saved from another student?")
-        new = [jax.random.wrap_key_data(jnp.asarray(v), impl=jax.random.key_impl(old))
-               if jnp.issubdtype(old.dtype, jax.dtypes.prng_key) else jnp.asarray(v, old.dtype)
-               for (_, v), old in zip(saved, leaves)]
+            raise ValueError(
+                f"the checkpoint holds {len(saved)} {prefix} arrays, this student's training "
+                f"{len(leaves)}: was it saved from another student?"
+            )
+        new = [
+            jax.random.wrap_key_data(jnp.asarray(v), impl=jax.random.key_impl(old))
+            if jnp.issubdtype(old.dtype, jax.dtypes.prng_key)
+            else jnp.asarray(v, old.dtype)
+            for (_, v), old in zip(saved, leaves)
+        ]
         nnx.update(target, jax.tree.unflatten(treedef, new))
 
 
-def distill(student, teacher, batches: Iterable[Mapping[str, np.ndarray]], config: DistillationConfig, *,
-            steps: int, learning_rate: float = 5e-4, warmup_steps: int = 0, weight_decay: float = 0.01,
-            max_grad_norm: float | None = 5.0, accumulation_steps: int = 1,
-            on_step: Callable[[int, dict[str, float]], None] | None = None,
-            state: Mapping[str, np.ndarray] | None = None, start_step: int = 0, save_every: int = 0,
-            on_save: Callable[[int, dict[str, np.ndarray]], None] | None = None):
+def distill(
+    student,
+    teacher,
+    batches: Iterable[Mapping[str, np.ndarray]],
+    config: DistillationConfig,
+    *,
+    steps: int,
+    learning_rate: float = 5e-4,
+    warmup_steps: int = 0,
+    weight_decay: float = 0.01,
+    max_grad_norm: float | None = 5.0,
+    accumulation_steps: int = 1,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    state: Mapping[str, np.ndarray] | None = None,
+    start_step: int = 0,
+    save_every: int = 0,
+    on_save: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+):
     """Trains ``student`` to imitate the frozen ``teacher`` with :func:`train_step`.
 
     The arguments are those of ``distilbert.pt.distill.distill`` (see there).
@@ -235,8 +283,14 @@ def distill(student, teacher, batches: Iterable[Mapping[str, np.ndarray]], confi
     Returns:
         The student, trained.
     """
-    optimizer = make_optimizer(student, learning_rate, steps=steps, warmup_steps=warmup_steps,
-                               weight_decay=weight_decay, max_grad_norm=max_grad_norm)
+    optimizer = make_optimizer(
+        student,
+        learning_rate,
+        steps=steps,
+        warmup_steps=warmup_steps,
+        weight_decay=weight_decay,
+        max_grad_norm=max_grad_norm,
+    )
     if state is not None:
         load_training_state(student, optimizer, state)
     iterator = iter(batches)

@@ -27,8 +27,13 @@ def is_traced(x) -> bool:
 
 
 def _kind(dtype) -> str:
-    for kind, base in (("b", jnp.bool_), ("i", jnp.signedinteger), ("u", jnp.unsignedinteger),
-                       ("f", jnp.floating), ("c", jnp.complexfloating)):
+    for kind, base in (
+        ("b", jnp.bool_),
+        ("i", jnp.signedinteger),
+        ("u", jnp.unsignedinteger),
+        ("f", jnp.floating),
+        ("c", jnp.complexfloating),
+    ):
         if jnp.issubdtype(dtype, base):
             return kind
     return "O"
@@ -48,20 +53,35 @@ def describe(x, values: str | None = None) -> ArrayInfo | None:
     return ArrayInfo(tuple(x.shape), kind, str(x.dtype), lo, hi, nonzero)
 
 
-def prepare(config: DistilBertConfig, rank: int, input_ids, inputs_embeds, attention_mask, position_ids,
-            token_type_ids, head_mask):
+def prepare(
+    config: DistilBertConfig,
+    rank: int,
+    input_ids,
+    inputs_embeds,
+    attention_mask,
+    position_ids,
+    token_type_ids,
+    head_mask,
+):
     """Checks a call's inputs (values on the host when concrete); folds multiple choice into the batch.
 
     Returns:
         ``(ids, embeds, mask, positions, head_mask, shape)``: arrays as the encoder takes them, and the
         input's shape before folding (``(B, T)`` or ``(B, C, T)``).
     """
-    ids, embeds, mask, pos, types, heads = (as_array(x) for x in (
-        input_ids, inputs_embeds, attention_mask, position_ids, token_type_ids, head_mask))
+    ids, embeds, mask, pos, types, heads = (
+        as_array(x) for x in (input_ids, inputs_embeds, attention_mask, position_ids, token_type_ids, head_mask)
+    )
     shape = validation.check_inputs(
-        config, input_ids=describe(ids, "range"), inputs_embeds=describe(embeds), attention_mask=describe(mask),
-        position_ids=describe(pos, "range"), token_type_ids=describe(types, "nonzero"), head_mask=describe(heads),
-        rank=rank)
+        config,
+        input_ids=describe(ids, "range"),
+        inputs_embeds=describe(embeds),
+        attention_mask=describe(mask),
+        position_ids=describe(pos, "range"),
+        token_type_ids=describe(types, "nonzero"),
+        head_mask=describe(heads),
+        rank=rank,
+    )
     if rank == 3:  # multiple choice: every choice is a sequence of the batch
         fold = lambda x: None if x is None else x.reshape((-1,) + tuple(x.shape[2:]))  # noqa: E731
         ids, embeds, mask = fold(ids), fold(embeds), fold(mask)
@@ -71,6 +91,11 @@ def prepare(config: DistilBertConfig, rank: int, input_ids, inputs_embeds, atten
 
 def check_labels(config: DistilBertConfig, task: str, shape, labels=None, start_positions=None, end_positions=None):
     """Validates a head's labels (ranges when concrete); returns the sequence-classification ``problem_type``."""
-    return validation.check_labels(config, task, shape, labels=describe(as_array(labels), "range"),
-                                   start_positions=describe(as_array(start_positions)),
-                                   end_positions=describe(as_array(end_positions)))
+    return validation.check_labels(
+        config,
+        task,
+        shape,
+        labels=describe(as_array(labels), "range"),
+        start_positions=describe(as_array(start_positions)),
+        end_positions=describe(as_array(end_positions)),
+    )

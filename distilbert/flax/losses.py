@@ -94,8 +94,9 @@ def sequence_classification_loss(logits: jax.Array, labels: jax.Array, problem_t
     raise ValueError(f"unknown problem_type {problem_type!r}")
 
 
-def question_answering_loss(start_logits: jax.Array, end_logits: jax.Array, start_positions: jax.Array,
-                            end_positions: jax.Array) -> jax.Array:
+def question_answering_loss(
+    start_logits: jax.Array, end_logits: jax.Array, start_positions: jax.Array, end_positions: jax.Array
+) -> jax.Array:
     """Mean of the start and end cross-entropies, as the reference computes it.
 
     Positions are clamped to ``[0, T]``; the value ``T`` (an answer outside the sequence) is ignored.

@@ -38,8 +38,14 @@ class _Factory:
 
     def linear(self, n_in: int, n_out: int) -> nnx.Linear:
         # f32 accumulation and output, in the backward pass too (see ops): more accurate and faster under bf16.
-        return nnx.Linear(n_in, n_out, kernel_init=self.init, preferred_element_type=jnp.float32,
-                          dot_general=ops.dot_general, **self.kw)
+        return nnx.Linear(
+            n_in,
+            n_out,
+            kernel_init=self.init,
+            preferred_element_type=jnp.float32,
+            dot_general=ops.dot_general,
+            **self.kw,
+        )
 
     def norm(self, n: int) -> nnx.LayerNorm:
         return nnx.LayerNorm(n, epsilon=1e-12, use_fast_variance=False, **self.kw)
@@ -137,8 +143,9 @@ class Transformer(nnx.Module):
         for i, block in enumerate(self.layer):
             x, weights = run(block, x, bias, head_mask if head_mask is None or head_mask.ndim == 1 else head_mask[i])
             hidden, attentions = hidden + (x,), attentions + (weights,)
-        return out_lib.BaseModelOutput(x, hidden if output_hidden_states else None,
-                                       attentions if output_attentions else None)
+        return out_lib.BaseModelOutput(
+            x, hidden if output_hidden_states else None, attentions if output_attentions else None
+        )
 
 
 class FlaxDistilBertPreTrainedModel(nnx.Module):
@@ -165,8 +172,16 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
     task = "base"
     rank = 2  # of input_ids: (B, T); multiple choice: (B, C, T)
 
-    def __init__(self, config: DistilBertConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
-                 remat: bool = False, seed: int = 0, rngs: nnx.Rngs | None = None):
+    def __init__(
+        self,
+        config: DistilBertConfig,
+        *,
+        dtype=jnp.float32,
+        param_dtype=jnp.float32,
+        remat: bool = False,
+        seed: int = 0,
+        rngs: nnx.Rngs | None = None,
+    ):
         config = as_config(config)
         self.config, self.dtype, self.param_dtype, self.remat = config, dtype, param_dtype, remat
         self._build(config, _Factory(config, dtype, param_dtype, rngs if rngs is not None else nnx.Rngs(seed)))
@@ -179,11 +194,25 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
     canonical_state = pretrained.canonical_state
     load_canonical_state = pretrained.load_canonical_state
 
-    def __call__(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, position_ids=None,
-                 token_type_ids=None, labels=None, output_attentions=None, output_hidden_states=None,
-                 return_dict=None, deterministic=None, start_positions=None, end_positions=None):
-        ids, embeds, mask, pos, heads, shape = inputs.prepare(self.config, self.rank, input_ids, inputs_embeds,
-                                                              attention_mask, position_ids, token_type_ids, head_mask)
+    def __call__(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        head_mask=None,
+        inputs_embeds=None,
+        position_ids=None,
+        token_type_ids=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        deterministic=None,
+        start_positions=None,
+        end_positions=None,
+    ):
+        ids, embeds, mask, pos, heads, shape = inputs.prepare(
+            self.config, self.rank, input_ids, inputs_embeds, attention_mask, position_ids, token_type_ids, head_mask
+        )
         problem_type = inputs.check_labels(self.config, self.task, shape, labels, start_positions, end_positions)
         if problem_type is not None and self.config.problem_type is None:  # decided by the labels' static dtype
             # recorded on the model and its encoder, as the reference's shared config
@@ -191,7 +220,8 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
         if start_positions is not None:
             labels = (jnp.asarray(start_positions), jnp.asarray(end_positions))
         output_attentions, output_hidden_states, return_dict = out_lib.output_flags(
-            self.config, output_attentions, output_hidden_states, return_dict)
+            self.config, output_attentions, output_hidden_states, return_dict
+        )
         encoder = self if self.task == "base" else self.distilbert
         base = encoder._encode(ids, embeds, mask, pos, heads, output_attentions, output_hidden_states, deterministic)
         out = self._head(base, deterministic, labels, shape)
@@ -215,11 +245,23 @@ class FlaxDistilBertModel(FlaxDistilBertPreTrainedModel):
     def _head(self, base, deterministic, labels, shape):
         return base
 
-    def _encode(self, input_ids, inputs_embeds, attention_mask, position_ids, head_mask=None, output_attentions=False,
-               output_hidden_states=False, deterministic=None) -> out_lib.BaseModelOutput:
+    def _encode(
+        self,
+        input_ids,
+        inputs_embeds,
+        attention_mask,
+        position_ids,
+        head_mask=None,
+        output_attentions=False,
+        output_hidden_states=False,
+        deterministic=None,
+    ) -> out_lib.BaseModelOutput:
         """The forward pass on checked inputs (the heads call this)."""
-        bias = None if attention_mask is None else jnp.where(
-            attention_mask[:, None, None, :] != 0, 0.0, jnp.finfo(jnp.float32).min)  # (B, 1, 1, T)
+        bias = (
+            None
+            if attention_mask is None
+            else jnp.where(attention_mask[:, None, None, :] != 0, 0.0, jnp.finfo(jnp.float32).min)
+        )  # (B, 1, 1, T)
         x = self.embeddings(input_ids, inputs_embeds, position_ids, deterministic)  # (B, T, D)
         return self.transformer(x, bias, head_mask, deterministic, output_attentions, output_hidden_states)
 
@@ -228,8 +270,9 @@ class _Head(FlaxDistilBertPreTrainedModel):
     """A task head over ``self.distilbert``; subclasses add their layers in ``_build`` and define ``_head``."""
 
     def _build(self, config: DistilBertConfig, f: _Factory) -> None:  # the encoder, then the head's layers
-        self.distilbert = FlaxDistilBertModel(config, dtype=self.dtype, param_dtype=self.param_dtype,
-                                              remat=self.remat, rngs=f.rngs)
+        self.distilbert = FlaxDistilBertModel(
+            config, dtype=self.dtype, param_dtype=self.param_dtype, remat=self.remat, rngs=f.rngs
+        )
 
 
 class VocabProjector(nnx.Module):
@@ -238,8 +281,11 @@ class VocabProjector(nnx.Module):
     def __init__(self, config: DistilBertConfig, f: _Factory):
         self.dtype = f.dtype
         self.bias = nnx.Param(jnp.zeros((config.vocab_size,), f.param_dtype))
-        self.kernel = None if config.tie_word_embeddings else nnx.Param(
-            f.init(f.rngs.params(), (config.dim, config.vocab_size), f.param_dtype))
+        self.kernel = (
+            None
+            if config.tie_word_embeddings
+            else nnx.Param(f.init(f.rngs.params(), (config.dim, config.vocab_size), f.param_dtype))
+        )
 
     def __call__(self, x, word_embeddings):
         dtype = self.dtype or x.dtype
@@ -299,8 +345,11 @@ class FlaxDistilBertForSequenceClassification(_Head):
             logits = logits.reshape(shape[:2])  # (B, C)
             loss = None if labels is None else losses.multiple_choice_loss(logits, jnp.asarray(labels))
             return out_lib.MultipleChoiceModelOutput(loss, logits, base.hidden_states, base.attentions)
-        loss = None if labels is None else losses.sequence_classification_loss(
-            logits, jnp.asarray(labels), self.config.problem_type)
+        loss = (
+            None
+            if labels is None
+            else losses.sequence_classification_loss(logits, jnp.asarray(labels), self.config.problem_type)
+        )
         return out_lib.SequenceClassifierOutput(loss, logits, base.hidden_states, base.attentions)
 
 

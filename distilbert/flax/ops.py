@@ -69,8 +69,9 @@ _mixed_einsum.defvjp(_mixed_einsum_fwd, _mixed_einsum_bwd)
 def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None, **kwargs):
     """A ``lax.dot_general`` for ``nnx.Linear(dot_general=...)`` that goes through :func:`einsum` in bf16."""
     if not _low_precision(lhs, rhs):
-        return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
-                                   preferred_element_type=preferred_element_type, **kwargs)
+        return jax.lax.dot_general(
+            lhs, rhs, dimension_numbers, precision=precision, preferred_element_type=preferred_element_type, **kwargs
+        )
     (lc, rc), (lb, rb) = dimension_numbers
     letters = iter(string.ascii_letters)
     left = [next(letters) for _ in range(lhs.ndim)]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,8 +25,7 @@ from distilbert.common.config import DistilBertConfig
 from distilbert.common.names import WeightMismatchError, check_state, from_native, to_native, weight_table
 from distilbert.common.validation import as_config
 
-__all__ = ["Frozen", "canonical_state", "from_pretrained", "load_canonical_state", "native_params",
-           "save_pretrained"]
+__all__ = ["Frozen", "canonical_state", "from_pretrained", "load_canonical_state", "native_params", "save_pretrained"]
 
 
 class Frozen(nnx.Variable):
@@ -91,10 +91,19 @@ def load_canonical_state(model: nnx.Module, state: Mapping[str, np.ndarray], ski
     nnx.update(model, params)
 
 
-def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *, config: DistilBertConfig | None = None,
-                    weight_format: str | None = None, ignore_mismatched_sizes: bool = False,
-                    from_pt: bool = False, from_tf: bool = False, from_flax: bool = False,
-                    output_loading_info: bool = False, **kwargs):
+def from_pretrained(
+    cls,
+    pretrained_model_name_or_path: str | os.PathLike,
+    *,
+    config: DistilBertConfig | None = None,
+    weight_format: str | None = None,
+    ignore_mismatched_sizes: bool = False,
+    from_pt: bool = False,
+    from_tf: bool = False,
+    from_flax: bool = False,
+    output_loading_info: bool = False,
+    **kwargs,
+):
     """Builds ``cls`` and loads a checkpoint of any Hugging Face format into it.
 
     ``kwargs`` are split between the model's constructor (``dtype``, ``param_dtype``, ``remat``,
@@ -116,15 +125,26 @@ def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *, co
         config = as_config(config)
         config = config.replace(**kwargs) if kwargs else config
     model = cls(config, **model_kw)
-    state, report = load_state(pretrained_model_name_or_path, config, cls.task, framework="flax",
-                               weight_format=weight_format, ignore_mismatched_sizes=ignore_mismatched_sizes,
-                               source=source_framework(from_pt, from_tf, from_flax))
+    state, report = load_state(
+        pretrained_model_name_or_path,
+        config,
+        cls.task,
+        framework="flax",
+        weight_format=weight_format,
+        ignore_mismatched_sizes=ignore_mismatched_sizes,
+        source=source_framework(from_pt, from_tf, from_flax),
+    )
     load_canonical_state(model, state, skip=report.new)
     return (model, report) if output_loading_info else model
 
 
-def save_pretrained(model: nnx.Module, save_directory: str | os.PathLike, weight_format: str | None = None,
-                    safe_serialization: bool | None = None, max_shard_size: int | str | None = None) -> str:
+def save_pretrained(
+    model: nnx.Module,
+    save_directory: str | os.PathLike,
+    weight_format: str | None = None,
+    safe_serialization: bool | None = None,
+    max_shard_size: int | str | None = None,
+) -> str:
     """Writes ``config.json`` and the weights (``flax_model.msgpack`` by default); returns the file.
 
     ``safe_serialization=True`` (the reference's way of asking) writes ``model.safetensors`` when no
@@ -132,5 +152,12 @@ def save_pretrained(model: nnx.Module, save_directory: str | os.PathLike, weight
     with an index, as the reference does."""
     if weight_format is None:
         weight_format = "safetensors" if safe_serialization else "flax"
-    return save_state(save_directory, canonical_state(model), model.config, model.task, framework="flax",
-                      weight_format=weight_format, max_shard_size=max_shard_size)
+    return save_state(
+        save_directory,
+        canonical_state(model),
+        model.config,
+        model.task,
+        framework="flax",
+        weight_format=weight_format,
+        max_shard_size=max_shard_size,
+    )

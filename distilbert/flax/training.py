@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -70,8 +71,9 @@ def loss_fn(model: nnx.Module, batch: Batch) -> jax.Array:
     return out.loss
 
 
-def value_and_grad(model: nnx.Module, batch: Batch, accum_steps: int = 1,
-                   loss: Callable[[nnx.Module, Batch], jax.Array] = loss_fn) -> tuple[jax.Array, nnx.State]:
+def value_and_grad(
+    model: nnx.Module, batch: Batch, accum_steps: int = 1, loss: Callable[[nnx.Module, Batch], jax.Array] = loss_fn
+) -> tuple[jax.Array, nnx.State]:
     """Loss and gradients w.r.t. the ``nnx.Param`` s, averaged over ``accum_steps`` micro-batches.
 
     Call it inside ``nnx.jit`` (or on a model merged inside ``jax.jit``); RNG state advances in place.
@@ -121,8 +123,12 @@ def eval_step(model: nnx.Module, batch: Batch):
 def linear_schedule(learning_rate: float, total_steps: int, warmup_steps: int = 0) -> optax.Schedule:
     """``0 -> learning_rate`` linearly over ``warmup_steps``, then linearly down to 0 at ``total_steps``."""
     return optax.join_schedules(
-        [optax.linear_schedule(0.0, learning_rate, max(warmup_steps, 1)),
-         optax.linear_schedule(learning_rate, 0.0, max(total_steps - warmup_steps, 1))], [warmup_steps])
+        [
+            optax.linear_schedule(0.0, learning_rate, max(warmup_steps, 1)),
+            optax.linear_schedule(learning_rate, 0.0, max(total_steps - warmup_steps, 1)),
+        ],
+        [warmup_steps],
+    )
 
 
 def _decays(params):
@@ -130,12 +136,16 @@ def _decays(params):
     return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
-def adamw_with_warmup(learning_rate: float, total_steps: int, warmup_steps: int = 0, weight_decay: float = 0.01,
-                      max_grad_norm: float | None = 1.0) -> optax.GradientTransformation:
+def adamw_with_warmup(
+    learning_rate: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    weight_decay: float = 0.01,
+    max_grad_norm: float | None = 1.0,
+) -> optax.GradientTransformation:
     """AdamW on :func:`linear_schedule` (the usual BERT fine-tuning recipe), after global-norm clipping
     to ``max_grad_norm`` (None: none); weight decay on kernels and embeddings, not on biases and LayerNorms."""
-    tx = optax.adamw(linear_schedule(learning_rate, total_steps, warmup_steps), weight_decay=weight_decay,
-                     mask=_decays)
+    tx = optax.adamw(linear_schedule(learning_rate, total_steps, warmup_steps), weight_decay=weight_decay, mask=_decays)
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), tx) if max_grad_norm else tx
 
 
@@ -160,8 +170,12 @@ def merge_model(graphdef: nnx.GraphDef, state: TrainState) -> nnx.Module:
     return nnx.merge(graphdef, state.params, state.rest)
 
 
-def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, accum_steps: int = 1,
-                    loss: Callable[[nnx.Module, Batch], jax.Array] = loss_fn):
+def make_train_step(
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    accum_steps: int = 1,
+    loss: Callable[[nnx.Module, Batch], jax.Array] = loss_fn,
+):
     """A ``jax.jit`` step ``(TrainState, batch) -> (TrainState, loss)``; the input state is donated."""
 
     @functools.partial(jax.jit, donate_argnums=0)
@@ -186,8 +200,9 @@ def _encode(tree):
 
 
 def _decode(restored, like):
-    return jax.tree.map(lambda r, l: jax.random.wrap_key_data(r, impl=jax.random.key_impl(l)) if _is_key(l) else r,
-                        restored, like)
+    return jax.tree.map(
+        lambda r, l: jax.random.wrap_key_data(r, impl=jax.random.key_impl(l)) if _is_key(l) else r, restored, like
+    )
 
 
 def _manager(directory, max_to_keep: int | None = None):
@@ -219,8 +234,13 @@ def _restore(directory, like, step: int | None):
     return _decode(restored, like), step
 
 
-def save_checkpoint(directory: str | os.PathLike, model: nnx.Module, optimizer: nnx.Optimizer,
-                    step: int | None = None, max_to_keep: int | None = None) -> int:
+def save_checkpoint(
+    directory: str | os.PathLike,
+    model: nnx.Module,
+    optimizer: nnx.Optimizer,
+    step: int | None = None,
+    max_to_keep: int | None = None,
+) -> int:
     """Saves parameters, RNG state and optimiser state under ``directory/<step>`` with Orbax.
 
     Args:
@@ -236,8 +256,9 @@ def save_checkpoint(directory: str | os.PathLike, model: nnx.Module, optimizer: 
     return step
 
 
-def restore_checkpoint(directory: str | os.PathLike, model: nnx.Module, optimizer: nnx.Optimizer,
-                       step: int | None = None) -> int:
+def restore_checkpoint(
+    directory: str | os.PathLike, model: nnx.Module, optimizer: nnx.Optimizer, step: int | None = None
+) -> int:
     """Restores :func:`save_checkpoint` 's state into ``model`` and ``optimizer`` in place.
 
     Args:

@@ -46,10 +46,13 @@ class FillMaskPipeline(Pipeline):
         mask_id = self.tokenizer.mask_token_id
         for text, row in zip(texts, rows):
             if not (row["input_ids"] == mask_id).any():
-                raise ValueError(f"no {self.tokenizer.mask_token} in the input {text!r}; "
-                                 f"write {self.tokenizer.mask_token} where a word should be predicted")
-        results = [self._predict(row["input_ids"], out["logits"], top_k, target_ids)
-                   for row, out in zip(rows, self.run(rows))]
+                raise ValueError(
+                    f"no {self.tokenizer.mask_token} in the input {text!r}; "
+                    f"write {self.tokenizer.mask_token} where a word should be predicted"
+                )
+        results = [
+            self._predict(row["input_ids"], out["logits"], top_k, target_ids) for row, out in zip(rows, self.run(rows))
+        ]
         return results[0] if single else results
 
     def _predict(self, ids: np.ndarray, logits: np.ndarray, top_k: int, target_ids):
@@ -67,12 +70,14 @@ class FillMaskPipeline(Pipeline):
                 token = int(candidates[k])
                 filled = ids.copy()
                 filled[position] = token
-                predictions.append({
-                    "score": float(p[k]),
-                    "token": token,
-                    "token_str": self.tokenizer.decode([token]),
-                    "sequence": self.tokenizer.decode(filled[keep], skip_special_tokens=one_mask),
-                })
+                predictions.append(
+                    {
+                        "score": float(p[k]),
+                        "token": token,
+                        "token_str": self.tokenizer.decode([token]),
+                        "sequence": self.tokenizer.decode(filled[keep], skip_special_tokens=one_mask),
+                    }
+                )
             per_mask.append(predictions)
         return per_mask[0] if one_mask else per_mask
 
@@ -90,11 +95,13 @@ class FillMaskPipeline(Pipeline):
                     logger.warning("target %r gives no token at all; ignoring it", target)
                     continue
                 token_id = pieces[0]
-                logger.warning("target %r is not in the vocabulary; scoring its first token %r instead",
-                               target, self.tokenizer.convert_ids_to_tokens(token_id))
+                logger.warning(
+                    "target %r is not in the vocabulary; scoring its first token %r instead",
+                    target,
+                    self.tokenizer.convert_ids_to_tokens(token_id),
+                )
             if token_id not in ids:
                 ids.append(token_id)
         if not ids:
             raise ValueError(f"none of the targets {targets} gives a token to score")
         return np.array(ids)
-

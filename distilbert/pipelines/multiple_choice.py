@@ -42,8 +42,10 @@ class MultipleChoicePipeline(Pipeline):
             single = isinstance(inputs, dict)
             items = [inputs] if single else inputs
             if not isinstance(items, (list, tuple)) or not items or not all(isinstance(i, dict) for i in items):
-                raise TypeError("inputs must be a prompt with choices=[...], a {'question', 'choices'} dict, "
-                                "or a non-empty list of such dicts")
+                raise TypeError(
+                    "inputs must be a prompt with choices=[...], a {'question', 'choices'} dict, "
+                    "or a non-empty list of such dicts"
+                )
         rows = [self._encode(item, truncation) for item in items]
         results = []
         for item, out in zip(items, self.run(rows)):

@@ -51,23 +51,41 @@ class QuestionAnsweringPipeline(Pipeline):
     outputs = ("start_logits", "end_logits")
     needs_offsets = True
 
-    def _call(self, inputs=None, *, question=None, context=None, top_k: int = 1, doc_stride: int | None = None,
-              max_answer_len: int = 15, max_seq_len: int | None = None, handle_impossible_answer: bool = False,
-              align_to_words: bool = True):
+    def _call(
+        self,
+        inputs=None,
+        *,
+        question=None,
+        context=None,
+        top_k: int = 1,
+        doc_stride: int | None = None,
+        max_answer_len: int = 15,
+        max_seq_len: int | None = None,
+        handle_impossible_answer: bool = False,
+        align_to_words: bool = True,
+    ):
         single, examples = _examples(inputs, question, context)
         for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         max_seq_len = min(self.max_length, 384) if max_seq_len is None else max_seq_len
         if not 4 <= max_seq_len <= self.config.max_position_embeddings:
-            raise ValueError(f"max_seq_len must be in [4, {self.config.max_position_embeddings}] (the model's "
-                             f"positions), got {max_seq_len}")
+            raise ValueError(
+                f"max_seq_len must be in [4, {self.config.max_position_embeddings}] (the model's "
+                f"positions), got {max_seq_len}"
+            )
         doc_stride = min(max_seq_len // 2, 128) if doc_stride is None else doc_stride
         if doc_stride > max_seq_len:
             raise ValueError(f"doc_stride ({doc_stride}) must not exceed max_seq_len ({max_seq_len})")
-        encoding = self.tokenizer([q for q, _ in examples], [c for _, c in examples], truncation="only_second",
-                                  max_length=max_seq_len, stride=doc_stride, return_overflowing_tokens=True,
-                                  return_offsets_mapping=True)
+        encoding = self.tokenizer(
+            [q for q, _ in examples],
+            [c for _, c in examples],
+            truncation="only_second",
+            max_length=max_seq_len,
+            stride=doc_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+        )
         owner = encoding["overflow_to_sample_mapping"]
         outputs = self.run(rows_of(encoding))
         candidates = top_k * 2 + 10 if align_to_words else top_k
@@ -141,8 +159,10 @@ def _examples(inputs, question, context) -> tuple[bool, list[tuple[str, str]]]:
         if not isinstance(questions, (list, tuple)) or not isinstance(contexts, (list, tuple)):
             raise TypeError("question and context must be str or lists of str")
         if len(questions) != len(contexts):
-            raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts; give one context per "
-                             "question, or one context for all")
+            raise ValueError(
+                f"{len(questions)} questions but {len(contexts)} contexts; give one context per "
+                "question, or one context for all"
+            )
         pairs = list(zip(questions, contexts))
     for q, c in pairs:
         for name, value in (("question", q), ("context", c)):

@@ -42,14 +42,18 @@ class TextClassificationPipeline(Pipeline):
     def _call(self, inputs, *, top_k=_UNSET, function_to_apply: str | None = None, truncation: bool = False):
         if function_to_apply is not None and function_to_apply not in FUNCTIONS:
             raise ValueError(f"function_to_apply must be one of {FUNCTIONS}, got {function_to_apply!r}")
-        if top_k is not _UNSET and top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
-                                                          or top_k < 1):
+        if (
+            top_k is not _UNSET
+            and top_k is not None
+            and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1)
+        ):
             raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
         single = isinstance(inputs, (str, dict))
         items = [inputs] if single else inputs
         if not isinstance(items, (list, tuple)) or not items:
-            raise TypeError("inputs must be a text, a {'text': ..., 'text_pair': ...} dict, "
-                            "or a non-empty list of them")
+            raise TypeError(
+                "inputs must be a text, a {'text': ..., 'text_pair': ...} dict, or a non-empty list of them"
+            )
         rows = [row for item in items for row in self._encode(item, truncation)]
         function = function_to_apply or self._default_function()
         results = [self._labels(out["logits"], function, top_k) for out in self.run(rows)]

@@ -50,12 +50,18 @@ class TokenClassificationPipeline(Pipeline):
         strategy = str(aggregation_strategy).lower()
         if strategy not in STRATEGIES:
             raise ValueError(f"aggregation_strategy must be one of {STRATEGIES}, got {aggregation_strategy!r}")
-        kwargs = {"truncation": True, "max_length": self.max_length, "return_offsets_mapping": True,
-                  "return_special_tokens_mask": True}
+        kwargs = {
+            "truncation": True,
+            "max_length": self.max_length,
+            "return_offsets_mapping": True,
+            "return_special_tokens_mask": True,
+        }
         if stride is not None:
             if strategy == "none":
-                raise ValueError("stride reads a long text in overlapping windows, whose pieces only merge with an "
-                                 "aggregation_strategy; pass aggregation_strategy='simple' (or first/average/max)")
+                raise ValueError(
+                    "stride reads a long text in overlapping windows, whose pieces only merge with an "
+                    "aggregation_strategy; pass aggregation_strategy='simple' (or first/average/max)"
+                )
             if isinstance(stride, bool) or not isinstance(stride, int) or not 0 <= stride < self.max_length - 2:
                 raise ValueError(f"stride must be an integer in [0, {self.max_length - 2}), got {stride!r}")
             kwargs.update(return_overflowing_tokens=True, stride=stride)
@@ -68,10 +74,12 @@ class TokenClassificationPipeline(Pipeline):
             text = texts[owner[i]]
             pieces = self._pieces(text, encoding, i, softmax(out["logits"]))
             entities = self._aggregate(pieces, strategy)
-            windows[owner[i]].append([e for e in entities
-                                      if e.get("entity", e.get("entity_group")) not in ignore_labels])
-        results = [found[0] if len(found) == 1 else _resolve_overlaps([e for w in found for e in w])
-                   for found in windows]
+            windows[owner[i]].append(
+                [e for e in entities if e.get("entity", e.get("entity_group")) not in ignore_labels]
+            )
+        results = [
+            found[0] if len(found) == 1 else _resolve_overlaps([e for w in found for e in w]) for found in windows
+        ]
         return results[0] if single else results
 
     def _pieces(self, text: str, encoding, row: int, scores: np.ndarray) -> list[dict]:
@@ -86,16 +94,18 @@ class TokenClassificationPipeline(Pipeline):
                 continue
             start, end = (int(x) for x in offsets[index])
             unknown = token_id == self.tokenizer.unk_token_id
-            pieces.append({
-                # An unknown word reads as itself rather than as "[UNK]".
-                "word": text[start:end] if unknown else self.tokenizer.convert_ids_to_tokens(int(token_id)),
-                "scores": scores[index],
-                "start": start,
-                "end": end,
-                "index": index,
-                # A piece continues the word of the piece before it (the tokenizer knows the words).
-                "continues": index > 0 and not special[index - 1] and word_ids[index] == word_ids[index - 1],
-            })
+            pieces.append(
+                {
+                    # An unknown word reads as itself rather than as "[UNK]".
+                    "word": text[start:end] if unknown else self.tokenizer.convert_ids_to_tokens(int(token_id)),
+                    "scores": scores[index],
+                    "start": start,
+                    "end": end,
+                    "index": index,
+                    # A piece continues the word of the piece before it (the tokenizer knows the words).
+                    "continues": index > 0 and not special[index - 1] and word_ids[index] == word_ids[index - 1],
+                }
+            )
         return pieces
 
     def _aggregate(self, pieces: list[dict], strategy: str) -> list[dict]:
@@ -104,8 +114,16 @@ class TokenClassificationPipeline(Pipeline):
             entities = []
             for piece in pieces:
                 best = int(np.argmax(piece["scores"]))
-                entities.append({"entity": labels[best], "score": float(piece["scores"][best]), "index": piece["index"],
-                                 "word": piece["word"], "start": piece["start"], "end": piece["end"]})
+                entities.append(
+                    {
+                        "entity": labels[best],
+                        "score": float(piece["scores"][best]),
+                        "index": piece["index"],
+                        "word": piece["word"],
+                        "start": piece["start"],
+                        "end": piece["end"],
+                    }
+                )
             return entities if strategy == "none" else self._group(entities)
         words: list[dict] = []
         current: list[dict] = []
@@ -127,9 +145,13 @@ class TokenClassificationPipeline(Pipeline):
         else:
             scores = np.nanmean(np.stack([piece["scores"] for piece in pieces]), axis=0)
         best = int(np.argmax(scores))
-        return {"entity": self.config.id2label[best], "score": float(scores[best]),
-                "word": self._join([piece["word"] for piece in pieces]),
-                "start": pieces[0]["start"], "end": pieces[-1]["end"]}
+        return {
+            "entity": self.config.id2label[best],
+            "score": float(scores[best]),
+            "word": self._join([piece["word"] for piece in pieces]),
+            "start": pieces[0]["start"],
+            "end": pieces[-1]["end"],
+        }
 
     def _group(self, entities: list[dict]) -> list[dict]:
         """Merges adjacent entities of the same type; a ``B-`` label always starts a new one."""
@@ -146,10 +168,13 @@ class TokenClassificationPipeline(Pipeline):
         return groups
 
     def _merge(self, entities: list[dict]) -> dict:
-        return {"entity_group": entities[0]["entity"].split("-", 1)[-1],
-                "score": float(np.nanmean([entity["score"] for entity in entities])),
-                "word": self._join([entity["word"] for entity in entities]),
-                "start": entities[0]["start"], "end": entities[-1]["end"]}
+        return {
+            "entity_group": entities[0]["entity"].split("-", 1)[-1],
+            "score": float(np.nanmean([entity["score"] for entity in entities])),
+            "word": self._join([entity["word"] for entity in entities]),
+            "start": entities[0]["start"],
+            "end": entities[-1]["end"],
+        }
 
     def _join(self, tokens: list[str]) -> str:
         # The tokenizer's own WordPiece decoder glues "##" pieces to their word and tidies punctuation.

@@ -43,12 +43,14 @@ def _counts(attention_mask, labels, config: DistillationConfig, per_token: bool)
     return {"ce": n_rows, "mlm": n_labels, "cos": selected.sum(), "mse": n_rows}
 
 
-def _parts(student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels,
-           config: DistillationConfig) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def _parts(
+    student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels, config: DistillationConfig
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """The four terms and the counts they average over."""
     shape = lambda x: None if x is None else tuple(x.shape)  # noqa: E731
-    per_token, computed = plan_loss(config, *map(shape, (student_logits, teacher_logits, student_hidden,
-                                                         teacher_hidden, attention_mask, labels)))
+    per_token, computed = plan_loss(
+        config, *map(shape, (student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels))
+    )
     real = attention_mask == 1
     selected = real & (labels != IGNORE_INDEX) if config.restrict_ce_to_mask else real  # (B, T)
     rows = selected if per_token else torch.ones(real.shape[:1], dtype=torch.bool, device=real.device)
@@ -68,7 +70,7 @@ def _parts(student_logits, teacher_logits, student_hidden, teacher_hidden, atten
     if computed["cos"]:
         s, t = student_hidden.float(), teacher_hidden.float()
         # sqrt(max(|x|^2, eps^2)) = max(|x|, eps), without sqrt's infinite gradient at 0.
-        norms = (s * s).sum(-1).clamp(min=COSINE_EPS ** 2).sqrt() * (t * t).sum(-1).clamp(min=COSINE_EPS ** 2).sqrt()
+        norms = (s * s).sum(-1).clamp(min=COSINE_EPS**2).sqrt() * (t * t).sum(-1).clamp(min=COSINE_EPS**2).sqrt()
         terms["cos"] = _mean(1.0 - (s * t).sum(-1) / norms, selected)
     if computed["mse"]:
         squares = ((student_logits.float() - teacher_logits.float()) ** 2).sum(-1)  # (B, T) or (B,)
@@ -80,8 +82,9 @@ def _total(terms: Mapping[str, torch.Tensor], config: DistillationConfig) -> tor
     return sum(getattr(config, f"alpha_{term}") * terms[term] for term in TERMS)
 
 
-def distillation_loss(student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels,
-                      config: DistillationConfig) -> dict[str, torch.Tensor]:
+def distillation_loss(
+    student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels, config: DistillationConfig
+) -> dict[str, torch.Tensor]:
     """The triple loss on torch tensors (see :mod:`distilbert.common.distillation` for the definition).
 
     Args:
@@ -116,8 +119,12 @@ def distillation_loss(student_logits, teacher_logits, student_hidden, teacher_hi
 # -------------------------------------------------------------------------------- the training
 def _forward(model, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
     """``(logits or None, last hidden state)`` of a head model or of the bare encoder."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True,
-                return_dict=True)
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        output_hidden_states=True,
+        return_dict=True,
+    )
     if getattr(model, "task", "base") == "base":
         return None, out.last_hidden_state
     return out.logits, out.hidden_states[-1]
@@ -130,13 +137,22 @@ def _per_token(student) -> bool:
 def make_optimizer(student, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW over the student's trainable parameters; matrices decay, 1-D parameters (biases, LayerNorm) do not."""
     params = [p for p in student.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=learning_rate, betas=BETAS, eps=EPS)
 
 
-def train_step(student, teacher, optimizer, batch: Mapping[str, np.ndarray], config: DistillationConfig,
-               max_grad_norm: float | None = None, accumulation_steps: int = 1) -> dict[str, torch.Tensor]:
+def train_step(
+    student,
+    teacher,
+    optimizer,
+    batch: Mapping[str, np.ndarray],
+    config: DistillationConfig,
+    max_grad_norm: float | None = None,
+    accumulation_steps: int = 1,
+) -> dict[str, torch.Tensor]:
     """One optimiser update on ``batch`` (numpy ``input_ids``, ``attention_mask``, ``labels``).
 
     The batch is cut into ``accumulation_steps`` micro-batches along its first axis; each one's terms
@@ -147,8 +163,9 @@ def train_step(student, teacher, optimizer, batch: Mapping[str, np.ndarray], con
     tensors = {k: torch.as_tensor(np.asarray(v), device=device) for k, v in batch.items() if v is not None}
     size = tensors["input_ids"].shape[0]
     if accumulation_steps < 1 or size % accumulation_steps:
-        raise ValueError(f"a batch of {size} does not split into accumulation_steps={accumulation_steps} "
-                         "equal micro-batches")
+        raise ValueError(
+            f"a batch of {size} does not split into accumulation_steps={accumulation_steps} equal micro-batches"
+        )
     labels = tensors.get("labels")
     totals = _counts(tensors["attention_mask"], labels, config, _per_token(student))
     shares = {term: 1.0 / count.clamp(min=1) for term, count in totals.items()}
@@ -156,7 +173,7 @@ def train_step(student, teacher, optimizer, batch: Mapping[str, np.ndarray], con
     report = dict.fromkeys(TERMS, 0.0)
     micro = size // accumulation_steps
     for start in range(0, size, micro):
-        mb = {k: v[start:start + micro] for k, v in tensors.items()}
+        mb = {k: v[start : start + micro] for k, v in tensors.items()}
         with torch.no_grad():
             t_logits, t_hidden = _forward(teacher, mb)
         s_logits, s_hidden = _forward(student, mb)
@@ -189,8 +206,10 @@ def load_training_state(optimizer, state: Mapping[str, np.ndarray]) -> None:
         if name.startswith("optimizer/"):
             _, index, key = name.split("/")
             if int(index) not in params:
-                raise ValueError(f"the checkpoint's optimizer state has parameter {index}; this student has "
-                                 f"{len(params)}: was it saved from another student?")
+                raise ValueError(
+                    f"the checkpoint's optimizer state has parameter {index}; this student has "
+                    f"{len(params)}: was it saved from another student?"
+                )
             tensor = torch.from_numpy(np.array(value))
             restored.setdefault(int(index), {})[key] = tensor if key == "step" else tensor.to(device)
     saved["state"] = restored
@@ -199,12 +218,24 @@ def load_training_state(optimizer, state: Mapping[str, np.ndarray]) -> None:
         torch.set_rng_state(torch.from_numpy(np.array(state["rng/torch"], np.uint8)))
 
 
-def distill(student, teacher, batches: Iterable[Mapping[str, np.ndarray]], config: DistillationConfig, *,
-            steps: int, learning_rate: float = 5e-4, warmup_steps: int = 0, weight_decay: float = 0.01,
-            max_grad_norm: float | None = 5.0, accumulation_steps: int = 1,
-            on_step: Callable[[int, dict[str, float]], None] | None = None,
-            state: Mapping[str, np.ndarray] | None = None, start_step: int = 0, save_every: int = 0,
-            on_save: Callable[[int, dict[str, np.ndarray]], None] | None = None):
+def distill(
+    student,
+    teacher,
+    batches: Iterable[Mapping[str, np.ndarray]],
+    config: DistillationConfig,
+    *,
+    steps: int,
+    learning_rate: float = 5e-4,
+    warmup_steps: int = 0,
+    weight_decay: float = 0.01,
+    max_grad_norm: float | None = 5.0,
+    accumulation_steps: int = 1,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    state: Mapping[str, np.ndarray] | None = None,
+    start_step: int = 0,
+    save_every: int = 0,
+    on_save: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+):
     """Trains ``student`` to imitate the frozen ``teacher`` for ``steps`` optimiser updates.
 
     Args:

@@ -37,22 +37,38 @@ def describe(name: str, x, values: str | None = None) -> ArrayInfo | None:
     return ArrayInfo(tuple(x.shape), kind, str(x.dtype).removeprefix("torch."), lo, hi, nonzero)
 
 
-def check_inputs(config, input_ids=None, inputs_embeds=None, attention_mask=None, token_type_ids=None,
-                 position_ids=None, head_mask=None, rank=2, values=True):
+def check_inputs(
+    config,
+    input_ids=None,
+    inputs_embeds=None,
+    attention_mask=None,
+    token_type_ids=None,
+    position_ids=None,
+    head_mask=None,
+    rank=2,
+    values=True,
+):
     """Validates a call's inputs; returns the input's shape. ``values=False``: shapes and dtypes only."""
     v = values or None
     return validation.check_inputs(
-        config, input_ids=describe("input_ids", input_ids, v and "range"),
+        config,
+        input_ids=describe("input_ids", input_ids, v and "range"),
         inputs_embeds=describe("inputs_embeds", inputs_embeds),
         attention_mask=describe("attention_mask", attention_mask),
         position_ids=describe("position_ids", position_ids, v and "range"),
         token_type_ids=describe("token_type_ids", token_type_ids, v and "nonzero"),
-        head_mask=describe("head_mask", head_mask), rank=rank)
+        head_mask=describe("head_mask", head_mask),
+        rank=rank,
+    )
 
 
 def check_labels(config, task, shape, labels=None, start_positions=None, end_positions=None):
     """Validates a head's labels; returns the sequence-classification ``problem_type`` (else None)."""
     return validation.check_labels(
-        config, task, shape, labels=describe("labels", labels, "range"),
+        config,
+        task,
+        shape,
+        labels=describe("labels", labels, "range"),
         start_positions=describe("start_positions", start_positions),
-        end_positions=describe("end_positions", end_positions))
+        end_positions=describe("end_positions", end_positions),
+    )

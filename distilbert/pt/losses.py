@@ -49,8 +49,9 @@ def multiple_choice_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return cross_entropy(logits, labels)
 
 
-def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor,
-                                 problem_type: str | None = None) -> torch.Tensor:
+def sequence_classification_loss(
+    logits: torch.Tensor, labels: torch.Tensor, problem_type: str | None = None
+) -> torch.Tensor:
     """The sequence-classification loss for ``problem_type``, inferred as the reference does if None.
 
     Args:
@@ -71,8 +72,9 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor,
     return F.binary_cross_entropy_with_logits(z, labels.to(z.dtype))
 
 
-def question_answering_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
-                            end_positions: torch.Tensor) -> torch.Tensor:
+def question_answering_loss(
+    start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor, end_positions: torch.Tensor
+) -> torch.Tensor:
     """Mean of the start and end cross-entropies; positions clamped to ``[0, T]``, ``T`` (outside) ignored.
 
     Args:

@@ -155,8 +155,18 @@ class DistilBertModel(DistilBertPreTrainedModel):
         self.transformer = Transformer(self.config)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, position_ids=None, token_type_ids=None):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        head_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        position_ids=None,
+        token_type_ids=None,
+    ):
         """Encodes a batch.
 
         Args:
@@ -170,7 +180,8 @@ class DistilBertModel(DistilBertPreTrainedModel):
         Inputs are checked by :mod:`distilbert.common.validation` (the same rules in every backend).
         """
         output_attentions, output_hidden_states, return_dict = self._flags(
-            output_attentions, output_hidden_states, return_dict)
+            output_attentions, output_hidden_states, return_dict
+        )
         _check(self.config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, head_mask)
         x = self.embeddings(input_ids, inputs_embeds, position_ids)  # (B, T, dim)
         mask = None if attention_mask is None else (attention_mask != 0)[:, None, None, :]  # (B, 1, 1, T)
@@ -183,16 +194,35 @@ class _Head(DistilBertPreTrainedModel):
 
     output_class = out.MaskedLMOutput
 
-    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, labels=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, position_ids=None,
-                token_type_ids=None):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        head_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        position_ids=None,
+        token_type_ids=None,
+    ):
         """Runs the encoder and the head; ``labels`` (as the reference's) add the loss."""
-        base = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
-                            output_hidden_states, position_ids, token_type_ids)
+        base = self._encode(
+            input_ids,
+            attention_mask,
+            head_mask,
+            inputs_embeds,
+            output_attentions,
+            output_hidden_states,
+            position_ids,
+            token_type_ids,
+        )
         check_labels(self.config, self.task, base.last_hidden_state.shape[:2], labels)
         loss, logits = self._head(base.last_hidden_state, labels)
-        result = self.output_class(loss=loss, logits=logits, hidden_states=base.hidden_states,
-                                   attentions=base.attentions)
+        result = self.output_class(
+            loss=loss, logits=logits, hidden_states=base.hidden_states, attentions=base.attentions
+        )
         return result if self._flags(None, None, return_dict)[2] else result.to_tuple()
 
     def _encode(self, ids, mask, head_mask, embeds, attentions, hidden, positions, token_types) -> out.BaseModelOutput:
@@ -297,12 +327,31 @@ class DistilBertForMultipleChoice(_Head):
         self.dropout = nn.Dropout(c.seq_classif_dropout)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, labels=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, position_ids=None,
-                token_type_ids=None):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        head_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        position_ids=None,
+        token_type_ids=None,
+    ):
         """Scores every choice; ``labels`` ``(B,)`` (the right choice) add the loss."""
-        shape = _check(self.config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, head_mask,
-                       rank=3, values=False)  # values: once the choices are folded into the batch
+        shape = _check(
+            self.config,
+            input_ids,
+            inputs_embeds,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            head_mask,
+            rank=3,
+            values=False,
+        )  # values: once the choices are folded into the batch
         check_labels(self.config, self.task, shape, labels)
         choices = shape[1]
         if position_ids is not None:  # any shape that broadcasts to (B, C, T)
@@ -311,9 +360,18 @@ class DistilBertForMultipleChoice(_Head):
         def flat(t):  # (B, C, T, ...) -> (B*C, T, ...)
             return None if t is None else t.reshape(-1, *t.shape[2:])
 
-        result = super().forward(flat(input_ids), flat(attention_mask), head_mask, flat(inputs_embeds), None,
-                                 output_attentions, output_hidden_states, True, flat(position_ids),
-                                 flat(token_type_ids))
+        result = super().forward(
+            flat(input_ids),
+            flat(attention_mask),
+            head_mask,
+            flat(inputs_embeds),
+            None,
+            output_attentions,
+            output_hidden_states,
+            True,
+            flat(position_ids),
+            flat(token_type_ids),
+        )
         result.logits = result.logits.view(-1, choices)  # (B, C)
         if labels is not None:
             result.loss = losses.multiple_choice_loss(result.logits, labels)
@@ -375,18 +433,38 @@ class DistilBertForQuestionAnswering(_Head):
         self.dropout = nn.Dropout(c.qa_dropout)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, start_positions=None,
-                end_positions=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-                position_ids=None, token_type_ids=None):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        head_mask=None,
+        inputs_embeds=None,
+        start_positions=None,
+        end_positions=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        position_ids=None,
+        token_type_ids=None,
+    ):
         """Runs the encoder and the span head; ``start_positions`` and ``end_positions`` add the loss."""
-        base = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
-                            output_hidden_states, position_ids, token_type_ids)
+        base = self._encode(
+            input_ids,
+            attention_mask,
+            head_mask,
+            inputs_embeds,
+            output_attentions,
+            output_hidden_states,
+            position_ids,
+            token_type_ids,
+        )
         check_labels(self.config, self.task, base.last_hidden_state.shape[:2], None, start_positions, end_positions)
         logits = self.qa_outputs(self.dropout(base.last_hidden_state))  # (B, T, 2)
         start, end = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))  # (B, T) each
         loss = None
         if start_positions is not None and end_positions is not None:
             loss = losses.question_answering_loss(start, end, start_positions, end_positions)
-        result = out.QuestionAnsweringModelOutput(loss=loss, start_logits=start, end_logits=end,
-                                                  hidden_states=base.hidden_states, attentions=base.attentions)
+        result = out.QuestionAnsweringModelOutput(
+            loss=loss, start_logits=start, end_logits=end, hidden_states=base.hidden_states, attentions=base.attentions
+        )
         return result if self._flags(None, None, return_dict)[2] else result.to_tuple()

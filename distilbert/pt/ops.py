@@ -51,8 +51,9 @@ def fusable(x: torch.Tensor, layer: nn.Linear) -> bool:
     return x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _BF16)
 
 
-def linear(x: torch.Tensor, layer: nn.Linear, activation: str | None = None,
-           residual: torch.Tensor | None = None) -> torch.Tensor:
+def linear(
+    x: torch.Tensor, layer: nn.Linear, activation: str | None = None, residual: torch.Tensor | None = None
+) -> torch.Tensor:
     """``activation(layer(x))`` or ``layer(x) + residual`` (not both), fused when :func:`fusable`."""
     if fusable(x, layer):
         if residual is not None:
@@ -110,7 +111,8 @@ def sdpa_attention(q, k, v, mask, dropout_p: float):
         # Additive rather than boolean: a fully masked row then averages every value, as eager does
         # (a boolean mask gives zeros there). Measured as fast as the boolean mask on CPU.
         bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(
-            ~mask, torch.finfo(q.dtype).min)  # (B, 1, 1, T)
+            ~mask, torch.finfo(q.dtype).min
+        )  # (B, 1, 1, T)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)  # (B, H, T, D)
 
 

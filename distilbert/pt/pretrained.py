@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import ml_dtypes
 import numpy as np
@@ -169,8 +169,9 @@ class DistilBertPreTrainedModel(nn.Module):
         self.base_model.transformer.gradient_checkpointing = False
 
     # ------------------------------------------------------------------------ resizing the vocabulary
-    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None,
-                                mean_resizing: bool = True) -> nn.Embedding:
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> nn.Embedding:
         """Grows or shrinks the vocabulary; kept rows are unchanged, the LM head follows.
 
         Args:
@@ -241,13 +242,22 @@ class DistilBertPreTrainedModel(nn.Module):
 
     # -------------------------------------------------------------------------- loading and saving
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *,
-                        config: DistilBertConfig | None = None,
-                        dtype=None, torch_dtype=None, attn_implementation: str | None = None,
-                        ignore_mismatched_sizes: bool = False, weight_format: str | None = None,
-                        from_pt: bool = False, from_tf: bool = False, from_flax: bool = False,
-                        output_loading_info: bool = False,
-                        **config_overrides):
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        config: DistilBertConfig | None = None,
+        dtype=None,
+        torch_dtype=None,
+        attn_implementation: str | None = None,
+        ignore_mismatched_sizes: bool = False,
+        weight_format: str | None = None,
+        from_pt: bool = False,
+        from_tf: bool = False,
+        from_flax: bool = False,
+        output_loading_info: bool = False,
+        **config_overrides,
+    ):
         """Loads a checkpoint directory or hub id in any Hugging Face format.
 
         Args:
@@ -276,17 +286,29 @@ class DistilBertPreTrainedModel(nn.Module):
             config = config.replace(**config_overrides) if config_overrides else config
         target = resolve_dtype(dtype if dtype is not None else torch_dtype, config)
         model = cls(config, attn_implementation=attn_implementation)
-        state, report = load_state(pretrained_model_name_or_path, config, cls.task, framework="pt",
-                                   weight_format=weight_format, ignore_mismatched_sizes=ignore_mismatched_sizes,
-                                   source=source_framework(from_pt, from_tf, from_flax))
+        state, report = load_state(
+            pretrained_model_name_or_path,
+            config,
+            cls.task,
+            framework="pt",
+            weight_format=weight_format,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
+            source=source_framework(from_pt, from_tf, from_flax),
+        )
         load_canonical_state(model, state, skip=report.new)
         if target is not None:
             model.to(target)
         model.eval()
         return (model, report) if output_loading_info else model
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *, weight_format: str = "safetensors",
-                        max_shard_size: int | str | None = None, safe_serialization: bool = True) -> str:
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        weight_format: str = "safetensors",
+        max_shard_size: int | str | None = None,
+        safe_serialization: bool = True,
+    ) -> str:
         """Writes ``config.json`` and the weights in the Hugging Face layout; returns the weight file.
 
         Args:
@@ -305,8 +327,15 @@ class DistilBertPreTrainedModel(nn.Module):
         data.pop("torch_dtype", None)
         config = DistilBertConfig.from_dict(data)
         state = canonical_state(self)
-        return save_state(save_directory, state, config, self.task, framework="pt", weight_format=weight_format,
-                          max_shard_size=max_shard_size)
+        return save_state(
+            save_directory,
+            state,
+            config,
+            self.task,
+            framework="pt",
+            weight_format=weight_format,
+            max_shard_size=max_shard_size,
+        )
 
     def canonical_state(self) -> dict[str, np.ndarray]:
         """Every tensor as a numpy array under its canonical (Hugging Face PyTorch) name."""
@@ -319,9 +348,14 @@ class DistilBertPreTrainedModel(nn.Module):
 
 # ------------------------------------------------------------------------------- canonical state
 DTYPES = {
-    "float32": torch.float32, "float": torch.float32, "fp32": torch.float32,
-    "float16": torch.float16, "half": torch.float16, "fp16": torch.float16,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float32": torch.float32,
+    "float": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
 }
 
 
@@ -375,8 +409,7 @@ def canonical_state(model: torch.nn.Module) -> dict[str, np.ndarray]:
     return out
 
 
-def load_canonical_state(model: torch.nn.Module, state: Mapping[str, np.ndarray],
-                         skip: Iterable[str] = ()) -> None:
+def load_canonical_state(model: torch.nn.Module, state: Mapping[str, np.ndarray], skip: Iterable[str] = ()) -> None:
     """Copies a canonical state into ``model``'s tensors (cast to their dtype), strictly.
 
     Args:

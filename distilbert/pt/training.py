@@ -21,7 +21,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -41,8 +41,14 @@ def linear_schedule(learning_rate: float, total_steps: int, warmup_steps: int = 
     return schedule
 
 
-def adamw_with_warmup(model: torch.nn.Module, learning_rate: float, total_steps: int, warmup_steps: int = 0,
-                      weight_decay: float = 0.01, max_grad_norm: float | None = 1.0) -> torch.optim.AdamW:
+def adamw_with_warmup(
+    model: torch.nn.Module,
+    learning_rate: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    weight_decay: float = 0.01,
+    max_grad_norm: float | None = 1.0,
+) -> torch.optim.AdamW:
     """AdamW over ``model``'s trainable parameters with :func:`linear_schedule` and global-norm clipping.
 
     Weight decay applies to parameters of rank 2 and above (Linear weights, embeddings), not to biases
@@ -51,13 +57,17 @@ def adamw_with_warmup(model: torch.nn.Module, learning_rate: float, total_steps:
     (``optimizer.lr_scheduler``, saved with ``optimizer.lr_scheduler.state_dict()``).
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
     optimizer = torch.optim.AdamW(groups, lr=learning_rate, eps=1e-8)
     schedule = linear_schedule(learning_rate, total_steps, warmup_steps)
     optimizer.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: schedule(step) / learning_rate if learning_rate else 0.0)
+        optimizer, lambda step: schedule(step) / learning_rate if learning_rate else 0.0
+    )
     if max_grad_norm:
+
         def clip(*_) -> None:
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
 
@@ -83,8 +93,13 @@ def loss_fn(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return out.loss
 
 
-def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, accum_steps: int = 1,
-               loss: Callable[[torch.nn.Module, Batch], torch.Tensor] = loss_fn) -> torch.Tensor:
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    accum_steps: int = 1,
+    loss: Callable[[torch.nn.Module, Batch], torch.Tensor] = loss_fn,
+) -> torch.Tensor:
     """One optimiser update on ``batch`` with dropout on; gradients averaged over ``accum_steps`` micro-batches.
 
     Returns:

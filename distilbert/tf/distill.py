@@ -48,12 +48,14 @@ def _counts(attention_mask, labels, config: DistillationConfig, per_token: bool)
     return {"ce": n_rows, "mlm": n_labels, "cos": count(selected), "mse": n_rows}
 
 
-def _parts(student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels,
-           config: DistillationConfig) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+def _parts(
+    student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels, config: DistillationConfig
+) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
     """The four terms and the counts they average over."""
     shape = lambda x: None if x is None else tuple(x.shape)  # noqa: E731
-    per_token, computed = plan_loss(config, *map(shape, (student_logits, teacher_logits, student_hidden,
-                                                         teacher_hidden, attention_mask, labels)))
+    per_token, computed = plan_loss(
+        config, *map(shape, (student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels))
+    )
     real = tf.equal(attention_mask, 1)
     selected = real & tf.not_equal(labels, IGNORE_INDEX) if config.restrict_ce_to_mask else real  # (B, T)
     rows = selected if per_token else tf.ones(tf.shape(real)[:1], tf.bool)
@@ -73,7 +75,7 @@ def _parts(student_logits, teacher_logits, student_hidden, teacher_hidden, atten
     if computed["cos"]:
         s, t = tf.cast(student_hidden, tf.float32), tf.cast(teacher_hidden, tf.float32)
         # sqrt(max(|x|^2, eps^2)) = max(|x|, eps), without sqrt's infinite gradient at 0.
-        norm = lambda x: tf.sqrt(tf.maximum(tf.reduce_sum(x * x, -1), COSINE_EPS ** 2))  # noqa: E731
+        norm = lambda x: tf.sqrt(tf.maximum(tf.reduce_sum(x * x, -1), COSINE_EPS**2))  # noqa: E731
         terms["cos"] = _mean(1.0 - tf.reduce_sum(s * t, -1) / (norm(s) * norm(t)), selected)
     if computed["mse"]:
         diff = tf.cast(student_logits, tf.float32) - tf.cast(teacher_logits, tf.float32)
@@ -85,8 +87,9 @@ def _total(terms: Mapping[str, tf.Tensor], config: DistillationConfig) -> tf.Ten
     return tf.add_n([getattr(config, f"alpha_{term}") * terms[term] for term in TERMS])
 
 
-def distillation_loss(student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels,
-                      config: DistillationConfig) -> dict[str, tf.Tensor]:
+def distillation_loss(
+    student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels, config: DistillationConfig
+) -> dict[str, tf.Tensor]:
     """The triple loss on TensorFlow tensors (see :mod:`distilbert.common.distillation` for the definition).
 
     Args:
@@ -146,8 +149,11 @@ class LinearWarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     """:func:`~distilbert.common.distillation.learning_rate_at` as a Keras schedule (of the update count)."""
 
     def __init__(self, learning_rate: float, warmup_steps: int, total_steps: int):
-        self.learning_rate, self.warmup_steps, self.total_steps = float(learning_rate), int(warmup_steps), \
-            int(total_steps)
+        self.learning_rate, self.warmup_steps, self.total_steps = (
+            float(learning_rate),
+            int(warmup_steps),
+            int(total_steps),
+        )
 
     def __call__(self, step):
         step = keras.ops.cast(step, "float32")
@@ -156,18 +162,30 @@ class LinearWarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         return self.learning_rate * keras.ops.maximum(factor, 0.0)
 
     def get_config(self):
-        return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps,
-                "total_steps": self.total_steps}
+        return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
 
 
-def make_optimizer(student, learning_rate: float, *, steps: int, warmup_steps: int = 0, weight_decay: float = 0.01,
-                   max_grad_norm: float | None = 5.0) -> AdamW:
+def make_optimizer(
+    student,
+    learning_rate: float,
+    *,
+    steps: int,
+    warmup_steps: int = 0,
+    weight_decay: float = 0.01,
+    max_grad_norm: float | None = 5.0,
+) -> AdamW:
     """The distillation optimiser for ``student``: :class:`AdamW` on :class:`LinearWarmupDecay`, clipped.
 
     1-D variables (biases, LayerNorm weights) are excluded from the weight decay.
     """
-    optimizer = AdamW(LinearWarmupDecay(learning_rate, warmup_steps, steps), weight_decay=weight_decay,
-                      beta_1=BETAS[0], beta_2=BETAS[1], epsilon=EPS, global_clipnorm=max_grad_norm or None)
+    optimizer = AdamW(
+        LinearWarmupDecay(learning_rate, warmup_steps, steps),
+        weight_decay=weight_decay,
+        beta_1=BETAS[0],
+        beta_2=BETAS[1],
+        epsilon=EPS,
+        global_clipnorm=max_grad_norm or None,
+    )
     optimizer.exclude_from_weight_decay(var_list=[v for v in student.trainable_variables if len(v.shape) < 2])
     return optimizer
 
@@ -175,8 +193,12 @@ def make_optimizer(student, learning_rate: float, *, steps: int, warmup_steps: i
 # -------------------------------------------------------------------------------- the training
 def _forward(model, batch, training: bool):
     """``(logits or None, last hidden state)`` of a head model or of the bare encoder."""
-    out = model({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}, training=training,
-                output_hidden_states=True, return_dict=True)
+    out = model(
+        {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]},
+        training=training,
+        output_hidden_states=True,
+        return_dict=True,
+    )
     if getattr(model, "task", "base") == "base":
         return None, out.last_hidden_state
     return out.logits, out.hidden_states[-1]
@@ -232,8 +254,15 @@ class Distiller(keras.Model):
             t_logits = None if t_logits is None else tf.stop_gradient(t_logits)
             with tf.GradientTape() as tape:
                 s_logits, s_hidden = _forward(self.student, mb, training=True)
-                terms, counts = _parts(s_logits, t_logits, s_hidden, tf.stop_gradient(t_hidden),
-                                       mb["attention_mask"], mb.get("labels"), self.distillation)
+                terms, counts = _parts(
+                    s_logits,
+                    t_logits,
+                    s_hidden,
+                    tf.stop_gradient(t_hidden),
+                    mb["attention_mask"],
+                    mb.get("labels"),
+                    self.distillation,
+                )
                 weighted = {term: terms[term] * counts[term] * shares[term] for term in TERMS}
                 loss = _total(weighted, self.distillation)
             for j, g in enumerate(tape.gradient(loss, variables)):
@@ -257,8 +286,10 @@ def load_training_state(student, optimizer, state: Mapping[str, np.ndarray]) -> 
     for prefix, variables in (("optimizer", optimizer.variables), ("rng", student.non_trainable_variables)):
         saved = sorted((int(k.split("/")[1]), v) for k, v in state.items() if k.startswith(prefix + "/"))
         if len(saved) != len(variables):
-            raise ValueError(f"the checkpoint holds {len(saved)} {prefix} variables, this student's training "
-                             f"{len(variables)}: was it saved from another student?")
+            raise ValueError(
+                f"the checkpoint holds {len(saved)} {prefix} variables, this student's training "
+                f"{len(variables)}: was it saved from another student?"
+            )
         for (_, value), variable in zip(saved, variables):
             variable.assign(value)
 
@@ -277,12 +308,25 @@ class _StepCallback(keras.callbacks.Callback):
             self.on_save(step, training_state(self.student, self.opt))
 
 
-def distill(student, teacher, batches: Iterable[Mapping[str, np.ndarray]], config: DistillationConfig, *,
-            steps: int, learning_rate: float = 5e-4, warmup_steps: int = 0, weight_decay: float = 0.01,
-            max_grad_norm: float | None = 5.0, accumulation_steps: int = 1,
-            on_step: Callable[[int, dict[str, float]], None] | None = None,
-            state: Mapping[str, np.ndarray] | None = None, start_step: int = 0, save_every: int = 0,
-            on_save: Callable[[int, dict[str, np.ndarray]], None] | None = None, callbacks=()):
+def distill(
+    student,
+    teacher,
+    batches: Iterable[Mapping[str, np.ndarray]],
+    config: DistillationConfig,
+    *,
+    steps: int,
+    learning_rate: float = 5e-4,
+    warmup_steps: int = 0,
+    weight_decay: float = 0.01,
+    max_grad_norm: float | None = 5.0,
+    accumulation_steps: int = 1,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    state: Mapping[str, np.ndarray] | None = None,
+    start_step: int = 0,
+    save_every: int = 0,
+    on_save: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+    callbacks=(),
+):
     """Trains ``student`` to imitate the frozen ``teacher`` with :class:`Distiller` and ``fit``.
 
     The arguments are those of ``distilbert.pt.distill.distill`` (see there), plus ``callbacks``:
@@ -291,8 +335,14 @@ def distill(student, teacher, batches: Iterable[Mapping[str, np.ndarray]], confi
     Returns:
         The student, trained.
     """
-    optimizer = make_optimizer(student, learning_rate, steps=steps, warmup_steps=warmup_steps,
-                               weight_decay=weight_decay, max_grad_norm=max_grad_norm)
+    optimizer = make_optimizer(
+        student,
+        learning_rate,
+        steps=steps,
+        warmup_steps=warmup_steps,
+        weight_decay=weight_decay,
+        max_grad_norm=max_grad_norm,
+    )
     if state is not None:
         load_training_state(student, optimizer, state)
     if steps <= start_step:
@@ -310,6 +360,12 @@ def distill(student, teacher, batches: Iterable[Mapping[str, np.ndarray]], confi
             yield ({k: np.asarray(v) for k, v in batch.items() if v is not None},)  # Keras takes (x,) tuples
 
     step_callback = _StepCallback(start_step, on_step, save_every, on_save, student, optimizer)
-    distiller.fit(feed(), steps_per_epoch=steps - start_step, epochs=1, verbose=0, shuffle=False,
-                  callbacks=[step_callback, *callbacks])
+    distiller.fit(
+        feed(),
+        steps_per_epoch=steps - start_step,
+        epochs=1,
+        verbose=0,
+        shuffle=False,
+        callbacks=[step_callback, *callbacks],
+    )
     return student

@@ -23,8 +23,17 @@ from distilbert.common.config import DistilBertConfig
 from distilbert.common.validation import ArrayInfo
 
 # Arguments that carry arrays (converted to tensors); the rest are Python flags.
-TENSOR_ARGS = ("input_ids", "attention_mask", "head_mask", "inputs_embeds", "labels", "position_ids",
-               "token_type_ids", "start_positions", "end_positions")
+TENSOR_ARGS = (
+    "input_ids",
+    "attention_mask",
+    "head_mask",
+    "inputs_embeds",
+    "labels",
+    "position_ids",
+    "token_type_ids",
+    "start_positions",
+    "end_positions",
+)
 
 
 def to_tensor(value):
@@ -54,8 +63,10 @@ def unpack_inputs(call):
             given = dict(input_ids)
             unknown = sorted(set(given) - names)
             if unknown:
-                raise TypeError(f"unexpected input(s) {unknown} for {type(self).__name__}; "
-                                 f"accepted names: {sorted(names - {'training'})}")
+                raise TypeError(
+                    f"unexpected input(s) {unknown} for {type(self).__name__}; "
+                    f"accepted names: {sorted(names - {'training'})}"
+                )
             clash = sorted(k for k in given if kwargs.get(k) is not None)
             if clash:
                 raise ValueError(f"{clash} given both in the input dict and as keyword arguments; give each once")
@@ -100,25 +111,42 @@ def describe(x, values: str | None = None) -> ArrayInfo | None:
     return ArrayInfo(shape, kind, x.dtype.name, lo, hi, nonzero)
 
 
-def check_shapes(config: DistilBertConfig, input_ids=None, attention_mask=None, inputs_embeds=None, position_ids=None,
-                 token_type_ids=None, head_mask=None, rank: int = 2, values: bool = False):
+def check_shapes(
+    config: DistilBertConfig,
+    input_ids=None,
+    attention_mask=None,
+    inputs_embeds=None,
+    position_ids=None,
+    token_type_ids=None,
+    head_mask=None,
+    rank: int = 2,
+    values: bool = False,
+):
     """The validator on the inputs' static shapes and dtypes (and eager values); returns the input's shape."""
     v = values or None
     return validation.check_inputs(
-        config, input_ids=describe(input_ids, v and "range"), inputs_embeds=describe(inputs_embeds),
-        attention_mask=describe(attention_mask), position_ids=describe(position_ids, v and "range"),
-        token_type_ids=describe(token_type_ids, v and "nonzero"), head_mask=describe(head_mask), rank=rank)
+        config,
+        input_ids=describe(input_ids, v and "range"),
+        inputs_embeds=describe(inputs_embeds),
+        attention_mask=describe(attention_mask),
+        position_ids=describe(position_ids, v and "range"),
+        token_type_ids=describe(token_type_ids, v and "nonzero"),
+        head_mask=describe(head_mask),
+        rank=rank,
+    )
 
 
-def validate(config: DistilBertConfig, input_ids, attention_mask, inputs_embeds, position_ids, token_type_ids,
-             head_mask=None):
+def validate(
+    config: DistilBertConfig, input_ids, attention_mask, inputs_embeds, position_ids, token_type_ids, head_mask=None
+):
     """Checks the base model's inputs; returns a ``(B, T)`` bool "bad token" tensor or None.
 
     Raises eagerly; in graph mode adds assertions and returns the mask of tokens to poison.
     """
     eager = _eager(input_ids, position_ids, token_type_ids)
-    check_shapes(config, input_ids, attention_mask, inputs_embeds, position_ids, token_type_ids, head_mask,
-                 values=eager)
+    check_shapes(
+        config, input_ids, attention_mask, inputs_embeds, position_ids, token_type_ids, head_mask, values=eager
+    )
     if eager:
         return None
 
@@ -132,11 +160,17 @@ def validate(config: DistilBertConfig, input_ids, attention_mask, inputs_embeds,
         bad = condition if bad is None else tf.logical_or(bad, condition)
 
     if input_ids is not None:
-        guard((input_ids < 0) | (input_ids >= config.vocab_size), validation.ids_range_message(config.vocab_size)
-              + "; smallest and largest id:", tf.reduce_min(input_ids), tf.reduce_max(input_ids))
+        guard(
+            (input_ids < 0) | (input_ids >= config.vocab_size),
+            validation.ids_range_message(config.vocab_size) + "; smallest and largest id:",
+            tf.reduce_min(input_ids),
+            tf.reduce_max(input_ids),
+        )
     if position_ids is not None:
-        guard((position_ids < 0) | (position_ids >= config.max_position_embeddings),
-              validation.positions_range_message(config.max_position_embeddings))
+        guard(
+            (position_ids < 0) | (position_ids >= config.max_position_embeddings),
+            validation.positions_range_message(config.max_position_embeddings),
+        )
     if token_type_ids is not None:
         guard(token_type_ids != 0, validation.TOKEN_TYPES_MESSAGE)
     if bad is None:
@@ -148,8 +182,14 @@ def validate(config: DistilBertConfig, input_ids, attention_mask, inputs_embeds,
 def check_labels(config: DistilBertConfig, task: str, shape, labels=None, start_positions=None, end_positions=None):
     """Validates a head's labels (ranges eagerly); returns the sequence-classification ``problem_type``."""
     shape = tuple(shape.as_list()) if isinstance(shape, tf.TensorShape) else shape
-    return validation.check_labels(config, task, shape, labels=describe(labels, "range"),
-                                   start_positions=describe(start_positions), end_positions=describe(end_positions))
+    return validation.check_labels(
+        config,
+        task,
+        shape,
+        labels=describe(labels, "range"),
+        start_positions=describe(start_positions),
+        end_positions=describe(end_positions),
+    )
 
 
 def head_mask_for(config: DistilBertConfig, head_mask):

@@ -25,7 +25,8 @@ def cross_entropy(logits, labels, ignore_index=IGNORE_INDEX):
     labels = tf.cast(labels, tf.int32)
     keep = tf.not_equal(labels, tf.cast(ignore_index, tf.int32))  # (N,)
     per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.where(keep, labels, tf.zeros_like(labels)), logits=logits)  # (N,)
+        labels=tf.where(keep, labels, tf.zeros_like(labels)), logits=logits
+    )  # (N,)
     per_example = tf.where(keep, per_example, tf.zeros_like(per_example))
     return tf.reduce_sum(per_example) / tf.reduce_sum(tf.cast(keep, tf.float32))
 

@@ -29,8 +29,12 @@ def _built(layer, shape):
 
 
 def _dense(config, units, name, dtype, n_in, rank=3):
-    dense = keras.layers.Dense(units, kernel_initializer=keras.initializers.RandomNormal(
-        stddev=config.initializer_range), name=name, dtype=dtype)
+    dense = keras.layers.Dense(
+        units,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=config.initializer_range),
+        name=name,
+        dtype=dtype,
+    )
     return _built(dense, (None,) * (rank - 1) + (n_in,))
 
 
@@ -43,14 +47,20 @@ class Embeddings(keras.layers.Layer):
         super().__init__(**kwargs)
         d, init = self.dtype_policy, keras.initializers.RandomNormal(stddev=config.initializer_range)
         self.word_embeddings = keras.layers.Embedding(
-            config.vocab_size, config.dim, embeddings_initializer=init, name="word_embeddings", dtype=d)
+            config.vocab_size, config.dim, embeddings_initializer=init, name="word_embeddings", dtype=d
+        )
         if config.sinusoidal_pos_embds:  # a variable that training leaves alone, loaded as stored
             self.position_embeddings = SinusoidalPositions(
-                config.max_position_embeddings, config.dim, name="position_embeddings", dtype=d)
+                config.max_position_embeddings, config.dim, name="position_embeddings", dtype=d
+            )
         else:
             self.position_embeddings = keras.layers.Embedding(
-                config.max_position_embeddings, config.dim, embeddings_initializer=init,
-                name="position_embeddings", dtype=d)
+                config.max_position_embeddings,
+                config.dim,
+                embeddings_initializer=init,
+                name="position_embeddings",
+                dtype=d,
+            )
         self.LayerNorm = _layer_norm("LayerNorm", d, config.dim)
         self.dropout = keras.layers.Dropout(config.dropout, dtype=d)
         _built(self.word_embeddings, (None, None)), _built(self.position_embeddings, (None, None))
@@ -86,8 +96,10 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     def call(self, x, keep, head_mask=None, training=False):
         """``x`` (B * T, D), ``keep`` (B, 1, 1, T) bool; returns the output and the attention weights."""
         batch, length = tf.shape(keep)[0], tf.shape(keep)[3]
+
         def split(t):  # (B*T, D) -> (B, H, T, Dh)
             return tf.transpose(tf.reshape(t, (batch, length, self.n_heads, self.head_dim)), (0, 2, 1, 3))
+
         q = tf.cast(split(self.q_lin(x)), tf.float32) / math.sqrt(self.head_dim)  # (B, H, T, Dh)
         k = tf.cast(split(self.k_lin(x)), tf.float32)  # (B, H, T, Dh)
         v = split(self.v_lin(x))  # (B, H, T, Dh)
@@ -135,8 +147,9 @@ class TransformerBlock(keras.layers.Layer):
 class Transformer(keras.layers.Layer):
     def __init__(self, config: DistilBertConfig, **kwargs):
         super().__init__(**kwargs)
-        self.layer = [TransformerBlock(config, name=f"layer_{i}", dtype=self.dtype_policy)
-                      for i in range(config.n_layers)]
+        self.layer = [
+            TransformerBlock(config, name=f"layer_{i}", dtype=self.dtype_policy) for i in range(config.n_layers)
+        ]
         self.built = True
 
     def call(self, x, keep, head_mask=None, output_attentions=False, output_hidden_states=False, training=False):
@@ -172,9 +185,19 @@ class TFDistilBertModel(TFDistilBertPreTrainedModel):
         self.built = True
 
     @unpack_inputs
-    def call(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
-             output_attentions=None, output_hidden_states=None, return_dict=None, training=False,
-             position_ids=None, token_type_ids=None):
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        head_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        training=False,
+        position_ids=None,
+        token_type_ids=None,
+    ):
         output_attentions, output_hidden_states, _ = self._flags(output_attentions, output_hidden_states, None)
         bad = validate(self.config, input_ids, attention_mask, inputs_embeds, position_ids, token_type_ids, head_mask)
         if bad is not None:  # graph mode: the assertions run before the gathers that would fail on bad ids
@@ -189,10 +212,20 @@ class TFDistilBertModel(TFDistilBertPreTrainedModel):
         # Tokens as rows (B * T, D) through the blocks: no reshape between a matmul and its bias, activation
         # and residual, which TF's CPU graph optimiser then fuses (measured faster).
         x, hidden, attentions = self.transformer(
-            tf.reshape(x, (-1, self.config.dim)), keep, head_mask_for(self.config, head_mask), training=training,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        return self._output(out.TFBaseModelOutput, return_dict, last_hidden_state=tf.reshape(x, shape),
-                            hidden_states=hidden and tuple(tf.reshape(h, shape) for h in hidden), attentions=attentions)
+            tf.reshape(x, (-1, self.config.dim)),
+            keep,
+            head_mask_for(self.config, head_mask),
+            training=training,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        return self._output(
+            out.TFBaseModelOutput,
+            return_dict,
+            last_hidden_state=tf.reshape(x, shape),
+            hidden_states=hidden and tuple(tf.reshape(h, shape) for h in hidden),
+            attentions=attentions,
+        )
 
 
 def _classifier(model, rate, rank=2, **layers):
@@ -213,21 +246,56 @@ class _Head(TFDistilBertPreTrainedModel):
         self.distilbert = TFDistilBertModel(self.config, name="distilbert", dtype=self.dtype_policy)
 
     def _encode(self, ids, mask, head_mask, embeds, attentions, hidden, training, positions, token_types):
-        return self.distilbert(ids, attention_mask=mask, head_mask=head_mask, inputs_embeds=embeds,
-                               output_attentions=attentions, output_hidden_states=hidden, return_dict=True,
-                               training=training, position_ids=positions, token_type_ids=token_types)
+        return self.distilbert(
+            ids,
+            attention_mask=mask,
+            head_mask=head_mask,
+            inputs_embeds=embeds,
+            output_attentions=attentions,
+            output_hidden_states=hidden,
+            return_dict=True,
+            training=training,
+            position_ids=positions,
+            token_type_ids=token_types,
+        )
 
     @unpack_inputs
-    def call(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
-             output_attentions=None, output_hidden_states=None, return_dict=None, labels=None, training=False,
-             position_ids=None, token_type_ids=None):
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        head_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        labels=None,
+        training=False,
+        position_ids=None,
+        token_type_ids=None,
+    ):
         """Runs the encoder and the head; ``labels`` add the loss."""
-        o = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
-                         output_hidden_states, training, position_ids, token_type_ids)
+        o = self._encode(
+            input_ids,
+            attention_mask,
+            head_mask,
+            inputs_embeds,
+            output_attentions,
+            output_hidden_states,
+            training,
+            position_ids,
+            token_type_ids,
+        )
         check_labels(self.config, self.task, o.last_hidden_state.shape[:2], labels)
         loss, logits = self._head(o.last_hidden_state, labels, training)
-        return self._output(self.output_class, return_dict, loss=loss, logits=logits,
-                            hidden_states=o.hidden_states, attentions=o.attentions)
+        return self._output(
+            self.output_class,
+            return_dict,
+            loss=loss,
+            logits=logits,
+            hidden_states=o.hidden_states,
+            attentions=o.attentions,
+        )
 
     def _pool(self, hidden, training):  # the classification heads' first-token pooler
         pooled = tf.nn.relu(self.pre_classifier(hidden[:, 0]))  # (B, D)
@@ -320,12 +388,24 @@ class TFDistilBertForMultipleChoice(_Head):
         _classifier(self, self.config.seq_classif_dropout, pre_classifier=self.config.dim, classifier=1)
 
     @unpack_inputs
-    def call(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
-             output_attentions=None, output_hidden_states=None, return_dict=None, labels=None, training=False,
-             position_ids=None, token_type_ids=None):
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        head_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        labels=None,
+        training=False,
+        position_ids=None,
+        token_type_ids=None,
+    ):
         """Scores every choice; ``labels`` ``(B,)`` (the right choice) add the loss."""
-        shape = check_shapes(self.config, input_ids, attention_mask, inputs_embeds, position_ids, token_type_ids,
-                             head_mask, rank=3)  # values: once the choices are folded into the batch
+        shape = check_shapes(
+            self.config, input_ids, attention_mask, inputs_embeds, position_ids, token_type_ids, head_mask, rank=3
+        )  # values: once the choices are folded into the batch
         check_labels(self.config, self.task, shape, labels)
         full = tf.shape(input_ids if input_ids is not None else inputs_embeds)[:3]  # [B, C, T]
         num_choices = full[1]
@@ -335,8 +415,19 @@ class TFDistilBertForMultipleChoice(_Head):
         def flat(t):  # (B, C, T[, D]) -> (B * C, T[, D])
             return None if t is None else tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0))
 
-        result = super().call(flat(input_ids), flat(attention_mask), head_mask, flat(inputs_embeds), output_attentions,
-                              output_hidden_states, True, None, training, flat(position_ids), flat(token_type_ids))
+        result = super().call(
+            flat(input_ids),
+            flat(attention_mask),
+            head_mask,
+            flat(inputs_embeds),
+            output_attentions,
+            output_hidden_states,
+            True,
+            None,
+            training,
+            flat(position_ids),
+            flat(token_type_ids),
+        )
         result.logits = tf.reshape(result.logits, (-1, num_choices))  # (B, C)
         result.loss = None if labels is None else losses.multiple_choice_loss(result.logits, labels)
         return result if self._flags(None, None, return_dict)[2] else result.to_tuple()
@@ -393,22 +484,58 @@ class TFDistilBertForQuestionAnswering(_Head):
         _classifier(self, self.config.qa_dropout, rank=3, qa_outputs=2)
 
     @unpack_inputs
-    def call(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
-             output_attentions=None, output_hidden_states=None, return_dict=None, start_positions=None,
-             end_positions=None, training=False, position_ids=None, token_type_ids=None):
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        head_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        start_positions=None,
+        end_positions=None,
+        training=False,
+        position_ids=None,
+        token_type_ids=None,
+    ):
         """Runs the encoder and the span head; ``start_positions`` and ``end_positions`` add the loss."""
-        o = self._encode(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
-                         output_hidden_states, training, position_ids, token_type_ids)
+        o = self._encode(
+            input_ids,
+            attention_mask,
+            head_mask,
+            inputs_embeds,
+            output_attentions,
+            output_hidden_states,
+            training,
+            position_ids,
+            token_type_ids,
+        )
         check_labels(self.config, self.task, o.last_hidden_state.shape[:2], None, start_positions, end_positions)
         logits = self.qa_outputs(self.dropout(o.last_hidden_state, training=training))  # (B, T, 2)
         start_logits, end_logits = tf.unstack(tf.cast(logits, tf.float32), axis=-1)  # (B, T), (B, T)
         loss = None
         if start_positions is not None and end_positions is not None:
             loss = losses.question_answering_loss(start_logits, end_logits, start_positions, end_positions)
-        return self._output(out.TFQuestionAnsweringModelOutput, return_dict, loss=loss, start_logits=start_logits,
-                            end_logits=end_logits, hidden_states=o.hidden_states, attentions=o.attentions)
+        return self._output(
+            out.TFQuestionAnsweringModelOutput,
+            return_dict,
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=o.hidden_states,
+            attentions=o.attentions,
+        )
 
 
-TF_CLASSES = {cls.task: cls for cls in (
-    TFDistilBertModel, TFDistilBertForMaskedLM, TFDistilBertForSequenceClassification,
-    TFDistilBertForMultipleChoice, TFDistilBertForTokenClassification, TFDistilBertForQuestionAnswering)}
+TF_CLASSES = {
+    cls.task: cls
+    for cls in (
+        TFDistilBertModel,
+        TFDistilBertForMaskedLM,
+        TFDistilBertForSequenceClassification,
+        TFDistilBertForMultipleChoice,
+        TFDistilBertForTokenClassification,
+        TFDistilBertForQuestionAnswering,
+    )
+}

@@ -34,8 +34,11 @@ class VocabProjector(keras.layers.Layer):
     def __init__(self, config: DistilBertConfig, **kwargs):
         super().__init__(**kwargs)
         if not config.tie_word_embeddings:
-            self.kernel = self.add_weight(shape=(config.dim, config.vocab_size), name="kernel",
-                                          initializer=keras.initializers.RandomNormal(stddev=config.initializer_range))
+            self.kernel = self.add_weight(
+                shape=(config.dim, config.vocab_size),
+                name="kernel",
+                initializer=keras.initializers.RandomNormal(stddev=config.initializer_range),
+            )
         self.bias = self.add_weight(shape=(config.vocab_size,), name="bias", initializer="zeros")
         self.built = True
 

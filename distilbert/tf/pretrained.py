@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import keras
 import numpy as np
@@ -78,10 +78,14 @@ def _register_with_keras_tree(cls) -> None:
 
 
 def _nestable(base):
-    cls = type("TF" + base.__name__, (_Nestable, base), {
-        "__doc__": f"{base.__name__} (fields as the reference) that tf.function and Keras can return.",
-        "__module__": __name__,
-    })
+    cls = type(
+        "TF" + base.__name__,
+        (_Nestable, base),
+        {
+            "__doc__": f"{base.__name__} (fields as the reference) that tf.function and Keras can return.",
+            "__module__": __name__,
+        },
+    )
     _register_with_keras_tree(cls)
     return cls
 
@@ -111,8 +115,11 @@ def variable_at(model, path: str):
 def canonical_state(model) -> dict[str, np.ndarray]:
     """The model's weights as a canonical numpy state (tied rows filled in)."""
     table = weight_table(model.config, model.task)
-    native = {spec.names["keras"]: keras.ops.convert_to_numpy(variable_at(model, spec.names["keras"]))
-              for spec in table if spec.names["keras"] is not None}
+    native = {
+        spec.names["keras"]: keras.ops.convert_to_numpy(variable_at(model, spec.names["keras"]))
+        for spec in table
+        if spec.names["keras"] is not None
+    }
     return from_native(native, "keras", table, where=type(model).__name__)
 
 
@@ -130,8 +137,11 @@ def load_canonical_state(model, state: Mapping[str, np.ndarray], skip: Iterable[
     table = [spec for spec in full if spec.name not in skip]
     native = to_native(state, "keras", table)
     targets = {name: variable_at(model, name) for name in native}
-    mismatched = [(name, np.shape(array), tuple(targets[name].shape)) for name, array in native.items()
-                  if tuple(np.shape(array)) != tuple(targets[name].shape)]
+    mismatched = [
+        (name, np.shape(array), tuple(targets[name].shape))
+        for name, array in native.items()
+        if tuple(np.shape(array)) != tuple(targets[name].shape)
+    ]
     if mismatched:
         raise WeightMismatchError(mismatched=mismatched, where="state")
     for name, array in native.items():
@@ -162,8 +172,10 @@ def load_keras_file(path: str | os.PathLike, config_dir: str | os.PathLike | Non
     config = DistilBertConfig.from_pretrained(config_dir)
     task = task_from_architectures(config.architectures)
     if task is None:
-        raise ValueError(f"config.json in {config_dir!r} names no DistilBERT class in 'architectures'; "
-                         f"cannot tell which head {os.path.basename(path)} holds")
+        raise ValueError(
+            f"config.json in {config_dir!r} names no DistilBERT class in 'architectures'; "
+            f"cannot tell which head {os.path.basename(path)} holds"
+        )
     model = TF_CLASSES[task](config)
     try:
         model.load_weights(path)
@@ -224,10 +236,20 @@ class TFDistilBertPreTrainedModel(TrainingMixin, keras.Model):
         load_canonical_state(self, state, skip)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *, config: DistilBertConfig | None = None,
-                        weight_format: str | None = None, ignore_mismatched_sizes: bool = False,
-                        dtype=None, from_pt: bool = False, from_tf: bool = False, from_flax: bool = False,
-                        output_loading_info: bool = False, **overrides):
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path,
+        *,
+        config: DistilBertConfig | None = None,
+        weight_format: str | None = None,
+        ignore_mismatched_sizes: bool = False,
+        dtype=None,
+        from_pt: bool = False,
+        from_tf: bool = False,
+        from_flax: bool = False,
+        output_loading_info: bool = False,
+        **overrides,
+    ):
         """Builds the model from a checkpoint directory or hub id, in any format the package reads.
 
         Args:
@@ -249,14 +271,25 @@ class TFDistilBertPreTrainedModel(TrainingMixin, keras.Model):
             config = as_config(config)
             config = config.replace(**overrides) if overrides else config
         model = cls(config, **({"dtype": dtype} if dtype is not None else {}))
-        state, report = load_state(path, config, cls.task, framework="tf", weight_format=weight_format,
-                                   ignore_mismatched_sizes=ignore_mismatched_sizes,
-                                   source=source_framework(from_pt, from_tf, from_flax))
+        state, report = load_state(
+            path,
+            config,
+            cls.task,
+            framework="tf",
+            weight_format=weight_format,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
+            source=source_framework(from_pt, from_tf, from_flax),
+        )
         load_canonical_state(model, state, skip=report.new)
         return (model, report) if output_loading_info else model
 
-    def save_pretrained(self, save_directory, weight_format: str | None = None,
-                        safe_serialization: bool | None = None, max_shard_size: int | str | None = None) -> str:
+    def save_pretrained(
+        self,
+        save_directory,
+        weight_format: str | None = None,
+        safe_serialization: bool | None = None,
+        max_shard_size: int | str | None = None,
+    ) -> str:
         """Writes ``config.json`` and the weights in the Hugging Face layout; returns the weight file.
 
         Args:
@@ -271,8 +304,15 @@ class TFDistilBertPreTrainedModel(TrainingMixin, keras.Model):
         untied = self.task == "masked_lm" and not self.config.tie_word_embeddings
         if weight_format is None:
             weight_format = "safetensors" if safe_serialization or untied else "tf"
-        return save_state(save_directory, canonical_state(self), self.config, self.task, framework="tf",
-                          weight_format=weight_format, max_shard_size=max_shard_size)
+        return save_state(
+            save_directory,
+            canonical_state(self),
+            self.config,
+            self.task,
+            framework="tf",
+            weight_format=weight_format,
+            max_shard_size=max_shard_size,
+        )
 
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
         """Writes a SavedModel whose ``serving_default`` signature takes ``input_ids`` and ``attention_mask``.
@@ -292,8 +332,10 @@ class TFDistilBertPreTrainedModel(TrainingMixin, keras.Model):
             raise TypeError(f"unexpected export arguments: {sorted(kwargs)}")
         if input_signature is None:
             shape = (None,) * (3 if self.task == "multiple_choice" else 2)
-            input_signature = [tf.TensorSpec(shape, tf.int32, name="input_ids"),
-                               tf.TensorSpec(shape, tf.int32, name="attention_mask")]
+            input_signature = [
+                tf.TensorSpec(shape, tf.int32, name="input_ids"),
+                tf.TensorSpec(shape, tf.int32, name="attention_mask"),
+            ]
 
         def serve(input_ids, attention_mask):
             outputs = self(input_ids, attention_mask=attention_mask, training=False)

@@ -27,8 +27,15 @@ import tensorflow as tf
 
 from distilbert.common.outputs import ModelOutput
 
-__all__ = ["TrainingMixin", "LinearSchedule", "linear_schedule", "adamw_with_warmup", "loss_fn", "train_step",
-           "eval_step"]
+__all__ = [
+    "TrainingMixin",
+    "LinearSchedule",
+    "linear_schedule",
+    "adamw_with_warmup",
+    "loss_fn",
+    "train_step",
+    "eval_step",
+]
 
 
 class TrainingMixin:
@@ -47,8 +54,9 @@ class TrainingMixin:
         if isinstance(y, Mapping):
             unknown = sorted(set(y) - set(self.label_names))
             if unknown:
-                raise ValueError(f"y has keys {unknown}; {type(self).__name__} takes labels named "
-                                 f"{list(self.label_names)}")
+                raise ValueError(
+                    f"y has keys {unknown}; {type(self).__name__} takes labels named {list(self.label_names)}"
+                )
             x.update(y)
         elif len(self.label_names) == 2:
             if not isinstance(y, (tuple, list)) or len(y) != 2:
@@ -91,8 +99,9 @@ class TrainingMixin:
         loss = getattr(y_pred, "loss", None)
         if loss is None:
             names = " and ".join(repr(n) for n in self.label_names)
-            raise ValueError(f"no loss to train on: put {names} in the input dict (or pass y), "
-                             "or compile(loss=...) and fit(x, y)")
+            raise ValueError(
+                f"no loss to train on: put {names} in the input dict (or pass y), or compile(loss=...) and fit(x, y)"
+            )
         for extra in self.losses:  # regularisers, add_loss
             loss = loss + tf.cast(tf.reduce_sum(extra), loss.dtype)
         return loss
@@ -129,14 +138,23 @@ def linear_schedule(learning_rate: float, total_steps: int, warmup_steps: int = 
     return LinearSchedule(learning_rate, total_steps, warmup_steps)
 
 
-def adamw_with_warmup(learning_rate: float, total_steps: int, warmup_steps: int = 0, weight_decay: float = 0.01,
-                      max_grad_norm: float | None = 1.0) -> keras.optimizers.AdamW:
+def adamw_with_warmup(
+    learning_rate: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    weight_decay: float = 0.01,
+    max_grad_norm: float | None = 1.0,
+) -> keras.optimizers.AdamW:
     """Keras AdamW on :func:`linear_schedule`, clipping the global gradient norm to ``max_grad_norm``.
 
     Weight decay applies to kernels and embeddings, not to biases and LayerNorm ``gamma``/``beta``.
     """
-    optimizer = keras.optimizers.AdamW(learning_rate=linear_schedule(learning_rate, total_steps, warmup_steps),
-                                       weight_decay=weight_decay, epsilon=1e-8, global_clipnorm=max_grad_norm or None)
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=linear_schedule(learning_rate, total_steps, warmup_steps),
+        weight_decay=weight_decay,
+        epsilon=1e-8,
+        global_clipnorm=max_grad_norm or None,
+    )
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return optimizer
 
@@ -149,8 +167,9 @@ def loss_fn(model, batch: Mapping, training: bool = True):
     return out.loss
 
 
-def train_step(model, optimizer: keras.optimizers.Optimizer, batch: Mapping, accum_steps: int = 1,
-               loss: Callable = loss_fn):
+def train_step(
+    model, optimizer: keras.optimizers.Optimizer, batch: Mapping, accum_steps: int = 1, loss: Callable = loss_fn
+):
     """One optimiser update on ``batch`` (eager ``tf.GradientTape``); gradients averaged over ``accum_steps``.
 
     Returns:
@@ -164,7 +183,7 @@ def train_step(model, optimizer: keras.optimizers.Optimizer, batch: Mapping, acc
     total, grads = tf.zeros((), tf.float32), [None] * len(variables)
     for i in range(accum_steps):
         size = next(iter(batch.values())).shape[0] // accum_steps
-        mb = {k: v[i * size:(i + 1) * size] for k, v in batch.items()}
+        mb = {k: v[i * size : (i + 1) * size] for k, v in batch.items()}
         with tf.GradientTape() as tape:
             value = tf.cast(loss(model, mb), tf.float32) / accum_steps
         for j, g in enumerate(tape.gradient(value, variables)):
