@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from typing import Any
 
 from distilbert.common.files import CheckpointError
 
@@ -30,7 +31,7 @@ def _cmd_info(args) -> int:
     directory = resolve_dir(args.model)
     config = DistilBertConfig.from_pretrained(directory)
     formats = available_formats(directory)
-    result = {"directory": directory, "config": config.to_dict(), "formats": formats, "files": {}}
+    result: dict[str, Any] = {"directory": directory, "config": config.to_dict(), "formats": formats, "files": {}}
     for fmt in formats:
         from distilbert.common.checkpoint import FORMATS
 
@@ -113,7 +114,7 @@ def _cmd_convert(args) -> int:
 # ------------------------------------------------------------------------------ task pipelines
 def _texts(args) -> list[str]:
     """The positional texts; ``-`` reads one text per line from standard input."""
-    texts = []
+    texts: list[str] = []
     for text in args.texts:
         if text == "-":
             texts.extend(line for line in sys.stdin.read().splitlines() if line.strip())

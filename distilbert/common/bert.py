@@ -220,7 +220,7 @@ class BertConfig:
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{os.fspath(path)!r}: {exc}") from None
 
-    def check_layers(self, layers: Iterable[int] | None) -> list[int]:
+    def check_layers(self, layers: Iterable[int] | str | None) -> list[int]:
         """The teacher layers a student takes, in order (default: all); refuses a list that does not fit."""
         if layers is None:
             return list(range(self.num_hidden_layers))
@@ -476,7 +476,7 @@ class BertSource:
             directory that a destination must carry to keep working as one; empty for plain checkpoints.
     """
 
-    tensors: files.LazyTensors
+    tensors: files.LazyTensors | dict[str, np.ndarray]  # a dict once read_bert_checkpoint has read it
     config: DistilBertConfig
     bert: BertConfig
     task: str
@@ -640,6 +640,8 @@ def _plan(
         if spec.layer is not None and spec.layer not in student_layer:
             continue
         target = spec.target
+        if target is None:  # COPY rows always name their target
+            continue
         if spec.layer is not None:
             teacher, student_index = f"transformer.layer.{spec.layer}.", student_layer[spec.layer]
             target = target.replace(teacher, f"transformer.layer.{student_index}.", 1)
@@ -648,10 +650,10 @@ def _plan(
         sources[target] = (spec, fold if spec.target == fold.target else None)
 
     student = weight_table(config, out_task)
-    for spec in student:  # a tied projector reads the word embeddings
-        if spec.kind == TIED and spec.name not in sources:
-            sources[spec.name] = sources[spec.tied_to]
-    lost = [spec.name for spec in student if spec.name not in sources]
+    for row in student:  # a tied projector reads the word embeddings
+        if row.kind == TIED and row.tied_to is not None and row.name not in sources:
+            sources[row.name] = sources[row.tied_to]
+    lost = [row.name for row in student if row.name not in sources]
     if lost:  # unreachable while the two tables agree; guards them against drifting apart
         raise AssertionError(f"BERT table gives no source for {lost}")
 

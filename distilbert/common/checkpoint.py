@@ -68,7 +68,7 @@ class LoadReport:
     mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)
 
     def __getitem__(self, key: str) -> list:
-        info = {
+        info: dict[str, list] = {
             "missing_keys": self.new,
             "unexpected_keys": self.dropped,
             "mismatched_keys": self.mismatched,

@@ -103,9 +103,10 @@ class DistilBertConfig:
     seq_classif_dropout: float = 0.2
     pad_token_id: int = 0
     tie_word_embeddings: bool = True
-    num_labels: int | None = None
-    id2label: dict[int, str] | None = None
-    label2id: dict[str, int] | None = None
+    # None (the default) means "derive it from the others"; __post_init__ sets all three, so they are typed as set.
+    num_labels: int = None  # type: ignore[assignment]
+    id2label: dict[int, str] = None  # type: ignore[assignment]
+    label2id: dict[str, int] = None  # type: ignore[assignment]
     problem_type: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 

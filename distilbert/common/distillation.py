@@ -272,7 +272,9 @@ def distillation_loss_numpy(
     out = dict.fromkeys(TERMS, 0.0)
     logit_rows = selected if per_token else np.ones(mask.shape[:1], bool)
     n_rows = int(logit_rows.sum())
+    # _require raises for a weighted term whose inputs are missing: the asserts below only inform the type checker.
     if _require("ce", c.alpha_ce, student_logits=s_logits, teacher_logits=t_logits) and n_rows:
+        assert s_logits is not None and t_logits is not None
         T = float(c.temperature)
         log_ps = _log_softmax(s_logits[logit_rows].astype(np.float64) / T)
         log_pt = _log_softmax(t_logits[logit_rows].astype(np.float64) / T)
@@ -280,12 +282,15 @@ def distillation_loss_numpy(
         kl = np.where(p_t > 0, p_t * (log_pt - log_ps), 0.0).sum(axis=-1)
         out["ce"] = float(T * T * kl.mean())
     if _require("mlm", c.alpha_mlm, student_logits=s_logits, labels=labels):
+        assert s_logits is not None and labels is not None
         out["mlm"] = _cross_entropy(s_logits.astype(np.float64), labels.astype(np.int64))
     if _require("cos", c.alpha_cos, student_hidden=s_hidden, teacher_hidden=t_hidden) and n:
+        assert s_hidden is not None and t_hidden is not None
         s, t = s_hidden[selected].astype(np.float64), t_hidden[selected].astype(np.float64)
         norms = np.maximum(np.linalg.norm(s, axis=-1), COSINE_EPS) * np.maximum(np.linalg.norm(t, axis=-1), COSINE_EPS)
         out["cos"] = float((1.0 - (s * t).sum(axis=-1) / norms).mean())
     if _require("mse", c.alpha_mse, student_logits=s_logits, teacher_logits=t_logits) and n_rows:
+        assert s_logits is not None and t_logits is not None
         diff = s_logits[logit_rows].astype(np.float64) - t_logits[logit_rows].astype(np.float64)
         out["mse"] = float((diff**2).sum() / n_rows)
     out["loss"] = float(sum(getattr(c, f"alpha_{term}") * out[term] for term in TERMS))
@@ -296,8 +301,8 @@ def distillation_loss_numpy(
 def token_counts(sequences: Iterable[Sequence[int]], vocab_size: int) -> np.ndarray:
     """How often each token id occurs in a corpus of id sequences: ``(vocab_size,)`` int64."""
     counts = np.zeros(vocab_size, np.int64)
-    for ids in sequences:
-        ids = np.asarray(ids, np.int64).ravel()
+    for sequence in sequences:
+        ids = np.asarray(sequence, np.int64).ravel()
         if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
             raise ValueError(f"token ids must be in [0, {vocab_size}), got values from {ids.min()} to {ids.max()}")
         counts += np.bincount(ids, minlength=vocab_size)

@@ -265,7 +265,7 @@ def check_native(
     """
     _check_format(fmt)
     allow = set(allow_missing)
-    by_native = {spec.names[fmt]: spec for spec in table if spec.names[fmt] is not None}
+    by_native = {name: spec for spec in table if (name := spec.names[fmt]) is not None}
     unexpected = sorted(set(shapes) - set(by_native))
     missing = [
         spec.name

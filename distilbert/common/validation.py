@@ -155,14 +155,14 @@ def check_inputs(
     """
     if input_ids is not None and inputs_embeds is not None:
         raise ValueError("pass either input_ids or inputs_embeds, not both")
-    if input_ids is None and inputs_embeds is None:
-        raise ValueError("pass input_ids or inputs_embeds")
     if input_ids is not None:
         _check_kind("input_ids", input_ids, INTEGER, "integer token ids (pass inputs_embeds for vectors)")
         shape = input_ids.shape
         if shape is not None and len(shape) != rank:
             raise ValueError(f"input_ids must have shape {_layout(rank)}, got {_shape(shape)}")
         what = "input_ids"
+    elif inputs_embeds is None:
+        raise ValueError("pass input_ids or inputs_embeds")
     else:
         _check_kind("inputs_embeds", inputs_embeds, FLOAT, "floating point")
         full = inputs_embeds.shape
@@ -205,7 +205,7 @@ def check_inputs(
                 f"head_mask must have shape (n_heads,)=({config.n_heads},) or (n_layers, n_heads)="
                 f"({config.n_layers}, {config.n_heads}), got {_shape(head_mask.shape)}"
             )
-    if input_ids is not None and input_ids.lo is not None and (input_ids.lo < 0 or input_ids.hi >= config.vocab_size):
+    if input_ids is not None and _outside(input_ids, 0, config.vocab_size):
         raise ValueError(ids_range_message(config.vocab_size) + _got_range(input_ids))
     return shape
 
@@ -227,7 +227,7 @@ def _check_position_ids(config: DistilBertConfig, info: ArrayInfo, shape, rank: 
                 f"position_ids must broadcast to the input's shape {_shape(shape)} along its whole "
                 f"sequence axis: {forms}; got {_shape(p)}"
             )
-    if info.lo is not None and (info.lo < 0 or info.hi >= config.max_position_embeddings):
+    if _outside(info, 0, config.max_position_embeddings):
         raise ValueError(positions_range_message(config.max_position_embeddings) + _got_range(info))
 
 
@@ -237,11 +237,18 @@ def check_token_type_ids(any_nonzero: bool) -> None:
         raise ValueError(TOKEN_TYPES_MESSAGE)
 
 
+def _outside(info: ArrayInfo, low: int, high: int, allowed: int | None = None) -> bool:
+    """Whether concrete values fall outside ``[low, high)`` (``allowed`` is accepted below ``low``)."""
+    if info.lo is None or info.hi is None:
+        return False
+    return (info.lo < low and info.lo != allowed) or info.hi >= high
+
+
 # ---------------------------------------------------------------------------------------- labels
 def _check_class_ids(name: str, info: ArrayInfo, n_classes: int, what: str) -> None:
     """Integer class ids in ``[0, n_classes)``, ``-100`` ignored (range checked when concrete)."""
     _check_kind(name, info, INTEGER, f"integer {what} (got floats? cast them, or set problem_type)")
-    if info.lo is not None and ((info.lo < 0 and info.lo != IGNORE_INDEX) or info.hi >= n_classes):
+    if _outside(info, 0, n_classes, allowed=IGNORE_INDEX):
         raise ValueError(f"{name} must be {what} in [0, {n_classes}) or {IGNORE_INDEX} (ignored)" + _got_range(info))
 
 

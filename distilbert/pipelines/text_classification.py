@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from distilbert.pipelines.base import Pipeline, rows_of, softmax
@@ -86,7 +88,9 @@ class TextClassificationPipeline(Pipeline):
             scores = 1.0 / (1.0 + np.exp(-logits))
         else:
             scores = logits
-        labels = [{"label": self.config.id2label[i], "score": float(s)} for i, s in enumerate(scores)]
+        labels: list[dict[str, Any]] = [
+            {"label": self.config.id2label[i], "score": float(s)} for i, s in enumerate(scores)
+        ]
         if top_k is _UNSET:
             return labels[int(np.argmax(scores))]
         labels.sort(key=lambda label: label["score"], reverse=True)
