@@ -74,11 +74,17 @@ def _is_tied_copy(name, table, naming) -> bool:
 
 
 def _cmd_convert(args) -> int:
+    from distilbert.common.bert import is_bert_checkpoint
     from distilbert.conversion import convert
 
+    if args.verify and (args.layers is not None or is_bert_checkpoint(args.src)):
+        raise CommandError("--verify compares the destination with a DistilBERT source holding the same layers; "
+                           "it does not apply to a BERT source or to --layers (leave --verify out)")
     result = convert(args.src, args.dst, to=args.to, weight_format=args.format, source_format=args.source_format,
-                     dtype=args.dtype, force=args.force, progress=not args.quiet,
+                     dtype=args.dtype, force=args.force, progress=not args.quiet, layers=args.layers,
                      max_shard_size=int(args.max_shard_size * 2**20) if args.max_shard_size else None)
+    if result.dropped:  # a BERT's pooler, next-sentence head...: said even with --quiet, it is data left behind
+        print(f"distilbert convert: dropped {result.dropped} (no DistilBERT equivalent)", file=sys.stderr)
     if args.verify:
         from distilbert.verify import verify
 
@@ -263,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="cast floating tensors")
     conv.add_argument("--max-shard-size", type=float, help="MiB per shard for the *-sharded formats")
     conv.add_argument("--force", action="store_true", help="replace an existing destination")
+    conv.add_argument("--layers", help="keep only these source layers, in this order, e.g. 0,2,4 (a BERT or "
+                                       "DistilBERT source; default all)")
     conv.add_argument("--verify", action="store_true",
                       help="run source and converted models on random inputs and compare every output")
     conv.add_argument("--atol", type=float, default=1e-5, help="tolerance for --verify (default 1e-5)")
