@@ -37,23 +37,30 @@ def _cmd_info(args) -> int:
         native, naming, task, table = open_native(os.path.join(directory, FORMATS[fmt][0]), config, fmt)
         with native:
             tensors = {name: {"shape": list(native.shape(name)), "dtype": str(native.dtype(name))} for name in native}
-            result["files"][fmt] = {"task": task, "class": TASK_CLASSES[task], "tensors": tensors,
-                                    "parameters": sum(_prod(native.shape(n)) for n in native
-                                                      if not _is_tied_copy(n, table, naming)),
-                                    "bytes": sum(native.nbytes(n) for n in native)}
+            result["files"][fmt] = {
+                "task": task,
+                "class": TASK_CLASSES[task],
+                "tensors": tensors,
+                "parameters": sum(_prod(native.shape(n)) for n in native if not _is_tied_copy(n, table, naming)),
+                "bytes": sum(native.nbytes(n) for n in native),
+            }
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     c = config
     print(f"{directory}")
-    print(f"  config: {c.n_layers} layers, dim {c.dim}, {c.n_heads} heads, hidden_dim {c.hidden_dim}, "
-          f"vocab {c.vocab_size}, max positions {c.max_position_embeddings}, activation {c.activation}"
-          f"{', sinusoidal positions' if c.sinusoidal_pos_embds else ''}")
+    print(
+        f"  config: {c.n_layers} layers, dim {c.dim}, {c.n_heads} heads, hidden_dim {c.hidden_dim}, "
+        f"vocab {c.vocab_size}, max positions {c.max_position_embeddings}, activation {c.activation}"
+        f"{', sinusoidal positions' if c.sinusoidal_pos_embds else ''}"
+    )
     if c.architectures:
         print(f"  architectures: {', '.join(c.architectures)}; labels: {c.num_labels} {list(c.id2label.values())}")
     for fmt, info in result["files"].items():
-        print(f"  {fmt}: {info['class']}, {len(info['tensors'])} tensors, {info['parameters']:,} parameters, "
-              f"{info['bytes'] / 2**20:.1f} MiB")
+        print(
+            f"  {fmt}: {info['class']}, {len(info['tensors'])} tensors, {info['parameters']:,} parameters, "
+            f"{info['bytes'] / 2**20:.1f} MiB"
+        )
         if args.tensors:
             for name, t in info["tensors"].items():
                 print(f"    {name:70s} {str(tuple(t['shape'])):>14s} {t['dtype']}")
@@ -78,11 +85,22 @@ def _cmd_convert(args) -> int:
     from distilbert.conversion import convert
 
     if args.verify and (args.layers is not None or is_bert_checkpoint(args.src)):
-        raise CommandError("--verify compares the destination with a DistilBERT source holding the same layers; "
-                           "it does not apply to a BERT source or to --layers (leave --verify out)")
-    result = convert(args.src, args.dst, to=args.to, weight_format=args.format, source_format=args.source_format,
-                     dtype=args.dtype, force=args.force, progress=not args.quiet, layers=args.layers,
-                     max_shard_size=int(args.max_shard_size * 2**20) if args.max_shard_size else None)
+        raise CommandError(
+            "--verify compares the destination with a DistilBERT source holding the same layers; "
+            "it does not apply to a BERT source or to --layers (leave --verify out)"
+        )
+    result = convert(
+        args.src,
+        args.dst,
+        to=args.to,
+        weight_format=args.format,
+        source_format=args.source_format,
+        dtype=args.dtype,
+        force=args.force,
+        progress=not args.quiet,
+        layers=args.layers,
+        max_shard_size=int(args.max_shard_size * 2**20) if args.max_shard_size else None,
+    )
     if result.dropped:  # a BERT's pooler, next-sentence head...: said even with --quiet, it is data left behind
         print(f"distilbert convert: dropped {result.dropped} (no DistilBERT equivalent)", file=sys.stderr)
     if args.verify:
@@ -94,8 +112,10 @@ def _cmd_convert(args) -> int:
         if not report.ok:
             raise CommandError(f"verification failed: largest difference {report.max_diff:.3g} > {args.atol}")
     if not args.quiet:
-        print(f"wrote {result.tensors} tensors of {result.task} from {os.path.basename(result.source)} "
-              f"({result.source_format}) to {result.destination}: {', '.join(result.files)}")
+        print(
+            f"wrote {result.tensors} tensors of {result.task} from {os.path.basename(result.source)} "
+            f"({result.source_format}) to {result.destination}: {', '.join(result.files)}"
+        )
     return 0
 
 
@@ -116,8 +136,9 @@ def _texts(args) -> list[str]:
 def _pipeline(task: str, args, **kwargs):
     from distilbert.pipelines import pipeline
 
-    return pipeline(task, model=args.model, framework=args.framework, device=args.device,
-                    batch_size=args.batch_size, **kwargs)
+    return pipeline(
+        task, model=args.model, framework=args.framework, device=args.device, batch_size=args.batch_size, **kwargs
+    )
 
 
 def _print_json(result) -> int:
@@ -145,8 +166,9 @@ def _cmd_fill_mask(args) -> int:
 def _cmd_classify(args) -> int:
     texts = _texts(args)
     top_k = None if args.all else args.top_k
-    results = _pipeline("text-classification", args)(texts, top_k=top_k, function_to_apply=args.function,
-                                                     truncation=args.truncation)
+    results = _pipeline("text-classification", args)(
+        texts, top_k=top_k, function_to_apply=args.function, truncation=args.truncation
+    )
     if args.json:
         return _print_json([{"text": t, "labels": r} for t, r in zip(texts, results)])
     for text, labels in zip(texts, results):
@@ -156,15 +178,14 @@ def _cmd_classify(args) -> int:
 
 def _cmd_ner(args) -> int:
     texts = _texts(args)
-    results = _pipeline("token-classification", args)(texts, aggregation_strategy=args.aggregation,
-                                                      stride=args.stride)
+    results = _pipeline("token-classification", args)(texts, aggregation_strategy=args.aggregation, stride=args.stride)
     if args.json:
         return _print_json([{"text": t, "entities": r} for t, r in zip(texts, results)])
     for text, entities in zip(texts, results):
         print(text)
         for e in entities:
             label = e.get("entity_group", e.get("entity"))
-            print(f"  {label:10s} {e['score']:.4f}  [{e['start']}:{e['end']}]  {text[e['start']:e['end']]}")
+            print(f"  {label:10s} {e['score']:.4f}  [{e['start']}:{e['end']}]  {text[e['start'] : e['end']]}")
     return 0
 
 
@@ -175,13 +196,20 @@ def _cmd_qa(args) -> int:
     if args.context_file is not None:
         with open(args.context_file, encoding="utf-8") as fh:
             context = fh.read()
-    kwargs = {"top_k": args.top_k, "handle_impossible_answer": args.handle_impossible, "doc_stride": args.doc_stride,
-              "max_answer_len": args.max_answer_len, "max_seq_len": args.max_seq_len}
-    results = _pipeline("question-answering", args)(question=args.question, context=context,
-                                                    **{k: v for k, v in kwargs.items() if v is not None})
+    kwargs = {
+        "top_k": args.top_k,
+        "handle_impossible_answer": args.handle_impossible,
+        "doc_stride": args.doc_stride,
+        "max_answer_len": args.max_answer_len,
+        "max_seq_len": args.max_seq_len,
+    }
+    results = _pipeline("question-answering", args)(
+        question=args.question, context=context, **{k: v for k, v in kwargs.items() if v is not None}
+    )
     if args.json:
-        return _print_json([{"question": q, "answers": r if isinstance(r, list) else [r]}
-                            for q, r in zip(args.question, results)])
+        return _print_json(
+            [{"question": q, "answers": r if isinstance(r, list) else [r]} for q, r in zip(args.question, results)]
+        )
     for question, result in zip(args.question, results):
         print(question)
         for a in result if isinstance(result, list) else [result]:
@@ -201,13 +229,16 @@ def _cmd_embed(args) -> int:
         texts = _texts(args)
     kwargs = {} if args.pooling is None else {"pooling": args.pooling}
     vectors = _pipeline("sentence-embedding", args, **kwargs)(
-        texts, normalize=args.normalize, progress=not args.quiet and len(texts) > 4 * args.batch_size)
+        texts, normalize=args.normalize, progress=not args.quiet and len(texts) > 4 * args.batch_size
+    )
     if args.json:
         return _print_json([{"text": t, "embedding": [float(x) for x in v]} for t, v in zip(texts, vectors)])
     for text, vector in zip(texts, vectors):
         head = " ".join(f"{x:+.4f}" for x in vector[:4])
-        print(f"[{head} ... {vector[-1]:+.4f}]  dim {vector.size}  norm {np.linalg.norm(vector):.4f}  "
-              f"{(text if len(text) <= 60 else text[:57] + '...') or '(empty text)'}")
+        print(
+            f"[{head} ... {vector[-1]:+.4f}]  dim {vector.size}  norm {np.linalg.norm(vector):.4f}  "
+            f"{(text if len(text) <= 60 else text[:57] + '...') or '(empty text)'}"
+        )
     return 0
 
 
@@ -233,16 +264,35 @@ def _cmd_distill(args) -> int:
 
     fields = {f: getattr(args, f) for f in DistillationConfig().to_dict() if getattr(args, f) is not None}
     result = distill_command(
-        args.teacher, args.data, args.out, args.framework, student=args.student, layers=args.layers, task=args.task,
-        steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, learning_rate=args.lr, seed=args.seed,
-        warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
-        accumulation_steps=args.accumulation_steps, log=args.log, log_every=args.log_every,
-        save_every=args.save_every, resume=args.resume, progress=not args.quiet,
-        distillation=DistillationConfig(**fields))
+        args.teacher,
+        args.data,
+        args.out,
+        args.framework,
+        student=args.student,
+        layers=args.layers,
+        task=args.task,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        learning_rate=args.lr,
+        seed=args.seed,
+        warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay,
+        max_grad_norm=args.max_grad_norm,
+        accumulation_steps=args.accumulation_steps,
+        log=args.log,
+        log_every=args.log_every,
+        save_every=args.save_every,
+        resume=args.resume,
+        progress=not args.quiet,
+        distillation=DistillationConfig(**fields),
+    )
     if not args.quiet:
         terms = ", ".join(f"{k} {v:.4g}" for k, v in result.terms.items())
-        print(f"wrote the student ({result.parameters:,} parameters) to {result.out} after {result.steps} steps"
-              + (f": {terms}" if terms else ""))
+        print(
+            f"wrote the student ({result.parameters:,} parameters) to {result.out} after {result.steps} steps"
+            + (f": {terms}" if terms else "")
+        )
     return 0
 
 
@@ -259,8 +309,12 @@ def _task_parser(sub, name: str, help: str, run, texts: bool = True) -> argparse
     if texts:
         parser.add_argument("texts", nargs="+", metavar="TEXT", help="texts to run ('-' reads one per line from stdin)")
     parser.add_argument("--model", required=True, help="checkpoint directory or hub id with the task's head")
-    parser.add_argument("--framework", choices=["pt", "tf", "flax"], default="pt",
-                        help="framework to run in: pt (PyTorch, the default), tf (TensorFlow), flax (JAX/Flax)")
+    parser.add_argument(
+        "--framework",
+        choices=["pt", "tf", "flax"],
+        default="pt",
+        help="framework to run in: pt (PyTorch, the default), tf (TensorFlow), flax (JAX/Flax)",
+    )
     parser.add_argument("--device", help="device: cuda:0 (pt), /GPU:0 (tf), gpu (flax); default the framework's")
     parser.add_argument("--batch-size", type=_positive, default=8, help="sequences per forward pass (default 8)")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -282,19 +336,31 @@ def build_parser() -> argparse.ArgumentParser:
     conv = sub.add_parser("convert", help="convert a checkpoint to another framework's format")
     conv.add_argument("src", help="source checkpoint directory or hub id")
     conv.add_argument("dst", help="destination directory (must not exist unless --force)")
-    conv.add_argument("--to", required=True, choices=["pt", "tf", "flax", "keras"],
-                      help="target framework: pt (PyTorch), tf (TensorFlow), flax (JAX/Flax), keras (Keras 3 files)")
-    conv.add_argument("--format", help="pt: safetensors (default) or safetensors-sharded; tf: tf (default) or "
-                                       "tf-sharded; flax: flax (default) or flax-sharded; "
-                                       "keras: keras-weights (default, model.weights.h5) or keras (model.keras)")
+    conv.add_argument(
+        "--to",
+        required=True,
+        choices=["pt", "tf", "flax", "keras"],
+        help="target framework: pt (PyTorch), tf (TensorFlow), flax (JAX/Flax), keras (Keras 3 files)",
+    )
+    conv.add_argument(
+        "--format",
+        help="pt: safetensors (default) or safetensors-sharded; tf: tf (default) or "
+        "tf-sharded; flax: flax (default) or flax-sharded; "
+        "keras: keras-weights (default, model.weights.h5) or keras (model.keras)",
+    )
     conv.add_argument("--source-format", help="which of the source's formats to read when it has several")
     conv.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="cast floating tensors")
     conv.add_argument("--max-shard-size", type=float, help="MiB per shard for the *-sharded formats")
     conv.add_argument("--force", action="store_true", help="replace an existing destination")
-    conv.add_argument("--layers", help="keep only these source layers, in this order, e.g. 0,2,4 (a BERT or "
-                                       "DistilBERT source; default all)")
-    conv.add_argument("--verify", action="store_true",
-                      help="run source and converted models on random inputs and compare every output")
+    conv.add_argument(
+        "--layers",
+        help="keep only these source layers, in this order, e.g. 0,2,4 (a BERT or DistilBERT source; default all)",
+    )
+    conv.add_argument(
+        "--verify",
+        action="store_true",
+        help="run source and converted models on random inputs and compare every output",
+    )
     conv.add_argument("--atol", type=float, default=1e-5, help="tolerance for --verify (default 1e-5)")
     conv.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     conv.set_defaults(run=_cmd_convert)
@@ -306,13 +372,20 @@ def build_parser() -> argparse.ArgumentParser:
     classify = _task_parser(sub, "classify", "classify texts (sentiment, topics, ...)", _cmd_classify)
     classify.add_argument("--top-k", type=_positive, default=1, help="labels per text (default 1)")
     classify.add_argument("--all", action="store_true", help="every label, best first")
-    classify.add_argument("--function", choices=["softmax", "sigmoid", "none"],
-                          help="score function (default: from the config's problem_type)")
+    classify.add_argument(
+        "--function",
+        choices=["softmax", "sigmoid", "none"],
+        help="score function (default: from the config's problem_type)",
+    )
     classify.add_argument("--truncation", action="store_true", help="cut texts longer than the model")
 
     ner = _task_parser(sub, "ner", "find named entities (token classification)", _cmd_ner)
-    ner.add_argument("--aggregation", choices=["none", "simple", "first", "average", "max"], default="simple",
-                     help="how word pieces form entities (default simple)")
+    ner.add_argument(
+        "--aggregation",
+        choices=["none", "simple", "first", "average", "max"],
+        default="simple",
+        help="how word pieces form entities (default simple)",
+    )
     ner.add_argument("--stride", type=int, help="read long texts in windows sharing this many tokens")
 
     qa = _task_parser(sub, "qa", "answer questions from a context", _cmd_qa, texts=False)
@@ -327,24 +400,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     from distilbert.common.embedding import POOLING_MODES
 
-    embed = _task_parser(sub, "embed", "sentence embeddings (one vector per text, as sentence-transformers "
-                         "computes them for the checkpoint)", _cmd_embed, texts=False)
+    embed = _task_parser(
+        sub,
+        "embed",
+        "sentence embeddings (one vector per text, as sentence-transformers computes them for the checkpoint)",
+        _cmd_embed,
+        texts=False,
+    )
     embed.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed ('-' reads one per line from stdin)")
     embed.add_argument("--file", help="also embed every non-blank line of this UTF-8 file")
-    embed.add_argument("--pooling", choices=list(POOLING_MODES), help="pooling mode (default: the checkpoint's "
-                       "sentence-transformers configuration, else mean)")
-    embed.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
-                       help="scale vectors to unit length (default: as configured, else not)")
+    embed.add_argument(
+        "--pooling",
+        choices=list(POOLING_MODES),
+        help="pooling mode (default: the checkpoint's sentence-transformers configuration, else mean)",
+    )
+    embed.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="scale vectors to unit length (default: as configured, else not)",
+    )
     embed.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
-    demo = sub.add_parser("demo", help="train, convert and compare a model in all three frameworks",
-                          description="Offline: train a small sentiment classifier with Keras fit, convert it to "
-                                      "PyTorch and Flax, and compare the three on held-out sentences. With --model: "
-                                      "run a checkpoint's fill-mask pipeline in the three frameworks instead.")
+    demo = sub.add_parser(
+        "demo",
+        help="train, convert and compare a model in all three frameworks",
+        description="Offline: train a small sentiment classifier with Keras fit, convert it to "
+        "PyTorch and Flax, and compare the three on held-out sentences. With --model: "
+        "run a checkpoint's fill-mask pipeline in the three frameworks instead.",
+    )
     demo.add_argument("--model", help="masked-LM checkpoint directory or hub id for the fill-mask demo")
-    demo.add_argument("--framework", choices=["pt", "tf", "flax"], action="append",
-                      help="compare only these frameworks (repeatable; default all three; the sentiment demo "
-                           "always trains in tf)")
+    demo.add_argument(
+        "--framework",
+        choices=["pt", "tf", "flax"],
+        action="append",
+        help="compare only these frameworks (repeatable; default all three; the sentiment demo always trains in tf)",
+    )
     demo.add_argument("--epochs", type=int, default=20, help="training epochs of the sentiment demo (default 20)")
     demo.add_argument("--output", help="keep the sentiment demo's checkpoints in this new directory")
     demo.add_argument("--text", action="append", help="fill-mask demo sentence with one [MASK] (repeatable)")
@@ -358,22 +449,36 @@ def build_parser() -> argparse.ArgumentParser:
 def _distill_parser(sub) -> None:
     from distilbert.common.distillation import DistillationConfig
 
-    p = sub.add_parser("distill", help="distil a BERT or DistilBERT teacher into a smaller DistilBERT student",
-                       description="Train a student (by default one teacher layer in two, initialised from the "
-                                   "teacher) on the triple loss of DistilBERT in PyTorch, TensorFlow or JAX/Flax.")
+    p = sub.add_parser(
+        "distill",
+        help="distil a BERT or DistilBERT teacher into a smaller DistilBERT student",
+        description="Train a student (by default one teacher layer in two, initialised from the "
+        "teacher) on the triple loss of DistilBERT in PyTorch, TensorFlow or JAX/Flax.",
+    )
     p.add_argument("--teacher", required=True, help="teacher checkpoint: BERT (converted on the fly) or DistilBERT")
-    p.add_argument("--data", required=True, help="masked-lm: one text per line; text-classification: a TSV with a "
-                                                 "text/label header, or JSONL with text and label")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="masked-lm: one text per line; text-classification: a TSV with a "
+        "text/label header, or JSONL with text and label",
+    )
     p.add_argument("--out", required=True, help="new directory for the student (and its checkpoints)")
-    p.add_argument("--framework", choices=["pt", "tf", "flax"], default="pt",
-                   help="train in pt (PyTorch, the default), tf (TensorFlow, Keras fit) or flax (JAX/Flax)")
+    p.add_argument(
+        "--framework",
+        choices=["pt", "tf", "flax"],
+        default="pt",
+        help="train in pt (PyTorch, the default), tf (TensorFlow, Keras fit) or flax (JAX/Flax)",
+    )
     p.add_argument("--student", help="start from this student checkpoint instead of teacher layers")
     p.add_argument("--layers", help="teacher layers of the student, e.g. 0,2,4 (default: one in two from 0)")
     p.add_argument("--task", choices=["masked-lm", "text-classification"], default="masked-lm")
     p.add_argument("--steps", type=int, default=1000, help="optimiser updates (default 1000)")
     p.add_argument("--batch-size", type=int, default=8, help="examples per update (default 8)")
-    p.add_argument("--seq-len", type=int, help="tokens per example, cut and padded (default 128, or fewer "
-                                                "when the teacher has fewer positions)")
+    p.add_argument(
+        "--seq-len",
+        type=int,
+        help="tokens per example, cut and padded (default 128, or fewer when the teacher has fewer positions)",
+    )
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
     p.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up updates (default 0)")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
@@ -399,8 +504,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (CommandError, CheckpointError, FileNotFoundError, FileExistsError, NotADirectoryError,
-            ValueError, OSError, KeyError, ImportError) as exc:
+    except (
+        CommandError,
+        CheckpointError,
+        FileNotFoundError,
+        FileExistsError,
+        NotADirectoryError,
+        ValueError,
+        OSError,
+        KeyError,
+        ImportError,
+    ) as exc:
         message = str(exc).strip().splitlines()
         print(f"distilbert {args.command}: error: {' '.join(m.strip() for m in message)}", file=sys.stderr)
         return EXIT_USAGE

@@ -17,7 +17,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -53,8 +54,10 @@ def model_class(framework: str, task: str):
     try:
         module = importlib.import_module(f"distilbert.{framework}")
     except ImportError as exc:
-        raise ImportError(f"framework {framework!r} is not available ({exc}); install it with "
-                          f"pip install 'distilbert[{EXTRAS[framework]}]'") from exc
+        raise ImportError(
+            f"framework {framework!r} is not available ({exc}); install it with "
+            f"pip install 'distilbert[{EXTRAS[framework]}]'"
+        ) from exc
     return getattr(module, CLASS_PREFIX[framework] + TASK_CLASSES[task])
 
 
@@ -96,8 +99,11 @@ def to_numpy(value: Any) -> Any:
 
         value = torch_to_numpy(value)
     array = np.asarray(value)
-    if array.dtype.kind == "V" or (array.dtype.kind == "f" and array.dtype.itemsize < 4) or \
-            str(array.dtype) == "bfloat16":
+    if (
+        array.dtype.kind == "V"
+        or (array.dtype.kind == "f" and array.dtype.itemsize < 4)
+        or str(array.dtype) == "bfloat16"
+    ):
         array = array.astype(np.float32)
     return array
 
@@ -117,8 +123,9 @@ def run(framework: str, model, inputs: Mapping[str, np.ndarray], **kwargs) -> di
     return make_runner(model, framework, compiled=False, **kwargs)(**inputs)
 
 
-def make_runner(model, framework: str, outputs: tuple[str, ...] | None = None, device=None, compiled: bool = True,
-                **flags):
+def make_runner(
+    model, framework: str, outputs: tuple[str, ...] | None = None, device=None, compiled: bool = True, **flags
+):
     """The runner of ``model`` (a model of ``framework``).
 
     Args:
@@ -143,8 +150,10 @@ class _Runner:
 
     def __call__(self, input_ids=None, attention_mask=None, **inputs) -> dict[str, Any]:
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, **inputs}
-        return {k: to_numpy(v) for k, v in self._forward({k: np.asarray(v) for k, v in inputs.items()
-                                                          if v is not None}).items()}
+        return {
+            k: to_numpy(v)
+            for k, v in self._forward({k: np.asarray(v) for k, v in inputs.items() if v is not None}).items()
+        }
 
     def _fields(self, out) -> dict[str, Any]:
         if self.outputs is None:
@@ -186,8 +195,9 @@ class TorchRunner(_Runner):
         torch = self._torch
         device = next(self.model.parameters()).device
         with torch.inference_mode():
-            return self._fields(self.model(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()},
-                                           **self.flags))
+            return self._fields(
+                self.model(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()}, **self.flags)
+            )
 
 
 class KerasRunner(_Runner):
@@ -278,8 +288,9 @@ class FlaxRunner(_Runner):
     def _forward(self, inputs):
         jnp = self._jax.numpy
         if not self.compiled:
-            return self._fields(self.model(**{k: jnp.asarray(v) for k, v in inputs.items()}, deterministic=True,
-                                           **self.flags))
+            return self._fields(
+                self.model(**{k: jnp.asarray(v) for k, v in inputs.items()}, deterministic=True, **self.flags)
+            )
         inputs = self._int32(inputs)
         ids = inputs["input_ids"]
         batch, length = ids.shape[0], ids.shape[-1]
@@ -291,8 +302,10 @@ class FlaxRunner(_Runner):
                 # Extra rows are all padding (fully masked rows give finite outputs) and are dropped below.
                 widths = [(0, padded_batch - batch)] + [(0, 0)] * (ids.ndim - 2) + [(0, padded - length)]
                 mask = inputs.get("attention_mask", np.ones_like(ids))
-                inputs = {"input_ids": np.pad(ids, widths, constant_values=self.pad_id),
-                          "attention_mask": np.pad(mask, widths, constant_values=0)}
+                inputs = {
+                    "input_ids": np.pad(ids, widths, constant_values=self.pad_id),
+                    "attention_mask": np.pad(mask, widths, constant_values=0),
+                }
         if self._device is not None:
             inputs = {k: self._jax.device_put(v, self._device) for k, v in inputs.items()}
         out = self._jitted(inputs)

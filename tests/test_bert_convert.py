@@ -50,16 +50,21 @@ def test_cli_converts_a_bert_with_layers_and_reports_what_it_drops(pretraining, 
     dst = tmp_path / "student"
     code, out, err = _run(["convert", dirs["safetensors"], dst, "--to", framework, "--layers", "3,0", "-q"], capsys)
     assert code == 0 and out == ""
-    assert err.splitlines()[-1] == ("distilbert convert: dropped the pooler (2 tensors) and the next-sentence head "
-                                    "(2 tensors) (no DistilBERT equivalent)")
+    assert err.splitlines()[-1] == (
+        "distilbert convert: dropped the pooler (2 tensors) and the next-sentence head "
+        "(2 tensors) (no DistilBERT equivalent)"
+    )
     config = json.loads((dst / "config.json").read_text())
     assert config["model_type"] == "distilbert" and config["n_layers"] == 2
     with open(dst / "tokenizer_config.json", encoding="utf-8") as fh:
         assert json.load(fh)["model_input_names"] == ["input_ids", "attention_mask"]  # no token types any more
     student = frameworks.from_pretrained(framework, "masked_lm", dst)
     inputs = _inputs(seed=7)
-    assert_close(frameworks.run(framework, student, inputs)["logits"],
-                 _reference(_teacher_with(model, [3, 0]), inputs, "prediction_logits"), name=f"{framework} student")
+    assert_close(
+        frameworks.run(framework, student, inputs)["logits"],
+        _reference(_teacher_with(model, [3, 0]), inputs, "prediction_logits"),
+        name=f"{framework} student",
+    )
 
 
 def test_library_convert_from_tf_h5_to_keras(pretraining, tmp_path):
@@ -71,13 +76,22 @@ def test_library_convert_from_tf_h5_to_keras(pretraining, tmp_path):
 
     student = load_keras_model(str(tmp_path / "keras"), keras_path(tmp_path / "keras"))[0]
     inputs = _inputs(seed=8)
-    assert_close(frameworks.run("tf", student, inputs)["logits"],
-                 _reference(_teacher_with(model, [1, 2]), inputs, "prediction_logits"), name="keras student")
+    assert_close(
+        frameworks.run("tf", student, inputs)["logits"],
+        _reference(_teacher_with(model, [1, 2]), inputs, "prediction_logits"),
+        name="keras student",
+    )
 
 
-@pytest.mark.parametrize("layers, message", [
-    ("0,0", "more than once"), ("7", "layer 7 does not exist"), ("", "empty"), ("1,x", "comma-separated"),
-])
+@pytest.mark.parametrize(
+    "layers, message",
+    [
+        ("0,0", "more than once"),
+        ("7", "layer 7 does not exist"),
+        ("", "empty"),
+        ("1,x", "comma-separated"),
+    ],
+)
 def test_bad_layers_exit_2_and_write_nothing(pretraining, tmp_path, capsys, layers, message):
     src = pretraining[1]["safetensors"]
     code, out, err = _run(["convert", src, tmp_path / "out", "--to", "flax", "--layers", layers], capsys)
@@ -96,8 +110,7 @@ def test_a_bert_distilbert_cannot_hold_exits_2_and_writes_nothing(pretraining, t
 
 
 def test_verify_is_refused_for_a_bert_source(pretraining, tmp_path, capsys):
-    code, _, err = _run(["convert", pretraining[1]["safetensors"], tmp_path / "out", "--to", "pt", "--verify"],
-                        capsys)
+    code, _, err = _run(["convert", pretraining[1]["safetensors"], tmp_path / "out", "--to", "pt", "--verify"], capsys)
     assert code == 2 and "--verify" in err and not (tmp_path / "out").exists()
 
 
@@ -112,7 +125,8 @@ def test_layers_of_a_distilbert_source(tmp_path):
     assert student.config.n_layers == 2
     got = frameworks.canonical_state("flax", student)
     for name, array in got.items():
-        source = name.replace("layer.0.", "layer.2.", 1) if "layer.0." in name else name.replace("layer.1.", "layer.0.", 1)
+        # student layer 0 is source layer 2, student layer 1 source layer 0
+        source = name.replace("layer.0.", "layer.2.") if "layer.0." in name else name.replace("layer.1.", "layer.0.")
         np.testing.assert_array_equal(array, state[source], err_msg=name)
     with pytest.raises(ValueError, match="layer 3 does not exist"):
         convert(tmp_path / "src", tmp_path / "bad", to="pt", layers=[3])

@@ -27,8 +27,15 @@ except ImportError:  # the `test` extra installs it
 
 LONG = "Distillation trains a small student network to match the outputs of a large teacher. " * 30
 # Lengths differ (padding in every batch), one text is empty, one is far past max_seq_length (256).
-SENTENCES = ["The cat sat on the mat.", "", LONG, "Paris is the capital of France.", "A", "Where is the river?",
-             "Sentence embeddings map texts to vectors whose cosine similarity tells how close they are in meaning."]
+SENTENCES = [
+    "The cat sat on the mat.",
+    "",
+    LONG,
+    "Paris is the capital of France.",
+    "A",
+    "Where is the river?",
+    "Sentence embeddings map texts to vectors whose cosine similarity tells how close they are in meaning.",
+]
 
 
 def _minilm_dir() -> str:
@@ -76,8 +83,16 @@ def test_sentence_transformers_loads_our_converted_directory(converted, st_refer
     from sentence_transformers import SentenceTransformer
 
     files = set(os.listdir(converted["pt"]))
-    assert {"modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling",
-            "model.safetensors", "vocab.txt", "tokenizer.json", "tokenizer_config.json"} <= files
+    assert {
+        "modules.json",
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
+        "1_Pooling",
+        "model.safetensors",
+        "vocab.txt",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    } <= files
     with open(os.path.join(converted["pt"], "config.json"), encoding="utf-8") as fh:
         assert json.load(fh)["model_type"] == "distilbert"
     model = SentenceTransformer(converted["pt"], device="cpu")
@@ -102,8 +117,7 @@ def bert_hidden():
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_converted_minilm_loads_in_the_reference_class_with_the_berts_hidden_states(converted, bert_hidden,
-                                                                                     framework):
+def test_converted_minilm_loads_in_the_reference_class_with_the_berts_hidden_states(converted, bert_hidden, framework):
     inputs, expected = bert_hidden
     cls = oracle_class(framework, "base")  # DistilBertModel, TFDistilBertModel, FlaxDistilBertModel
     kwargs = {"attn_implementation": "eager"} if framework == "pt" else {}
@@ -146,16 +160,20 @@ def _numpy_pooling(hidden, mask, mode):
 
 
 def _write_st_files(directory, modes, normalize=False, max_seq_length=None, legacy=True, dim=32):
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
     if normalize:
         modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
     with open(os.path.join(directory, "modules.json"), "w") as fh:
         json.dump(modules, fh)
     os.makedirs(os.path.join(directory, "1_Pooling"), exist_ok=True)
     if legacy:
-        pooling = {"word_embedding_dimension": dim,
-                   **{key: mode in modes for key, mode in embedding_module.LEGACY_POOLING_KEYS.items()}}
+        pooling = {
+            "word_embedding_dimension": dim,
+            **{key: mode in modes for key, mode in embedding_module.LEGACY_POOLING_KEYS.items()},
+        }
     else:
         pooling = {"embedding_dimension": dim, "pooling_mode": list(modes), "include_prompt": True}
     with open(os.path.join(directory, "1_Pooling", "config.json"), "w") as fh:
@@ -246,17 +264,20 @@ def test_max_seq_length_cuts_texts(tiny_base, tmp_path):
 
 
 # ------------------------------------------------------------------------------- strict reading
-@pytest.mark.parametrize("file, change, message", [
-    ("1_Pooling/config.json", {"pooling_mode_mean_tokens": "yes"}, "'pooling_mode_mean_tokens' must be bool"),
-    ("1_Pooling/config.json", {"word_embedding_dimension": "32"}, "'word_embedding_dimension' must be int"),
-    ("1_Pooling/config.json", {"word_embedding_dimension": True}, "'word_embedding_dimension' must be int"),
-    ("1_Pooling/config.json", {"pooling_mode": "median"}, "unknown pooling mode 'median'"),
-    ("1_Pooling/config.json", {"pooling_mode": 3}, "'pooling_mode' must be str or list"),
-    ("1_Pooling/config.json", {"pool_mode": "mean"}, "unknown field"),
-    ("sentence_bert_config.json", {"max_seq_length": "256"}, "'max_seq_length' must be int or null"),
-    ("sentence_bert_config.json", {"max_seq_length": 0}, "'max_seq_length' must be a positive integer"),
-    ("sentence_bert_config.json", {"do_lower_case": 1}, "'do_lower_case' must be bool"),
-])
+@pytest.mark.parametrize(
+    "file, change, message",
+    [
+        ("1_Pooling/config.json", {"pooling_mode_mean_tokens": "yes"}, "'pooling_mode_mean_tokens' must be bool"),
+        ("1_Pooling/config.json", {"word_embedding_dimension": "32"}, "'word_embedding_dimension' must be int"),
+        ("1_Pooling/config.json", {"word_embedding_dimension": True}, "'word_embedding_dimension' must be int"),
+        ("1_Pooling/config.json", {"pooling_mode": "median"}, "unknown pooling mode 'median'"),
+        ("1_Pooling/config.json", {"pooling_mode": 3}, "'pooling_mode' must be str or list"),
+        ("1_Pooling/config.json", {"pool_mode": "mean"}, "unknown field"),
+        ("sentence_bert_config.json", {"max_seq_length": "256"}, "'max_seq_length' must be int or null"),
+        ("sentence_bert_config.json", {"max_seq_length": 0}, "'max_seq_length' must be a positive integer"),
+        ("sentence_bert_config.json", {"do_lower_case": 1}, "'do_lower_case' must be bool"),
+    ],
+)
 def test_wrong_typed_fields_name_the_file_and_field(tiny_base, tmp_path, file, change, message):
     import shutil
 
@@ -272,16 +293,24 @@ def test_wrong_typed_fields_name_the_file_and_field(tiny_base, tmp_path, file, c
     assert os.path.basename(file) in str(info.value)
 
 
-@pytest.mark.parametrize("modules, message", [
-    ({}, "must be a non-empty JSON list"),
-    ([{"path": "", "type": "sentence_transformers.models.Transformer"}], "lists no Pooling module"),
-    ([{"path": "", "type": "x.Transformer"}, {"path": "2_Dense", "type": "sentence_transformers.models.Dense"}],
-     "a Dense module, which this package does not run"),
-    ([{"path": "1_Pooling", "type": "x.Pooling"}], "the Transformer must be module 0"),
-    ([{"path": "", "type": "x.Transformer"}, {"path": "1_Pooling", "type": 7}], "'type' must be str"),
-    ([{"path": "", "type": "x.Transformer"}, {"path": "../up", "type": "x.Pooling"}], "not a folder of the directory"),
-    ([{"path": "", "type": "x.Transformer"}, {"path": "9_Pooling", "type": "x.Pooling"}], "has no '9_Pooling"),
-])
+@pytest.mark.parametrize(
+    "modules, message",
+    [
+        ({}, "must be a non-empty JSON list"),
+        ([{"path": "", "type": "sentence_transformers.models.Transformer"}], "lists no Pooling module"),
+        (
+            [{"path": "", "type": "x.Transformer"}, {"path": "2_Dense", "type": "sentence_transformers.models.Dense"}],
+            "a Dense module, which this package does not run",
+        ),
+        ([{"path": "1_Pooling", "type": "x.Pooling"}], "the Transformer must be module 0"),
+        ([{"path": "", "type": "x.Transformer"}, {"path": "1_Pooling", "type": 7}], "'type' must be str"),
+        (
+            [{"path": "", "type": "x.Transformer"}, {"path": "../up", "type": "x.Pooling"}],
+            "not a folder of the directory",
+        ),
+        ([{"path": "", "type": "x.Transformer"}, {"path": "9_Pooling", "type": "x.Pooling"}], "has no '9_Pooling"),
+    ],
+)
 def test_module_lists_we_cannot_run_are_refused(tiny_base, tmp_path, modules, message):
     import shutil
 
@@ -385,11 +414,14 @@ def test_embed_file_batches_with_a_progress_bar_and_plain_lines(tiny_base, tmp_p
     assert_close(got, pipeline("sentence-embedding", model=src)(lines, pooling="max"), name="--file --json")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--file", "/no/such/file.txt"], "No such file"),
-    ([], "no text given"),
-    (["x", "--pooling", "median"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--file", "/no/such/file.txt"], "No such file"),
+        ([], "no text given"),
+        (["x", "--pooling", "median"], "invalid choice"),
+    ],
+)
 def test_embed_bad_input_exits_2(tiny_base, capsys, args, message):
     try:
         code, _, err = _run(["embed", "--model", tiny_base[0], *args], capsys)

@@ -50,8 +50,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -80,8 +81,13 @@ BERT_ACTIVATIONS = {"gelu": "gelu", "gelu_python": "gelu", "relu": "relu"}
 
 _LEAVES = {
     "pt": {LINEAR: "weight", VECTOR: "bias", EMBEDDING: "weight", NORM_WEIGHT: "weight", NORM_BIAS: "bias"},
-    "tf": {LINEAR: "kernel:0", VECTOR: "bias:0", EMBEDDING: "embeddings:0", NORM_WEIGHT: "gamma:0",
-           NORM_BIAS: "beta:0"},
+    "tf": {
+        LINEAR: "kernel:0",
+        VECTOR: "bias:0",
+        EMBEDDING: "embeddings:0",
+        NORM_WEIGHT: "gamma:0",
+        NORM_BIAS: "beta:0",
+    },
     "flax": {LINEAR: "kernel", VECTOR: "bias", EMBEDDING: "embedding", NORM_WEIGHT: "scale", NORM_BIAS: "bias"},
 }
 # HF's TF heads live in Keras layers of their own names.
@@ -146,32 +152,51 @@ class BertConfig:
         model_type = self.extra.get("model_type", "bert")
         if model_type != "bert":
             raise ValueError(f"config model_type is {model_type!r}, not 'bert'")
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "max_position_embeddings", "type_vocab_size"):
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+            "type_vocab_size",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"BERT config {name} must be a positive integer, got {value!r}")
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"BERT config hidden_size ({self.hidden_size}) is not divisible by "
-                             f"num_attention_heads ({self.num_attention_heads}); DistilBERT cannot hold it")
+            raise ValueError(
+                f"BERT config hidden_size ({self.hidden_size}) is not divisible by "
+                f"num_attention_heads ({self.num_attention_heads}); DistilBERT cannot hold it"
+            )
         if self.position_embedding_type != "absolute":
-            raise ValueError(f"BERT config position_embedding_type is {self.position_embedding_type!r}: DistilBERT "
-                             "has absolute position embeddings only; convert a BERT with 'absolute' positions")
+            raise ValueError(
+                f"BERT config position_embedding_type is {self.position_embedding_type!r}: DistilBERT "
+                "has absolute position embeddings only; convert a BERT with 'absolute' positions"
+            )
         if self.hidden_act not in BERT_ACTIVATIONS:
-            raise ValueError(f"BERT config hidden_act {self.hidden_act!r} is not implemented in DistilBERT; "
-                             f"supported: {', '.join(BERT_ACTIVATIONS)}")
+            raise ValueError(
+                f"BERT config hidden_act {self.hidden_act!r} is not implemented in DistilBERT; "
+                f"supported: {', '.join(BERT_ACTIVATIONS)}"
+            )
         if self.layer_norm_eps != 1e-12:
-            raise ValueError(f"BERT config layer_norm_eps is {self.layer_norm_eps!r}: DistilBERT fixes it at 1e-12, "
-                             "so this model's outputs would change; only layer_norm_eps=1e-12 converts")
+            raise ValueError(
+                f"BERT config layer_norm_eps is {self.layer_norm_eps!r}: DistilBERT fixes it at 1e-12, "
+                "so this model's outputs would change; only layer_norm_eps=1e-12 converts"
+            )
         if self.is_decoder or self.add_cross_attention:
-            raise ValueError("BERT config is a decoder (is_decoder / add_cross_attention): DistilBERT is an "
-                             "encoder without cross-attention; convert an encoder")
+            raise ValueError(
+                "BERT config is a decoder (is_decoder / add_cross_attention): DistilBERT is an "
+                "encoder without cross-attention; convert an encoder"
+            )
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
-            raise ValueError(f"BERT config pad_token_id ({self.pad_token_id}) is outside the vocabulary "
-                             f"(vocab_size={self.vocab_size})")
+            raise ValueError(
+                f"BERT config pad_token_id ({self.pad_token_id}) is outside the vocabulary "
+                f"(vocab_size={self.vocab_size})"
+            )
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "BertConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> BertConfig:
         """Builds the config from a ``config.json`` dict; unknown keys go to ``extra``."""
         if not isinstance(data, Mapping):
             raise TypeError(f"BertConfig.from_dict expects a dict, got {type(data).__name__}")
@@ -181,7 +206,7 @@ class BertConfig:
         return cls(**known, extra=data)
 
     @classmethod
-    def from_json_file(cls, path: str | os.PathLike) -> "BertConfig":
+    def from_json_file(cls, path: str | os.PathLike) -> BertConfig:
         """Reads a ``config.json``; errors name the file."""
         try:
             with open(path, encoding="utf-8") as fh:
@@ -203,11 +228,18 @@ class BertConfig:
         """The DistilBERT config of a student built from ``layers`` of this BERT (default: all)."""
         layers = self.check_layers(layers)
         data: dict[str, Any] = dict(
-            vocab_size=self.vocab_size, max_position_embeddings=self.max_position_embeddings,
-            sinusoidal_pos_embds=False, n_layers=len(layers), n_heads=self.num_attention_heads,
-            dim=self.hidden_size, hidden_dim=self.intermediate_size, dropout=self.hidden_dropout_prob,
-            attention_dropout=self.attention_probs_dropout_prob, activation=BERT_ACTIVATIONS[self.hidden_act],
-            initializer_range=self.initializer_range, pad_token_id=self.pad_token_id,
+            vocab_size=self.vocab_size,
+            max_position_embeddings=self.max_position_embeddings,
+            sinusoidal_pos_embds=False,
+            n_layers=len(layers),
+            n_heads=self.num_attention_heads,
+            dim=self.hidden_size,
+            hidden_dim=self.intermediate_size,
+            dropout=self.hidden_dropout_prob,
+            attention_dropout=self.attention_probs_dropout_prob,
+            activation=BERT_ACTIVATIONS[self.hidden_act],
+            initializer_range=self.initializer_range,
+            pad_token_id=self.pad_token_id,
             tie_word_embeddings=self.tie_word_embeddings,
         )
         # Labels and the tokenizer's hints travel along (a fine-tuned teacher's label names matter).
@@ -259,8 +291,10 @@ def check_layers(layers: Iterable[int] | str | None, n_layers: int) -> list[int]
             raise ValueError(f"layer {i} does not exist: the teacher has layers 0..{n_layers - 1}")
     repeated = sorted({i for i in layers if layers.count(i) > 1})
     if repeated:
-        raise ValueError(f"the layer list names layer(s) {', '.join(map(str, repeated))} more than once; "
-                         "name each teacher layer at most once")
+        raise ValueError(
+            f"the layer list names layer(s) {', '.join(map(str, repeated))} more than once; "
+            "name each teacher layer at most once"
+        )
     return [int(i) for i in layers]
 
 
@@ -357,8 +391,13 @@ def bert_weight_table(bert: BertConfig, rooted: bool) -> list[BertTensorSpec]:
     d = b.hidden_size
     add("embeddings.word_embeddings", (b.vocab_size, d), EMBEDDING, "embeddings.word_embeddings")
     add("embeddings.position_embeddings", (b.max_position_embeddings, d), EMBEDDING, "embeddings.position_embeddings")
-    add("embeddings.token_type_embeddings", (b.type_vocab_size, d), EMBEDDING, "embeddings.position_embeddings",
-        action=FOLD)
+    add(
+        "embeddings.token_type_embeddings",
+        (b.type_vocab_size, d),
+        EMBEDDING,
+        "embeddings.position_embeddings",
+        action=FOLD,
+    )
     norm("embeddings.LayerNorm", d, "embeddings.LayerNorm")
     # Older PyTorch files store the position-id buffer; it is not a weight.
     add("embeddings.position_ids", (1, b.max_position_embeddings), BUFFER, action=BUFFER, stored=("pt",))
@@ -368,8 +407,10 @@ def bert_weight_table(bert: BertConfig, rooted: bool) -> list[BertTensorSpec]:
             if module.endswith("LayerNorm"):
                 norm(bert_module, d, distil_module, layer=i)
             else:
-                n_out, n_in = {"intermediate.dense": (b.intermediate_size, d),
-                               "output.dense": (d, b.intermediate_size)}.get(module, (d, d))
+                n_out, n_in = {
+                    "intermediate.dense": (b.intermediate_size, d),
+                    "output.dense": (d, b.intermediate_size),
+                }.get(module, (d, d))
                 linear(bert_module, n_out, n_in, distil_module, layer=i)
 
     linear("pooler.dense", d, d, group=POOLER, action=DROP)
@@ -382,8 +423,7 @@ def bert_weight_table(bert: BertConfig, rooted: bool) -> list[BertTensorSpec]:
         add("cls.predictions.decoder", (b.vocab_size, d), LINEAR, group=MLM, action=DUPLICATE, stored=("pt",))
     else:
         # HF's TF head always uses the word embeddings, so an untied decoder has no TF name.
-        add("cls.predictions.decoder", (b.vocab_size, d), LINEAR, "vocab_projector", group=MLM,
-            stored=("pt", "flax"))
+        add("cls.predictions.decoder", (b.vocab_size, d), LINEAR, "vocab_projector", group=MLM, stored=("pt", "flax"))
     # PyTorch's decoder bias is the same parameter as cls.predictions.bias, saved twice in pickles.
     add("cls.predictions.decoder", (b.vocab_size,), VECTOR, group=MLM, action=DUPLICATE, stored=("pt",))
 
@@ -404,7 +444,7 @@ def _native_name(module: str, kind: str, fmt: str, rooted: bool) -> str:
             leaf = "weight:0"  # HF's TF word embeddings are a bare variable named "weight"
         if not in_body:
             head = next(h for h in _TF_HEADS if module.startswith(h))
-            return f"{_TF_HEADS[head]}{module[len(head):].replace('.', '/')}/{leaf}"
+            return f"{_TF_HEADS[head]}{module[len(head) :].replace('.', '/')}/{leaf}"
         return f"{ROOT}/{module.replace('.', '/').replace('layer/', 'layer_._')}/{leaf}"
     return f"{ROOT + '/' if rooted and in_body else ''}{module.replace('.', '/')}/{leaf}"
 
@@ -464,7 +504,7 @@ class BertSource:
         if isinstance(self.tensors, files.LazyTensors):  # read_bert_checkpoint's plain dict has nothing open
             self.tensors.close()
 
-    def __enter__(self) -> "BertSource":
+    def __enter__(self) -> BertSource:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -481,9 +521,13 @@ def is_bert_checkpoint(directory: str | os.PathLike) -> bool:
         return False
 
 
-def open_bert_checkpoint(name_or_path: str | os.PathLike, layers: Iterable[int] | str | None = None,
-                         task: str | None = None, weight_format: str | None = None,
-                         framework: str | None = None) -> BertSource:
+def open_bert_checkpoint(
+    name_or_path: str | os.PathLike,
+    layers: Iterable[int] | str | None = None,
+    task: str | None = None,
+    weight_format: str | None = None,
+    framework: str | None = None,
+) -> BertSource:
     """Opens a BERT checkpoint directory as the canonical state of a DistilBERT student, lazily.
 
     Reads ``BertModel``, ``BertForMaskedLM``, ``BertForPreTraining`` (and the encoder of fine-tuned
@@ -526,9 +570,13 @@ def open_bert_checkpoint(name_or_path: str | os.PathLike, layers: Iterable[int] 
     return BertSource(tensors, config, bert, out_task, layers, dropped, groups, path, fmt, carried)
 
 
-def read_bert_checkpoint(name_or_path: str | os.PathLike, layers: Iterable[int] | str | None = None,
-                         task: str | None = None, weight_format: str | None = None,
-                         framework: str | None = None) -> BertSource:
+def read_bert_checkpoint(
+    name_or_path: str | os.PathLike,
+    layers: Iterable[int] | str | None = None,
+    task: str | None = None,
+    weight_format: str | None = None,
+    framework: str | None = None,
+) -> BertSource:
     """:func:`open_bert_checkpoint`, with every tensor read into memory (``tensors`` becomes a plain dict)."""
     source = open_bert_checkpoint(name_or_path, layers, task, weight_format, framework)
     with source:
@@ -536,8 +584,15 @@ def read_bert_checkpoint(name_or_path: str | os.PathLike, layers: Iterable[int] 
     return dataclasses.replace(source, tensors=state)
 
 
-def _plan(native: files.LazyTensors, naming: str, bert: BertConfig, config: DistilBertConfig,
-          layers: Sequence[int], task: str | None, where: str):
+def _plan(
+    native: files.LazyTensors,
+    naming: str,
+    bert: BertConfig,
+    config: DistilBertConfig,
+    layers: Sequence[int],
+    task: str | None,
+    where: str,
+):
     """Checks a file against the table; returns the lazy student state, the dropped names and groups, the task."""
     names = {_legacy_pt_name(n) if naming == "pt" else n: n for n in native}
     sep = "." if naming == "pt" else "/"
@@ -546,29 +601,42 @@ def _plan(native: files.LazyTensors, naming: str, bert: BertConfig, config: Dist
     present = {spec.group for spec in table if spec.names[naming] in names}
     has_mlm = MLM in present
     if task == "masked_lm" and not has_mlm:
-        raise ValueError(f"{where!r} has no masked-LM head (cls.predictions): it cannot give a masked-LM "
-                         "DistilBERT; convert it as a base model")
+        raise ValueError(
+            f"{where!r} has no masked-LM head (cls.predictions): it cannot give a masked-LM "
+            "DistilBERT; convert it as a base model"
+        )
     out_task = task or ("masked_lm" if has_mlm else "base")
     rows = [spec for spec in table if spec.group == BODY or spec.group in present]
     by_native = {spec.names[naming]: spec for spec in rows if spec.names[naming] is not None}
     fine_tuned = [n for n in names if n.split(sep)[0] in FINE_TUNED_HEADS]
     unexpected = sorted(set(names) - set(by_native) - set(fine_tuned))
     missing = [spec.name for name, spec in by_native.items() if name not in names and not spec.optional]
-    mismatched = [(spec.name, native.shape(names[name]), spec.native_shape(naming))
-                  for name, spec in by_native.items()
-                  if name in names and spec.action != BUFFER and native.shape(names[name]) != spec.native_shape(naming)]
+    mismatched = [
+        (spec.name, native.shape(names[name]), spec.native_shape(naming))
+        for name, spec in by_native.items()
+        if name in names and spec.action != BUFFER and native.shape(names[name]) != spec.native_shape(naming)
+    ]
     if missing or unexpected or mismatched:
         raise BertWeightError(repr(where), missing, unexpected, mismatched)
 
     keep_mlm = out_task == "masked_lm"
-    dropped = [spec.name for spec in rows if spec.names[naming] in names and
-               (spec.action == DROP or (spec.group == MLM and not keep_mlm and spec.action != DUPLICATE))]
+    dropped = [
+        spec.name
+        for spec in rows
+        if spec.names[naming] in names
+        and (spec.action == DROP or (spec.group == MLM and not keep_mlm and spec.action != DUPLICATE))
+    ]
     dropped += sorted(names[n] for n in fine_tuned)
-    groups = [f"{GROUP_WORDS[g]} ({sum(1 for s in rows if s.group == g and s.action != DUPLICATE)} tensors)"
-              for g in (POOLER, MLM, NSP) if g in present and (g != MLM or not keep_mlm)]
+    groups = [
+        f"{GROUP_WORDS[g]} ({sum(1 for s in rows if s.group == g and s.action != DUPLICATE)} tensors)"
+        for g in (POOLER, MLM, NSP)
+        if g in present and (g != MLM or not keep_mlm)
+    ]
     if fine_tuned:
-        groups.append(f"the fine-tuned head ({', '.join(sorted({n.split(sep)[0] for n in fine_tuned}))}, "
-                      f"{len(fine_tuned)} tensors)")
+        groups.append(
+            f"the fine-tuned head ({', '.join(sorted({n.split(sep)[0] for n in fine_tuned}))}, "
+            f"{len(fine_tuned)} tensors)"
+        )
 
     # The student's sources: target name -> (BERT spec, token-type spec to fold in or None).
     student_layer = {teacher: j for j, teacher in enumerate(layers)}
@@ -662,8 +730,10 @@ def sentence_transformers_files(directory: str | os.PathLike) -> list[str]:
     for path, kind in entries:
         if kind.endswith(".Transformer"):
             if path.strip("/."):
-                raise ValueError(f"{modules_path!r} keeps its transformer in {path!r}; only sentence-transformers "
-                                 "directories with the transformer at the root are read (point at that folder)")
+                raise ValueError(
+                    f"{modules_path!r} keeps its transformer in {path!r}; only sentence-transformers "
+                    "directories with the transformer at the root are read (point at that folder)"
+                )
             continue
         full = os.path.realpath(os.path.join(directory, path))
         if not path or os.path.dirname(full) != os.path.realpath(directory):

@@ -17,8 +17,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, NamedTuple
+from typing import NamedTuple
 
 import ml_dtypes
 import numpy as np
@@ -113,11 +114,20 @@ class _Source(NamedTuple):
     dropped: str = ""
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, *, weight_format: str | None = None,
-            source_format: str | None = None, dtype: str | None = None, force: bool = False,
-            max_shard_size: int | None = None, progress: bool = False,
-            layers: Iterable[int] | str | None = None,
-            external: tuple[ExternalFormat, ...] = ()) -> Conversion:
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    to: str,
+    *,
+    weight_format: str | None = None,
+    source_format: str | None = None,
+    dtype: str | None = None,
+    force: bool = False,
+    max_shard_size: int | None = None,
+    progress: bool = False,
+    layers: Iterable[int] | str | None = None,
+    external: tuple[ExternalFormat, ...] = (),
+) -> Conversion:
     """Converts the checkpoint directory (or hub id) ``src`` into a new directory ``dst``.
 
     ``config.json`` (with ``architectures`` naming the target framework's class) and the tokenizer
@@ -190,14 +200,16 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str, *, weight_f
                 rows = stored_rows(table if written is config else weight_table(written, task), target)
                 config = written
                 view = _converted_view(native, naming, WEIGHT_NAMING[target], rows, table, dtype, progress)
-                write_weights(work, view, table, task, target,
-                              max_shard_size if weight_format.endswith("sharded") else None)
+                write_weights(
+                    work, view, table, task, target, max_shard_size if weight_format.endswith("sharded") else None
+                )
                 count = len(rows)
         write_config(work, config, task, others[to].framework if to in others else to)
         _copy_tokenizer(src_dir, work, source.is_bert)
         for name in carried:  # a sentence-transformers directory stays one
             (shutil.copytree if os.path.isdir(os.path.join(src_dir, name)) else shutil.copy2)(
-                os.path.join(src_dir, name), os.path.join(work, name))
+                os.path.join(src_dir, name), os.path.join(work, name)
+            )
         _move_into_place(work, dst)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -225,9 +237,15 @@ def _copy_tokenizer(src_dir: str, work: str, is_bert: bool) -> None:
             shutil.copy2(path, os.path.join(work, name))
 
 
-def _open_source(src_dir: str, src_file: str | None, to: str, source_format: str | None,
-                 external: tuple[ExternalFormat, ...], is_bert: bool = False,
-                 layers: Iterable[int] | str | None = None) -> _Source:
+def _open_source(
+    src_dir: str,
+    src_file: str | None,
+    to: str,
+    source_format: str | None,
+    external: tuple[ExternalFormat, ...],
+    is_bert: bool = False,
+    layers: Iterable[int] | str | None = None,
+) -> _Source:
     """The source's tensors (lazy), their naming, task, table, config, file and format.
 
     Hugging Face formats are opened lazily in numpy; an external format is read by its ``read`` (when
@@ -236,16 +254,27 @@ def _open_source(src_dir: str, src_file: str | None, to: str, source_format: str
     also picks its layers; a DistilBERT's ``layers`` are picked by :func:`_select_layers`.
     """
     if is_bert:
-        bert = open_bert_checkpoint(src_dir, layers, weight_format=source_format,
-                                    framework=to if to in TARGETS else "tf")
-        return _Source(bert.tensors, "pt", bert.task, weight_table(bert.config, bert.task), bert.config, bert.path,
-                       bert.weight_format, True, bert.dropped_summary())
+        bert = open_bert_checkpoint(
+            src_dir, layers, weight_format=source_format, framework=to if to in TARGETS else "tf"
+        )
+        return _Source(
+            bert.tensors,
+            "pt",
+            bert.task,
+            weight_table(bert.config, bert.task),
+            bert.config,
+            bert.path,
+            bert.weight_format,
+            True,
+            bert.dropped_summary(),
+        )
     source = _open_distilbert(src_dir, src_file, to, source_format, external)
     return source if layers is None else _select_layers(source, check_layers(layers, source.config.n_layers))
 
 
-def _open_distilbert(src_dir: str, src_file: str | None, to: str, source_format: str | None,
-                     external: tuple[ExternalFormat, ...]) -> _Source:
+def _open_distilbert(
+    src_dir: str, src_file: str | None, to: str, source_format: str | None, external: tuple[ExternalFormat, ...]
+) -> _Source:
     for e in external:
         found = e.find(src_file or src_dir)
         only = source_format is None and not available_formats(src_dir)
@@ -278,8 +307,11 @@ def _select_layers(source: _Source, layers: list[int]) -> _Source:
         teacher = by_name[_teacher_layer_name(spec.name, layers)].names[source.naming]
         if name is not None and teacher is not None and teacher in native:
             renamed[name] = teacher
-    view = files.LazyTensors({name: (native.shape(t), native.dtype(t)) for name, t in renamed.items()},
-                             lambda name: native[renamed[name]], native.close)
+    view = files.LazyTensors(
+        {name: (native.shape(t), native.dtype(t)) for name, t in renamed.items()},
+        lambda name: native[renamed[name]],
+        native.close,
+    )
     return source._replace(native=view, table=table, config=config)
 
 
@@ -380,7 +412,7 @@ def _remove_stale_work(dst: str) -> None:
     for name in os.listdir(parent):
         if not name.startswith(prefix):
             continue
-        pid, _, rest = name[len(prefix):].partition(".")  # "PID", "RANDOM.tmp"
+        pid, _, rest = name[len(prefix) :].partition(".")  # "PID", "RANDOM.tmp"
         random_part, _, suffix = rest.partition(".")
         if not (pid.isdigit() and random_part and suffix in ("tmp", "old")):
             continue

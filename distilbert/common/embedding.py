@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -84,8 +85,9 @@ def check_pooling(pooling: str | Sequence[str]) -> tuple[str, ...]:
     """A pooling mode or modes as a tuple; an unknown or empty one raises ValueError."""
     modes = (pooling,) if isinstance(pooling, str) else pooling
     if not isinstance(modes, (list, tuple)) or not modes:
-        raise ValueError(f"pooling must be a mode or a non-empty list of modes ({', '.join(POOLING_MODES)}), "
-                         f"got {pooling!r}")
+        raise ValueError(
+            f"pooling must be a mode or a non-empty list of modes ({', '.join(POOLING_MODES)}), got {pooling!r}"
+        )
     for mode in modes:
         if mode not in POOLING_MODES:
             raise ValueError(f"unknown pooling mode {mode!r}; expected one of {', '.join(POOLING_MODES)}")
@@ -144,14 +146,19 @@ def read_sentence_embedding_config(directory: str | os.PathLike) -> SentenceEmbe
         path = _field(module, "path", str, modules_path, what, required=True)
         kind = _field(module, "type", str, modules_path, what, required=True).rsplit(".", 1)[-1]
         if kind not in SUPPORTED_MODULES:
-            raise ConfigError(f"{modules_path!r}: module {i} is a {kind} module, which this package does not run "
-                              f"(it runs {', '.join(SUPPORTED_MODULES)}); use sentence-transformers for this model")
+            raise ConfigError(
+                f"{modules_path!r}: module {i} is a {kind} module, which this package does not run "
+                f"(it runs {', '.join(SUPPORTED_MODULES)}); use sentence-transformers for this model"
+            )
         if (kind == "Transformer") != (i == 0):
-            raise ConfigError(f"{modules_path!r}: the Transformer must be module 0, and the only one; "
-                              f"module {i} is a {kind}")
+            raise ConfigError(
+                f"{modules_path!r}: the Transformer must be module 0, and the only one; module {i} is a {kind}"
+            )
         if kind == "Transformer" and path.strip("/."):
-            raise ConfigError(f"{modules_path!r} keeps its Transformer in {path!r}; only directories with the "
-                              "transformer at the root are read (point at that folder)")
+            raise ConfigError(
+                f"{modules_path!r} keeps its Transformer in {path!r}; only directories with the "
+                "transformer at the root are read (point at that folder)"
+            )
         if kind == "Pooling":
             if pooling is not None:
                 raise ConfigError(f"{modules_path!r} lists more than one Pooling module")
@@ -180,8 +187,9 @@ def _read_pooling(directory: str, folder: str, modules_path: str) -> tuple[tuple
     known = {"word_embedding_dimension", "embedding_dimension", "pooling_mode", "include_prompt", *LEGACY_POOLING_KEYS}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"{path!r}: unknown field(s) {', '.join(map(repr, unknown))}; expected some of "
-                          f"{', '.join(sorted(known))}")
+        raise ConfigError(
+            f"{path!r}: unknown field(s) {', '.join(map(repr, unknown))}; expected some of {', '.join(sorted(known))}"
+        )
     dimension = None
     for key in ("word_embedding_dimension", "embedding_dimension"):
         value = _field(data, key, int, path, what)
@@ -211,12 +219,15 @@ def _read_sentence_bert_config(directory: str) -> tuple[int | None, bool]:
     what = "the transformer's settings"
     max_seq_length = _field(data, "max_seq_length", (int, type(None)), path, what)
     if max_seq_length is not None and max_seq_length <= 0:
-        raise ConfigError(f"{path!r}: field 'max_seq_length' must be a positive integer or null, "
-                          f"got {max_seq_length!r}")
+        raise ConfigError(
+            f"{path!r}: field 'max_seq_length' must be a positive integer or null, got {max_seq_length!r}"
+        )
     task = _field(data, "transformer_task", str, path, what, default="feature-extraction")
     if task != "feature-extraction":
-        raise ConfigError(f"{path!r}: field 'transformer_task' is {task!r}; only 'feature-extraction' "
-                          "(token vectors for pooling) gives sentence embeddings")
+        raise ConfigError(
+            f"{path!r}: field 'transformer_task' is {task!r}; only 'feature-extraction' "
+            "(token vectors for pooling) gives sentence embeddings"
+        )
     return max_seq_length, _field(data, "do_lower_case", bool, path, what, default=False)
 
 

@@ -35,18 +35,37 @@ from distilbert.pipelines.question_answering import QuestionAnsweringPipeline
 from distilbert.pipelines.text_classification import TextClassificationPipeline
 from distilbert.pipelines.token_classification import TokenClassificationPipeline
 
-PIPELINES = {cls.name: cls for cls in (FillMaskPipeline, TextClassificationPipeline, TokenClassificationPipeline,
-                                       QuestionAnsweringPipeline, MultipleChoicePipeline, FeatureExtractionPipeline,
-                                       SentenceEmbeddingPipeline)}
+PIPELINES = {
+    cls.name: cls
+    for cls in (
+        FillMaskPipeline,
+        TextClassificationPipeline,
+        TokenClassificationPipeline,
+        QuestionAnsweringPipeline,
+        MultipleChoicePipeline,
+        FeatureExtractionPipeline,
+        SentenceEmbeddingPipeline,
+    )
+}
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 
-__all__ = ["pipeline", "Pipeline", "FillMaskPipeline", "TextClassificationPipeline", "TokenClassificationPipeline",
-           "QuestionAnsweringPipeline", "MultipleChoicePipeline", "FeatureExtractionPipeline",
-           "SentenceEmbeddingPipeline", "PIPELINES"]
+__all__ = [
+    "pipeline",
+    "Pipeline",
+    "FillMaskPipeline",
+    "TextClassificationPipeline",
+    "TokenClassificationPipeline",
+    "QuestionAnsweringPipeline",
+    "MultipleChoicePipeline",
+    "FeatureExtractionPipeline",
+    "SentenceEmbeddingPipeline",
+    "PIPELINES",
+]
 
 
-def pipeline(task: str, model, framework: str | None = None, tokenizer=None, device=None, batch_size: int = 8,
-             **kwargs) -> Pipeline:
+def pipeline(
+    task: str, model, framework: str | None = None, tokenizer=None, device=None, batch_size: int = 8, **kwargs
+) -> Pipeline:
     """Builds the pipeline of ``task`` on ``model`` in one framework.
 
     Args:

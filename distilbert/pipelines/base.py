@@ -63,11 +63,15 @@ class Pipeline:
         self.config: DistilBertConfig = model.config
         self.batch_size, self.directory = batch_size, directory
         if self.needs_offsets and not getattr(tokenizer, "is_fast", True):
-            raise ValueError(f"the {self.name} pipeline maps tokens back to characters, which needs "
-                             "DistilBertTokenizerFast; pass tokenizer=DistilBertTokenizerFast.from_pretrained(...)")
+            raise ValueError(
+                f"the {self.name} pipeline maps tokens back to characters, which needs "
+                "DistilBertTokenizerFast; pass tokenizer=DistilBertTokenizerFast.from_pretrained(...)"
+            )
         if len(tokenizer) > self.config.vocab_size:
-            raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model only {self.config.vocab_size}; "
-                             "use the tokenizer that belongs to the checkpoint")
+            raise ValueError(
+                f"the tokenizer has {len(tokenizer)} tokens but the model only {self.config.vocab_size}; "
+                "use the tokenizer that belongs to the checkpoint"
+            )
         # The longest sequence both the tokenizer and the position table allow.
         self.max_length = min(tokenizer.model_max_length, self.config.max_position_embeddings)
         self.defaults = self._check_params(defaults)
@@ -81,8 +85,10 @@ class Pipeline:
         return self.runner.device
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(task={self.name!r}, framework={self.framework!r}, "
-                f"model={type(self.model).__name__}, device={self.device!r})")
+        return (
+            f"{type(self).__name__}(task={self.name!r}, framework={self.framework!r}, "
+            f"model={type(self.model).__name__}, device={self.device!r})"
+        )
 
     def __call__(self, *args, **params):
         return self._call(*args, **{**self.defaults, **self._check_params(params)})
@@ -91,12 +97,12 @@ class Pipeline:
     _call: Callable[..., Any]
 
     def _check_params(self, params: dict) -> dict:
-        accepted = [name for name, p in inspect.signature(self._call).parameters.items()
-                    if p.kind == p.KEYWORD_ONLY]
+        accepted = [name for name, p in inspect.signature(self._call).parameters.items() if p.kind == p.KEYWORD_ONLY]
         unknown = sorted(set(params) - set(accepted))
         if unknown:
-            raise TypeError(f"the {self.name} pipeline takes no argument {', '.join(unknown)}; "
-                            f"it takes {', '.join(accepted)}")
+            raise TypeError(
+                f"the {self.name} pipeline takes no argument {', '.join(unknown)}; it takes {', '.join(accepted)}"
+            )
         return params
 
     @classmethod
@@ -114,8 +120,10 @@ class Pipeline:
         for row in rows:
             n = row["input_ids"].shape[-1]
             if n > self.config.max_position_embeddings:
-                raise ValueError(f"an input has {n} tokens, more than the model's "
-                                 f"{self.config.max_position_embeddings} positions; {self.too_long_advice}")
+                raise ValueError(
+                    f"an input has {n} tokens, more than the model's "
+                    f"{self.config.max_position_embeddings} positions; {self.too_long_advice}"
+                )
         results = []
         start = 0
         while start < len(rows):
@@ -139,8 +147,10 @@ class Pipeline:
             attention_mask[i, ..., :n] = row["attention_mask"]
         out = self.runner(input_ids, attention_mask)
         token_level = self.model_task in TOKEN_LEVEL_TASKS
-        return [{name: value[i, :n] if token_level else value[i] for name, value in out.items()}
-                for i, n in enumerate(lengths)]
+        return [
+            {name: value[i, :n] if token_level else value[i] for name, value in out.items()}
+            for i, n in enumerate(lengths)
+        ]
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -185,14 +195,22 @@ def build(cls, model, framework: str | None, tokenizer, device, batch_size: int,
     else:
         own = framework_of(model)
         if own is None:
-            raise TypeError(f"model must be a checkpoint directory, a hub id, or a model of distilbert.pt, "
-                            f"distilbert.tf or distilbert.flax; got {type(model).__name__}")
+            raise TypeError(
+                f"model must be a checkpoint directory, a hub id, or a model of distilbert.pt, "
+                f"distilbert.tf or distilbert.flax; got {type(model).__name__}"
+            )
         if framework is not None and framework != own:
             raise ValueError(f"framework={framework!r} but the model is a {own} model ({type(model).__name__})")
         framework = own
         _check_head(model.task, cls, type(model).__name__)
-    return cls(model, _tokenizer(tokenizer, directory), make_runner(model, framework, cls.outputs, device),
-               batch_size=batch_size, directory=directory, **kwargs)
+    return cls(
+        model,
+        _tokenizer(tokenizer, directory),
+        make_runner(model, framework, cls.outputs, device),
+        batch_size=batch_size,
+        directory=directory,
+        **kwargs,
+    )
 
 
 def _check_head(found: str, cls, what: str) -> None:
@@ -201,7 +219,8 @@ def _check_head(found: str, cls, what: str) -> None:
     raise ValueError(
         f"{what} holds {HEAD_DESCRIPTIONS[found]} ({TASK_CLASSES[found]}), but the {cls.name} pipeline needs "
         f"{HEAD_DESCRIPTIONS[cls.model_task]} ({TASK_CLASSES[cls.model_task]}); use a checkpoint trained for "
-        f"{cls.name}, or fine-tune one from this checkpoint first")
+        f"{cls.name}, or fine-tune one from this checkpoint first"
+    )
 
 
 def _tokenizer(tokenizer, directory: str | None):
@@ -209,11 +228,15 @@ def _tokenizer(tokenizer, directory: str | None):
 
     if tokenizer is None:
         if directory is None:
-            raise ValueError("pass tokenizer=... with a model object (or give the model as a checkpoint directory "
-                             "that holds the tokenizer files)")
+            raise ValueError(
+                "pass tokenizer=... with a model object (or give the model as a checkpoint directory "
+                "that holds the tokenizer files)"
+            )
         if not any(os.path.isfile(os.path.join(directory, f)) for f in ("tokenizer.json", "vocab.txt")):
-            raise FileNotFoundError(f"no tokenizer files (tokenizer.json or vocab.txt) in {directory!r}; "
-                                    "pass tokenizer=DIR_OR_HUB_ID of the checkpoint's tokenizer")
+            raise FileNotFoundError(
+                f"no tokenizer files (tokenizer.json or vocab.txt) in {directory!r}; "
+                "pass tokenizer=DIR_OR_HUB_ID of the checkpoint's tokenizer"
+            )
         return DistilBertTokenizerFast.from_pretrained(directory)
     if isinstance(tokenizer, (str, os.PathLike)):
         return DistilBertTokenizerFast.from_pretrained(tokenizer)

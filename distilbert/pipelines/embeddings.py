@@ -61,8 +61,14 @@ class FeatureExtractionPipeline(_EncoderPipeline):
 
     name = "feature-extraction"
 
-    def _call(self, inputs, *, truncation: bool | None = None, tokenize_kwargs: dict | None = None,
-              return_tensors: bool = False):
+    def _call(
+        self,
+        inputs,
+        *,
+        truncation: bool | None = None,
+        tokenize_kwargs: dict | None = None,
+        return_tensors: bool = False,
+    ):
         texts, single = self._texts(inputs)
         kwargs = dict(tokenize_kwargs or {})
         unknown = sorted(set(kwargs) - set(TOKENIZE_KWARGS))
@@ -95,7 +101,7 @@ class SentenceEmbeddingPipeline(_EncoderPipeline):
         progress: Show a progress bar (tqdm) on standard error.
 
     Example:
-        >>> embed = pipeline("sentence-embedding", model="all-MiniLM-L6-v2-distilbert", framework="flax")  # doctest: +SKIP
+        >>> embed = pipeline("sentence-embedding", model="minilm-distilbert", framework="flax")  # doctest: +SKIP
         >>> vectors = embed(["A cat sits.", "A dog runs."])  # doctest: +SKIP
         >>> vectors.shape, float(vectors[0] @ vectors[1])  # doctest: +SKIP
         ((2, 384), 0.31)
@@ -107,8 +113,10 @@ class SentenceEmbeddingPipeline(_EncoderPipeline):
         super().__init__(model, tokenizer, runner, batch_size, directory, **defaults)
         config = read_sentence_embedding_config(directory) if directory else SentenceEmbeddingConfig()
         if config.dimension is not None and config.dimension != self.config.dim:
-            raise ValueError(f"the pooling config of {directory!r} expects token vectors of size {config.dimension}, "
-                             f"but the model's are {self.config.dim}")
+            raise ValueError(
+                f"the pooling config of {directory!r} expects token vectors of size {config.dimension}, "
+                f"but the model's are {self.config.dim}"
+            )
         self.embedding_config = config
         # sentence-transformers cuts at max_seq_length; the position table is the hard limit.
         self.max_seq_length = min(config.max_seq_length or self.max_length, self.config.max_position_embeddings)
@@ -132,7 +140,7 @@ class SentenceEmbeddingPipeline(_EncoderPipeline):
         out = np.zeros((len(rows), self.config.dim * len(modes)), np.float32)
         bar = _progress_bar(len(rows)) if progress else None
         for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
+            chunk = order[start : start + self.batch_size]
             for i, result in zip(chunk, self.run([rows[i] for i in chunk])):
                 hidden = result["last_hidden_state"][None]  # (1, T, dim): the row's own tokens, all real
                 out[i] = pool(hidden, np.ones(hidden.shape[:2], np.int64), modes)[0]
