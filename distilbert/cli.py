@@ -1,8 +1,8 @@
 """The ``distilbert`` command.
 
 Subcommands: ``info`` (what a checkpoint directory holds), ``convert`` (between formats), the task
-pipelines ``fill-mask``, ``classify``, ``ner`` and ``qa`` (in PyTorch, TensorFlow or Flax), and
-``demo``. Bad input gives one line on standard error and exit code 2.
+pipelines ``fill-mask``, ``classify``, ``ner``, ``qa`` and ``embed`` (in PyTorch, TensorFlow or Flax),
+``demo`` and ``distill``. Bad input gives one line on standard error and exit code 2.
 """
 
 from __future__ import annotations
@@ -82,8 +82,14 @@ def _is_tied_copy(name, table, naming) -> bool:
 
 
 def _cmd_convert(args) -> int:
+    from distilbert.common.bert import is_bert_checkpoint
     from distilbert.conversion import convert
 
+    if args.verify and (args.layers is not None or is_bert_checkpoint(args.src)):
+        raise CommandError(
+            "--verify compares the destination with a DistilBERT source holding the same layers; "
+            "it does not apply to a BERT source or to --layers (leave --verify out)"
+        )
     result = convert(
         args.src,
         args.dst,
@@ -93,8 +99,11 @@ def _cmd_convert(args) -> int:
         dtype=args.dtype,
         force=args.force,
         progress=not args.quiet,
+        layers=args.layers,
         max_shard_size=int(args.max_shard_size * 2**20) if args.max_shard_size else None,
     )
+    if result.dropped:  # a BERT's pooler, next-sentence head...: said even with --quiet, it is data left behind
+        print(f"distilbert convert: dropped {result.dropped} (no DistilBERT equivalent)", file=sys.stderr)
     if args.verify:
         from distilbert.verify import verify
 
@@ -209,6 +218,31 @@ def _cmd_qa(args) -> int:
     return 0
 
 
+def _cmd_embed(args) -> int:
+    import numpy as np
+
+    texts = list(args.texts)
+    if args.file is not None:
+        with open(args.file, encoding="utf-8") as fh:  # a file that is not UTF-8 raises UnicodeDecodeError
+            texts.extend(line for line in fh.read().splitlines() if line.strip())
+    if "-" in texts or not texts:
+        args.texts = texts
+        texts = _texts(args)
+    kwargs = {} if args.pooling is None else {"pooling": args.pooling}
+    vectors = _pipeline("sentence-embedding", args, **kwargs)(
+        texts, normalize=args.normalize, progress=not args.quiet and len(texts) > 4 * args.batch_size
+    )
+    if args.json:
+        return _print_json([{"text": t, "embedding": [float(x) for x in v]} for t, v in zip(texts, vectors)])
+    for text, vector in zip(texts, vectors):
+        head = " ".join(f"{x:+.4f}" for x in vector[:4])
+        print(
+            f"[{head} ... {vector[-1]:+.4f}]  dim {vector.size}  norm {np.linalg.norm(vector):.4f}  "
+            f"{(text if len(text) <= 60 else text[:57] + '...') or '(empty text)'}"
+        )
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from distilbert import demo
 
@@ -320,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--max-shard-size", type=float, help="MiB per shard for the *-sharded formats")
     conv.add_argument("--force", action="store_true", help="replace an existing destination")
     conv.add_argument(
+        "--layers",
+        help="keep only these source layers, in this order, e.g. 0,2,4 (a BERT or DistilBERT source; default all)",
+    )
+    conv.add_argument(
         "--verify",
         action="store_true",
         help="run source and converted models on random inputs and compare every output",
@@ -360,6 +398,30 @@ def build_parser() -> argparse.ArgumentParser:
     qa.add_argument("--doc-stride", type=int, help="tokens shared by windows of a long context")
     qa.add_argument("--max-answer-len", type=_positive, help="longest answer in tokens (default 15)")
     qa.add_argument("--max-seq-len", type=_positive, help="tokens per window (default min(model length, 384))")
+
+    from distilbert.common.embedding import POOLING_MODES
+
+    embed = _task_parser(
+        sub,
+        "embed",
+        "sentence embeddings (one vector per text, as sentence-transformers computes them for the checkpoint)",
+        _cmd_embed,
+        texts=False,
+    )
+    embed.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed ('-' reads one per line from stdin)")
+    embed.add_argument("--file", help="also embed every non-blank line of this UTF-8 file")
+    embed.add_argument(
+        "--pooling",
+        choices=list(POOLING_MODES),
+        help="pooling mode (default: the checkpoint's sentence-transformers configuration, else mean)",
+    )
+    embed.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="scale vectors to unit length (default: as configured, else not)",
+    )
+    embed.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     demo = sub.add_parser(
         "demo",

@@ -32,7 +32,7 @@ EXTRAS = {"pt": "torch", "tf": "tf", "flax": "flax"}  # the package extra that i
 # Which framework reads each weight format natively (the Keras formats need the TF backend).
 FORMAT_FRAMEWORK = {fmt: framework for fmt, (_, _, framework) in FORMATS.items()}
 # Tasks whose outputs have a token axis (B, T, ...); the others give one row per sequence.
-TOKEN_LEVEL_TASKS = ("masked_lm", "token_classification", "question_answering")
+TOKEN_LEVEL_TASKS = ("base", "masked_lm", "token_classification", "question_answering")
 
 
 def framework_of(model) -> str | None:

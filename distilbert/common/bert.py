@@ -222,25 +222,7 @@ class BertConfig:
 
     def check_layers(self, layers: Iterable[int] | str | None) -> list[int]:
         """The teacher layers a student takes, in order (default: all); refuses a list that does not fit."""
-        if layers is None:
-            return list(range(self.num_hidden_layers))
-        if isinstance(layers, str):
-            layers = parse_layers(layers)
-        layers = list(layers)
-        if not layers:
-            raise ValueError("the layer list is empty; name at least one teacher layer (e.g. 0,2,4)")
-        for i in layers:
-            if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
-                raise ValueError(f"layer {i!r} is not an integer")
-            if not 0 <= i < self.num_hidden_layers:
-                raise ValueError(f"layer {i} does not exist: the teacher has layers 0..{self.num_hidden_layers - 1}")
-        repeated = sorted({i for i in layers if layers.count(i) > 1})
-        if repeated:
-            raise ValueError(
-                f"the layer list names layer(s) {', '.join(map(str, repeated))} more than once; "
-                "name each teacher layer at most once"
-            )
-        return [int(i) for i in layers]
+        return check_layers(layers, self.num_hidden_layers)
 
     def to_distilbert(self, layers: Iterable[int] | None = None) -> DistilBertConfig:
         """The DistilBERT config of a student built from ``layers`` of this BERT (default: all)."""
@@ -287,6 +269,33 @@ def bert_config_to_distilbert(bert_config: Mapping[str, Any], layers: Iterable[i
         (6, 768, 3072)
     """
     return BertConfig.from_dict(bert_config).to_distilbert(layers)
+
+
+def check_layers(layers: Iterable[int] | str | None, n_layers: int) -> list[int]:
+    """The layers of an ``n_layers`` teacher that a student takes, in order (None: all of them).
+
+    Raises:
+        ValueError: An empty list, a layer the teacher lacks, a repeated layer or a non-integer.
+    """
+    if layers is None:
+        return list(range(n_layers))
+    if isinstance(layers, str):
+        layers = parse_layers(layers)
+    layers = list(layers)
+    if not layers:
+        raise ValueError("the layer list is empty; name at least one teacher layer (e.g. 0,2,4)")
+    for i in layers:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise ValueError(f"layer {i!r} is not an integer")
+        if not 0 <= i < n_layers:
+            raise ValueError(f"layer {i} does not exist: the teacher has layers 0..{n_layers - 1}")
+    repeated = sorted({i for i in layers if layers.count(i) > 1})
+    if repeated:
+        raise ValueError(
+            f"the layer list names layer(s) {', '.join(map(str, repeated))} more than once; "
+            "name each teacher layer at most once"
+        )
+    return [int(i) for i in layers]
 
 
 def parse_layers(text: str) -> list[int]:

@@ -13,16 +13,26 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple, cast
 
 import ml_dtypes
 import numpy as np
 
 from distilbert.common import files
+from distilbert.common.bert import (
+    BertConfig,
+    check_layers,
+    is_bert_checkpoint,
+    open_bert_checkpoint,
+    sentence_transformers_files,
+    tokenizer_config_for_distilbert,
+)
 from distilbert.common.checkpoint import (
     WEIGHT_NAMING,
     available_formats,
@@ -52,6 +62,7 @@ TARGETS = {
 }
 DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+TOKENIZER_CONFIG = "tokenizer_config.json"
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,8 @@ class ExternalFormat:
 
 @dataclass
 class Conversion:
-    """What a conversion did: source file and format, task, destination files, tensor count."""
+    """What a conversion did: source file and format, task, destination files, tensor count, and what
+    of a BERT source has no DistilBERT equivalent (``dropped``, in words; ``""`` when nothing was)."""
 
     source: str
     source_format: str
@@ -85,6 +97,21 @@ class Conversion:
     destination: str
     files: list[str]
     tensors: int
+    dropped: str = ""
+
+
+class _Source(NamedTuple):
+    """An opened source: lazy tensors named by ``naming``, what they are, and what was left behind."""
+
+    native: files.LazyTensors
+    naming: str
+    task: str
+    table: list
+    config: DistilBertConfig
+    path: str
+    fmt: str
+    is_bert: bool = False
+    dropped: str = ""
 
 
 def convert(
@@ -98,13 +125,20 @@ def convert(
     force: bool = False,
     max_shard_size: int | None = None,
     progress: bool = False,
+    layers: Iterable[int] | str | None = None,
     external: tuple[ExternalFormat, ...] = (),
 ) -> Conversion:
     """Converts the checkpoint directory (or hub id) ``src`` into a new directory ``dst``.
 
     ``config.json`` (with ``architectures`` naming the target framework's class) and the tokenizer
-    files go along. Nothing appears at ``dst`` unless the whole conversion succeeds: it is built
-    under a temporary name and renamed into place.
+    files go along, and so do a sentence-transformers directory's own files (``modules.json``, the
+    pooling folder, ...), so the destination stays one. Nothing appears at ``dst`` unless the whole
+    conversion succeeds: it is built under a temporary name and renamed into place.
+
+    A BERT checkpoint (``model_type: "bert"``: ``BertModel``, ``BertForMaskedLM``, ``BertForPreTraining``,
+    a sentence-transformers BERT) becomes a DistilBERT (see :mod:`distilbert.common.bert`): its token
+    type 0 is folded into the positions, its pooler and next-sentence head are dropped (reported in
+    :attr:`Conversion.dropped`), and its tokenizer stops emitting ``token_type_ids``.
 
     Args:
         src: Source directory or hub id.
@@ -116,7 +150,14 @@ def convert(
         force: Replace an existing ``dst``.
         max_shard_size: Bytes per shard for the ``*-sharded`` formats.
         progress: Show a progress bar (tqdm) on standard error.
+        layers: Build the destination from these source layers, in this order (``[0, 2, 4]`` or
+            ``"0,2,4"``), renumbered 0, 1, ...; default all. For BERT and DistilBERT sources alike.
         external: Formats beyond the Hugging Face ones, as source or target (see :class:`ExternalFormat`).
+
+    Raises:
+        ValueError: A layer list that does not fit the source (empty, repeated, a layer it lacks), a BERT
+            that DistilBERT cannot represent; checked before anything is written.
+        distilbert.common.bert.BertWeightError: A BERT whose tensors do not match its config.
     """
     others = {e.name: e for e in external}
     targets = {**TARGETS, **{name: e.formats for name, e in others.items()}}
@@ -135,13 +176,21 @@ def convert(
     src_dir = os.path.dirname(os.path.abspath(src_file)) if src_file else resolve_dir(src)
     if os.path.abspath(src_dir) == dst:
         raise ValueError("source and destination are the same directory")
+    # Checked before the work directory exists, so that a bad list or modules.json writes nothing.
+    is_bert = src_file is None and is_bert_checkpoint(src_dir)
+    if is_bert:
+        BertConfig.from_json_file(os.path.join(src_dir, "config.json")).check_layers(layers)
+    elif layers is not None:
+        check_layers(layers, DistilBertConfig.from_pretrained(src_dir).n_layers)
+    carried = sentence_transformers_files(src_dir)
 
     parent = os.path.dirname(dst)
     os.makedirs(parent, exist_ok=True)
     _remove_stale_work(dst)
     work = tempfile.mkdtemp(prefix=_work_prefix(dst), suffix=".tmp", dir=parent)
     try:
-        native, naming, task, table, config, path, fmt = _open_source(src_dir, src_file, to, source_format, external)
+        source = _open_source(src_dir, src_file, to, source_format, external, is_bert, layers)
+        native, naming, task, table, config, path, fmt = source[:7]
         with native:
             if to in others:
                 count = _write_external(others[to], native, naming, table, config, task, work, weight_format, dtype)
@@ -156,24 +205,76 @@ def convert(
                 )
                 count = len(rows)
         write_config(work, config, task, others[to].framework if to in others else to)
-        for name in TOKENIZER_FILES:
-            if os.path.isfile(os.path.join(src_dir, name)):
-                shutil.copy2(os.path.join(src_dir, name), os.path.join(work, name))
+        _copy_tokenizer(src_dir, work, source.is_bert)
+        for name in carried:  # a sentence-transformers directory stays one
+            (shutil.copytree if os.path.isdir(os.path.join(src_dir, name)) else shutil.copy2)(
+                os.path.join(src_dir, name), os.path.join(work, name)
+            )
         _move_into_place(work, dst)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return Conversion(path, fmt, task, dst, sorted(os.listdir(dst)), count)
+    return Conversion(path, fmt, task, dst, sorted(os.listdir(dst)), count, source.dropped)
+
+
+def _copy_tokenizer(src_dir: str, work: str, is_bert: bool) -> None:
+    """Copies the tokenizer files; a BERT's ``tokenizer_config.json`` stops asking for ``token_type_ids``
+    (DistilBERT takes none, and sentence-transformers passes the model whatever the tokenizer emits)."""
+    for name in TOKENIZER_FILES:
+        path = os.path.join(src_dir, name)
+        if not os.path.isfile(path):
+            continue
+        if is_bert and name == TOKENIZER_CONFIG:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    tokenizer_config = json.load(fh)
+                if not isinstance(tokenizer_config, dict):
+                    raise ValueError(f"a JSON object was expected, got {type(tokenizer_config).__name__}")
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise ValueError(f"{path!r} is not a valid tokenizer config: {exc}") from None
+            files.atomic_write_json(os.path.join(work, name), tokenizer_config_for_distilbert(tokenizer_config))
+        else:
+            shutil.copy2(path, os.path.join(work, name))
 
 
 def _open_source(
-    src_dir: str, src_file: str | None, to: str, source_format: str | None, external: tuple[ExternalFormat, ...]
-):
+    src_dir: str,
+    src_file: str | None,
+    to: str,
+    source_format: str | None,
+    external: tuple[ExternalFormat, ...],
+    is_bert: bool = False,
+    layers: Iterable[int] | str | None = None,
+) -> _Source:
     """The source's tensors (lazy), their naming, task, table, config, file and format.
 
     Hugging Face formats are opened lazily in numpy; an external format is read by its ``read`` (when
-    asked for, given as the source file, or the only weights in the directory).
+    asked for, given as the source file, or the only weights in the directory). A BERT is opened as
+    the canonical state of a DistilBERT (:func:`distilbert.common.bert.open_bert_checkpoint`), which
+    also picks its layers; a DistilBERT's ``layers`` are picked by :func:`_select_layers`.
     """
+    if is_bert:
+        bert = open_bert_checkpoint(
+            src_dir, layers, weight_format=source_format, framework=to if to in TARGETS else "tf"
+        )
+        return _Source(
+            cast(files.LazyTensors, bert.tensors),  # open_bert_checkpoint's tensors are lazy
+            "pt",
+            bert.task,
+            weight_table(bert.config, bert.task),
+            bert.config,
+            bert.path,
+            bert.weight_format,
+            True,
+            bert.dropped_summary(),
+        )
+    source = _open_distilbert(src_dir, src_file, to, source_format, external)
+    return source if layers is None else _select_layers(source, check_layers(layers, source.config.n_layers))
+
+
+def _open_distilbert(
+    src_dir: str, src_file: str | None, to: str, source_format: str | None, external: tuple[ExternalFormat, ...]
+) -> _Source:
     for e in external:
         found = e.find(src_file or src_dir)
         only = source_format is None and not available_formats(src_dir)
@@ -181,14 +282,47 @@ def _open_source(
             state, config, task = e.read(src_dir, found)
             table = weight_table(config, task)
             native = files.LazyTensors.from_dict(to_native(state, "pt", table))
-            return native, "pt", task, table, config, found, e.name
+            return _Source(native, "pt", task, table, config, found, e.name)
     config = DistilBertConfig.from_pretrained(src_dir)
     fmt, path = pick_format(src_dir, to if to in ("pt", "tf", "flax") else "tf", source_format)
     native, naming, task, table = open_native(path, config, fmt)
     num_labels = _file_num_labels(table, config)
     if config.num_labels != num_labels:
         config = config.replace(num_labels=num_labels)
-    return native, naming, task, table, config, path, fmt
+    return _Source(native, naming, task, table, config, path, fmt)
+
+
+def _select_layers(source: _Source, layers: list[int]) -> _Source:
+    """The source seen as a DistilBERT of ``layers`` (renumbered 0, 1, ...): a lazy renaming, nothing copied.
+
+    Student layer ``j`` reads the tensors of source layer ``layers[j]``; the embeddings and the head
+    are read as they are."""
+    config = source.config.replace(n_layers=len(layers))
+    table = weight_table(config, source.task)
+    by_name = {spec.name: spec for spec in source.table}
+    native = source.native
+    renamed = {}  # the student's name in the source's naming -> the teacher's
+    for spec in table:
+        name = spec.names[source.naming]
+        teacher = by_name[_teacher_layer_name(spec.name, layers)].names[source.naming]
+        if name is not None and teacher is not None and teacher in native:
+            renamed[name] = teacher
+    view = files.LazyTensors(
+        {name: (native.shape(t), native.dtype(t)) for name, t in renamed.items()},
+        lambda name: native[renamed[name]],
+        native.close,
+    )
+    return source._replace(native=view, table=table, config=config)
+
+
+def _teacher_layer_name(name: str, layers: list[int]) -> str:
+    """``...transformer.layer.{j}.rest`` -> ``...transformer.layer.{layers[j]}.rest``; other names unchanged."""
+    parts = name.split(".")
+    for i in range(len(parts) - 2):
+        if parts[i] == "transformer" and parts[i + 1] == "layer":
+            parts[i + 2] = str(layers[int(parts[i + 2])])
+            return ".".join(parts)
+    return name
 
 
 def _file_num_labels(table, config: DistilBertConfig) -> int:

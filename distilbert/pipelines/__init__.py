@@ -11,6 +11,8 @@ task (aliases)              checkpoint head                     result
 ``token-classification``    ``DistilBertForTokenClassif...``    entities with offsets (``ner``)
 ``question-answering``      ``DistilBertForQuestionAnswering``  answer span, offsets, score
 ``multiple-choice``         ``DistilBertForMultipleChoice``     score of each choice
+``feature-extraction``      any (its encoder); a BERT too       token vectors, ``[1, T, dim]`` per text
+``sentence-embedding``      any (its encoder); a BERT too       one ``(dim,)`` float32 vector per text
 ==========================  =================================  ======================================
 
 Pre- and post-processing are numpy, written once; only a small runner per framework touches a
@@ -26,6 +28,7 @@ Example:
 from __future__ import annotations
 
 from distilbert.pipelines.base import Pipeline, build
+from distilbert.pipelines.embeddings import FeatureExtractionPipeline, SentenceEmbeddingPipeline
 from distilbert.pipelines.fill_mask import FillMaskPipeline
 from distilbert.pipelines.multiple_choice import MultipleChoicePipeline
 from distilbert.pipelines.question_answering import QuestionAnsweringPipeline
@@ -40,6 +43,8 @@ PIPELINES = {
         TokenClassificationPipeline,
         QuestionAnsweringPipeline,
         MultipleChoicePipeline,
+        FeatureExtractionPipeline,
+        SentenceEmbeddingPipeline,
     )
 }
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
@@ -52,6 +57,8 @@ __all__ = [
     "TokenClassificationPipeline",
     "QuestionAnsweringPipeline",
     "MultipleChoicePipeline",
+    "FeatureExtractionPipeline",
+    "SentenceEmbeddingPipeline",
     "PIPELINES",
 ]
 
@@ -63,9 +70,11 @@ def pipeline(
 
     Args:
         task: ``"fill-mask"``, ``"text-classification"`` (or ``"sentiment-analysis"``),
-            ``"token-classification"`` (or ``"ner"``), ``"question-answering"`` or ``"multiple-choice"``.
-        model: A checkpoint directory or hub id (any format this package reads), or an already loaded
-            model of ``distilbert.pt``, ``distilbert.tf`` or ``distilbert.flax``.
+            ``"token-classification"`` (or ``"ner"``), ``"question-answering"``, ``"multiple-choice"``,
+            ``"feature-extraction"`` or ``"sentence-embedding"``.
+        model: A checkpoint directory or hub id (any format this package reads; for the encoder tasks a
+            BERT checkpoint too), or an already loaded model of ``distilbert.pt``, ``distilbert.tf`` or
+            ``distilbert.flax``.
         framework: ``"pt"``, ``"tf"`` or ``"flax"``; default ``"pt"`` for a checkpoint, the model's own
             framework for a model object.
         tokenizer: A tokenizer, or a directory or hub id to load ``DistilBertTokenizerFast`` from;

@@ -39,6 +39,8 @@ class Pipeline:
         tokenizer: A ``DistilBertTokenizerFast`` (or ``DistilBertTokenizer`` where offsets are not needed).
         runner: The framework's runner (:func:`distilbert.frameworks.make_runner`).
         batch_size: Sequences per forward pass.
+        directory: The checkpoint directory the model came from (None for a model object), for tasks that
+            read more of it than the weights.
         **defaults: Default values of the call's keyword arguments (e.g. ``top_k=3``).
 
     Example:
@@ -54,12 +56,12 @@ class Pipeline:
     needs_offsets = False  # token-level pipelines map tokens back to characters
     too_long_advice = "shorten it"  # what to do about an input longer than the position table
 
-    def __init__(self, model, tokenizer, runner, batch_size: int = 8, **defaults):
+    def __init__(self, model, tokenizer, runner, batch_size: int = 8, directory: str | None = None, **defaults):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model, self.tokenizer, self.runner = model, tokenizer, runner
         self.config: DistilBertConfig = model.config
-        self.batch_size = batch_size
+        self.batch_size, self.directory = batch_size, directory
         if self.needs_offsets and not getattr(tokenizer, "is_fast", True):
             raise ValueError(
                 f"the {self.name} pipeline maps tokens back to characters, which needs "
@@ -102,6 +104,13 @@ class Pipeline:
                 f"the {self.name} pipeline takes no argument {', '.join(unknown)}; it takes {', '.join(accepted)}"
             )
         return params
+
+    @classmethod
+    def load(cls, directory: str, framework: str, what: str):
+        """The model of this task from a checkpoint directory, after checking that it holds the task's head."""
+        found = checkpoint_task(directory, DistilBertConfig.from_pretrained(directory))
+        _check_head(found, cls, what)
+        return from_pretrained(framework, cls.model_task, directory)
 
     # ------------------------------------------------------------------------------ running
     def run(self, rows: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
@@ -182,9 +191,7 @@ def build(cls, model, framework: str | None, tokenizer, device, batch_size: int,
         framework = "pt" if framework is None else framework
         check_framework(framework)
         directory = resolve_dir(model)
-        found = checkpoint_task(directory, DistilBertConfig.from_pretrained(directory))
-        _check_head(found, cls, repr(os.fspath(model)))
-        model = from_pretrained(framework, cls.model_task, directory)
+        model = cls.load(directory, framework, repr(os.fspath(model)))
     else:
         own = framework_of(model)
         if own is None:
@@ -201,6 +208,7 @@ def build(cls, model, framework: str | None, tokenizer, device, batch_size: int,
         _tokenizer(tokenizer, directory),
         make_runner(model, framework, cls.outputs, device),
         batch_size=batch_size,
+        directory=directory,
         **kwargs,
     )
 
