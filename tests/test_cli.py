@@ -218,3 +218,15 @@ def test_a_missing_framework_names_the_extra_to_install(models):
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "framework 'pt' is not available" in result.stderr and "pip install 'distilbert[torch]'" in result.stderr
+
+
+def test_python_dash_m_runs_the_command(tmp_path):
+    """``python -m distilbert`` is the command (launchers such as torchrun start modules)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "distilbert", "info", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"distilbert info: error: no directory '{tmp_path / 'missing'}'"]
