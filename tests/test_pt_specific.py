@@ -140,6 +140,7 @@ def test_resize_token_embeddings(states):
     old_bias = model.vocab_projector.bias.detach().clone()
     emb = model.resize_token_embeddings(120, pad_to_multiple_of=8)
     assert emb.weight.shape == (120, 32) and model.config.vocab_size == 120
+    assert not any(m.training for m in model.modules())  # the new modules keep eval mode (and its kernels)
     assert model.distilbert.config.vocab_size == 120
     assert torch.equal(emb.weight[:99], old)  # copied rows
     assert torch.allclose(emb.weight[99:].mean(0), old.mean(0), atol=1e-3)  # mean resizing
