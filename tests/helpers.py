@@ -135,6 +135,19 @@ def compare(actual, expected, atol: float = ATOL, name: str = "output") -> None:
 
 
 # ------------------------------------------------------------------------------ calling any backend
+def ours(framework: str, task: str, config: DistilBertConfig, state=None, **kwargs):
+    """Our model of ``task`` in ``framework`` holding ``state`` (fresh weights without one), in inference mode;
+    ``kwargs`` go to the constructor (``attn_implementation=``, ``dtype=``, ``remat=``, ...)."""
+    from distilbert.frameworks import load_canonical_state, model_class
+
+    model = model_class(framework, task)(config, **kwargs)
+    if state is not None:
+        load_canonical_state(framework, model, state)
+    if framework == "pt":
+        model.eval()
+    return model
+
+
 def call(framework: str, model, inputs: Mapping[str, np.ndarray], **kwargs) -> Any:
     """``model`` (ours or the reference's, of ``framework``) on numpy ``inputs``, in inference mode: its own
     output object (or tuple). :func:`run` gives numpy outputs instead."""

@@ -11,20 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 from flax import nnx
-from helpers import SAME_ATOL, assert_close, random_state, task_inputs, task_labels, tiny_config
+from helpers import SAME_ATOL, assert_close, ours, random_state, task_inputs, task_labels, tiny_config
 
 from distilbert.common.names import TASKS, weight_table
-from distilbert.flax import FlaxDistilBertForMaskedLM, canonical_state, load_canonical_state
+from distilbert.flax import FlaxDistilBertForMaskedLM, canonical_state
 from distilbert.flax.loading import native_params
 from distilbert.frameworks import build, model_class
 
 CONFIG = tiny_config()
-
-
-def ours(config, task, state, **kw):
-    model = model_class("flax", task)(config, **kw)
-    load_canonical_state(model, state)
-    return model
 
 
 def test_loss_functions_under_jit():
@@ -57,8 +51,8 @@ def test_jit_paths_match_eager():
 def test_bfloat16_compute_with_float32_params():
     state = random_state(CONFIG, "sequence_classification", seed=2)
     inputs = task_inputs(CONFIG, "sequence_classification")
-    f32 = ours(CONFIG, "sequence_classification", state)
-    bf16 = ours(CONFIG, "sequence_classification", state, dtype=jnp.bfloat16)
+    f32 = ours("flax", "sequence_classification", CONFIG, state)
+    bf16 = ours("flax", "sequence_classification", CONFIG, state, dtype=jnp.bfloat16)
     assert all(v.dtype == jnp.float32 for v in native_params(bf16).values())
     out = bf16(**inputs, labels=np.array([0, 1, 1]), output_hidden_states=True)
     assert out.hidden_states[-1].dtype == jnp.bfloat16
@@ -66,7 +60,7 @@ def test_bfloat16_compute_with_float32_params():
     ref = f32(**inputs, labels=np.array([0, 1, 1]))
     assert np.allclose(np.asarray(out.logits, np.float32), ref.logits, atol=0.1)
     assert not np.allclose(np.asarray(out.logits, np.float32), ref.logits, atol=1e-6)  # it did compute in bf16
-    half = ours(CONFIG, "sequence_classification", state, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+    half = ours("flax", "sequence_classification", CONFIG, state, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
     assert all(v.dtype == jnp.bfloat16 for v in native_params(half).values())
     assert np.allclose(np.asarray(half(**inputs).logits, np.float32), ref.logits, atol=0.1)
 
@@ -76,7 +70,7 @@ def test_mixed_precision_backward_matmuls_stay_bfloat16():
     from distilbert.flax import ops
 
     inputs = task_inputs(CONFIG, "masked_lm")
-    model = ours(CONFIG, "masked_lm", random_state(CONFIG, "masked_lm", seed=6), dtype=jnp.bfloat16)
+    model = ours("flax", "masked_lm", CONFIG, random_state(CONFIG, "masked_lm", seed=6), dtype=jnp.bfloat16)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     labels = task_labels(CONFIG, "masked_lm", inputs)["labels"]
 
@@ -108,7 +102,7 @@ def test_remat_gives_same_loss_and_gradients_with_dropout():
 
     def loss_and_grads(remat):
         rngs = nnx.Rngs(params=0, dropout=jax.random.key(9, impl="rbg"))
-        model = ours(config, "token_classification", state, remat=remat, rngs=rngs)
+        model = ours("flax", "token_classification", config, state, remat=remat, rngs=rngs)
         return nnx.value_and_grad(lambda m: m(**inputs, **labels, deterministic=False).loss)(model)
 
     (l0, g0), (l1, g1) = loss_and_grads(False), loss_and_grads(True)
@@ -121,12 +115,12 @@ def test_dropout_follows_rngs_and_train_eval():
     config = tiny_config(dropout=0.3, attention_dropout=0.3, seq_classif_dropout=0.3)
     state = random_state(config, "sequence_classification", seed=4)
     inputs = task_inputs(config, "sequence_classification")
-    model = ours(config, "sequence_classification", state, rngs=nnx.Rngs(params=0, dropout=1))
+    model = ours("flax", "sequence_classification", config, state, rngs=nnx.Rngs(params=0, dropout=1))
     evaluated = model(**inputs).logits
     a = model(**inputs, deterministic=False).logits
     b = model(**inputs, deterministic=False).logits
     assert not np.allclose(a, evaluated) and not np.allclose(a, b)  # the RNG stream advances
-    again = ours(config, "sequence_classification", state, rngs=nnx.Rngs(params=0, dropout=1))
+    again = ours("flax", "sequence_classification", config, state, rngs=nnx.Rngs(params=0, dropout=1))
     assert_close(again(**inputs, deterministic=False).logits, a, atol=SAME_ATOL)  # same seed, same masks
     model.train()
     assert not np.allclose(model(**inputs).logits, evaluated)

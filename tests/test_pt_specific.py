@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import (SAME_ATOL, assert_close, call, compare, gradients, numpy_outputs, oracle_pt_model, random_state,
-                     task_inputs, task_labels, tiny_config, to_torch)
+from helpers import (SAME_ATOL, assert_close, call, compare, gradients, numpy_outputs, oracle_pt_model, ours,
+                     random_state, task_inputs, task_labels, tiny_config, to_torch)
 
 import distilbert.pt as dpt
 from distilbert.common.names import TASK_CLASSES, TASKS, weight_table
@@ -19,10 +19,8 @@ IMPLS = ("eager", "sdpa")
 CONFIG = tiny_config()
 
 
-def ours(config, task, state, impl="sdpa"):
-    model = CLASSES[task](config, attn_implementation=impl).eval()
-    load_canonical_state(model, state)
-    return model
+def pt(config, task, state, impl="sdpa"):
+    return ours("pt", task, config, state, attn_implementation=impl)
 
 
 def batch_for(config, task):
@@ -40,7 +38,7 @@ def states():
 @pytest.mark.parametrize("task", TASKS)
 def test_attention_implementations_match_reference(states, task, impl):
     """Each implementation against the reference's same one: outputs under the flags, and gradients."""
-    model, ref = ours(CONFIG, task, states[task], impl), oracle_pt_model(CONFIG, task, states[task], impl)
+    model, ref = pt(CONFIG, task, states[task], impl), oracle_pt_model(CONFIG, task, states[task], impl)
     batch = batch_for(CONFIG, task)
     for flags in ({}, {"output_hidden_states": True}, {"output_hidden_states": True, "output_attentions": True}):
         compare(numpy_outputs(call("pt", model, batch, **flags)), numpy_outputs(call("pt", ref, batch, **flags)),
@@ -57,7 +55,7 @@ def test_sinusoidal_and_relu_configs_match_reference():
     for impl in IMPLS:
         want = numpy_outputs(call("pt", oracle_pt_model(config, "masked_lm", state, impl), batch,
                                   output_hidden_states=True))
-        compare(numpy_outputs(call("pt", ours(config, "masked_lm", state, impl), batch, output_hidden_states=True)),
+        compare(numpy_outputs(call("pt", pt(config, "masked_lm", state, impl), batch, output_hidden_states=True)),
                 want, name=impl)
 
 
@@ -66,7 +64,7 @@ def test_all_implementations_agree_on_fully_masked_row(states):
     inputs["attention_mask"][2] = 0
     outs = []
     for impl in IMPLS:
-        outs.append(call("pt", ours(CONFIG, "base", states["base"], impl), inputs).last_hidden_state)
+        outs.append(call("pt", pt(CONFIG, "base", states["base"], impl), inputs).last_hidden_state)
         assert torch.isfinite(outs[-1]).all(), impl
     for impl in IMPLS:  # the reference too averages every value there, in both implementations
         want = call("pt", oracle_pt_model(CONFIG, "base", states["base"], impl), inputs).last_hidden_state
@@ -77,8 +75,8 @@ def test_all_implementations_agree_on_fully_masked_row(states):
 def test_head_mask_falls_back_to_eager_attention(states):
     """sdpa exposes no weights: a head mask (or output_attentions) takes the eager path, as the reference."""
     inputs = {**task_inputs(CONFIG, "base"), "head_mask": np.array([1.0, 0.0, 0.5, 1.0], np.float32)}
-    sdpa = numpy_outputs(call("pt", ours(CONFIG, "base", states["base"], "sdpa"), inputs, output_attentions=True))
-    eager = numpy_outputs(call("pt", ours(CONFIG, "base", states["base"], "eager"), inputs, output_attentions=True))
+    sdpa = numpy_outputs(call("pt", pt(CONFIG, "base", states["base"], "sdpa"), inputs, output_attentions=True))
+    eager = numpy_outputs(call("pt", pt(CONFIG, "base", states["base"], "eager"), inputs, output_attentions=True))
     compare(sdpa, eager, atol=SAME_ATOL)
 
 
@@ -112,7 +110,7 @@ def test_initialisation_details():
 
 def test_untied_projector_is_its_own_parameter():
     config = tiny_config(tie_word_embeddings=False)
-    model = ours(config, "masked_lm", random_state(config, "masked_lm", seed=5))
+    model = pt(config, "masked_lm", random_state(config, "masked_lm", seed=5))
     assert model.vocab_projector.weight is not model.distilbert.embeddings.word_embeddings.weight
 
 
@@ -125,7 +123,7 @@ def test_sinusoidal_table_gets_no_gradient():
 
 
 def test_load_canonical_state_names_every_problem(states):
-    model = ours(CONFIG, "question_answering", states["question_answering"])
+    model = pt(CONFIG, "question_answering", states["question_answering"])
     broken = canonical_state(model)
     broken.pop("qa_outputs.bias")
     broken["qa_outputs.extra"] = np.zeros(2, np.float32)
@@ -135,7 +133,7 @@ def test_load_canonical_state_names_every_problem(states):
 
 # ----------------------------------------------------------------------------- training features
 def test_resize_token_embeddings(states):
-    model = ours(CONFIG, "masked_lm", states["masked_lm"])
+    model = pt(CONFIG, "masked_lm", states["masked_lm"])
     old = model.get_input_embeddings().weight.detach().clone()
     old_bias = model.vocab_projector.bias.detach().clone()
     emb = model.resize_token_embeddings(120, pad_to_multiple_of=8)
@@ -156,7 +154,7 @@ def test_resize_token_embeddings(states):
 
 def test_resize_untied_projector():
     config = tiny_config(tie_word_embeddings=False)
-    model = ours(config, "masked_lm", random_state(config, "masked_lm", seed=3))
+    model = pt(config, "masked_lm", random_state(config, "masked_lm", seed=3))
     old_w = model.vocab_projector.weight.detach().clone()
     old_b = model.vocab_projector.bias.detach().clone()
     model.resize_token_embeddings(103)
@@ -171,7 +169,7 @@ def test_gradient_checkpointing_gives_same_gradients(states):
     batch = to_torch(batch_for(CONFIG, "sequence_classification"))
     grads = []
     for enable in (False, True):
-        model = ours(CONFIG, "sequence_classification", states["sequence_classification"]).train()
+        model = pt(CONFIG, "sequence_classification", states["sequence_classification"]).train()
         if enable:
             model.gradient_checkpointing_enable()
             assert model.is_gradient_checkpointing
@@ -216,7 +214,7 @@ def test_training_loop_reduces_loss():
 # ------------------------------------------------------------------------------ dtypes and graphs
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_close_to_float32(states, dtype):
-    model = ours(CONFIG, "masked_lm", states["masked_lm"]).to(dtype)
+    model = pt(CONFIG, "masked_lm", states["masked_lm"]).to(dtype)
     batch = batch_for(CONFIG, "masked_lm")
     got = call("pt", model, batch)
     want = call("pt", oracle_pt_model(CONFIG, "masked_lm", states["masked_lm"]), batch)
@@ -229,7 +227,7 @@ def test_half_precision_close_to_float32(states, dtype):
 
 
 def test_bfloat16_autocast(states):
-    model = ours(CONFIG, "base", states["base"])
+    model = pt(CONFIG, "base", states["base"])
     inputs = to_torch(task_inputs(CONFIG, "base"))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         got = model(**inputs, output_attentions=True)
@@ -242,7 +240,7 @@ def test_torch_compile_fullgraph(states):
     # backend "aot_eager": traces through dynamo and AOTAutograd (graph breaks fail fullgraph=True)
     # without inductor's C++ compile, which is too slow for CI on two cores.
     torch._dynamo.reset()
-    model = ours(CONFIG, "sequence_classification", states["sequence_classification"])
+    model = pt(CONFIG, "sequence_classification", states["sequence_classification"])
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
     inputs = to_torch(task_inputs(CONFIG, "sequence_classification"))
     with torch.no_grad():
@@ -256,7 +254,7 @@ def test_torch_compile_fullgraph(states):
 
 
 def test_torch_export(states):
-    model = ours(CONFIG, "question_answering", states["question_answering"])
+    model = pt(CONFIG, "question_answering", states["question_answering"])
     inputs = to_torch(task_inputs(CONFIG, "question_answering"))
     program = torch.export.export(model, (), kwargs=dict(inputs))
     with torch.no_grad():
@@ -270,7 +268,7 @@ def test_torch_export(states):
 def test_fused_cpu_inference_path_matches_plain_path(states, monkeypatch):
     from distilbert.pt import ops
 
-    model = ours(CONFIG, "masked_lm", states["masked_lm"])
+    model = pt(CONFIG, "masked_lm", states["masked_lm"])
     batch = batch_for(CONFIG, "masked_lm")
     with torch.no_grad():
         assert ops.fusable(torch.ones(2, 32), model.vocab_transform) == ops.FUSED
