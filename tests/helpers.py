@@ -1,4 +1,5 @@
-"""Shared test helpers: the tiny config, random canonical weights, inputs, the reference oracle."""
+"""Shared test helpers: the tiny config, random canonical weights, inputs and labels, running any backend
+(``ours``, ``run``, ``call``, ``gradients``), comparing (``assert_close``, ``compare``), the reference oracle."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from distilbert.frameworks import run, to_numpy  # noqa: F401  (run: the one num
 # Odd sizes make shape bugs visible.
 TINY = dict(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=64)
 ATOL = 1e-5  # float32 parity with another implementation (the reference, another backend)
-# The same weights run twice on the same inputs. Not 0: oneDNN picks its kernels by CPU and by memory
-# alignment, so two copies of one model can round differently (docs/numerics.md).
+# The same weights run twice on the same inputs. Not 0: the kernels differ by CPU, and two paths that
+# agree bit for bit on one CPU can differ by an ulp on another (docs/numerics.md).
 SAME_ATOL = 1e-6
 
 

@@ -139,10 +139,10 @@ def test_loss_and_gradients_match_reference(framework, task):
 PROBLEMS = {
     "regression-1": ("regression", 1, "float"),
     "regression-3": ("regression", 3, "float"),
-    "single_label": ("single_label_classification", 3, "ignored"),
+    "single_label": ("single_label_classification", 3, "int64"),
     "multi_label": ("multi_label_classification", 3, "binary"),
     "inferred-regression": (None, 1, "float"),
-    "inferred-single_label": (None, 3, "int64"),
+    "inferred-single_label": (None, 3, "ignored"),
     "inferred-single_label-int32": (None, 3, "int32"),
     "inferred-multi_label": (None, 3, "binary"),
 }

@@ -177,7 +177,7 @@ def test_gradient_checkpointing_gives_same_gradients(states):
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
-        assert_close(grads[1][name], grads[0][name], atol=SAME_ATOL, name=name)
+        assert_close(grads[1][name], grads[0][name], name=name)
 
 
 def test_dropout_only_in_training():
