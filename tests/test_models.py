@@ -30,8 +30,8 @@ VARIANTS = {"sinusoidal": dict(sinusoidal_pos_embds=True), "relu": dict(activati
             "untied": dict(tie_word_embeddings=False)}
 
 
-def state_of(task, config=CONFIG, seed=None):
-    return random_state(config, task, seed=TASKS.index(task) + 1 if seed is None else seed)
+def state_of(task):
+    return random_state(CONFIG, task, seed=TASKS.index(task) + 1)
 
 
 def inputs_and_labels(task, config=CONFIG, batch=3):
@@ -41,7 +41,8 @@ def inputs_and_labels(task, config=CONFIG, batch=3):
 
 # Built once per module: our models and the reference's, and the reference PyTorch outputs.
 @functools.lru_cache(maxsize=None)
-def ours(framework, task):
+def model_of(framework, task):
+    """Our model of ``task`` with the task's weights, built once."""
     return build(framework, task, CONFIG, state_of(task))
 
 
@@ -68,7 +69,7 @@ def test_outputs_match_reference_pytorch(framework, task):
     """Every field of every class under every output flag, loss included, on a padded batch."""
     batch = inputs_and_labels(task)
     for flags in FLAGS:
-        got = run(framework, ours(framework, task), batch, **flags)
+        got = run(framework, model_of(framework, task), batch, **flags)
         compare(got, reference_pt_outputs(task, frozen(flags)), name=f"{framework}/{task}/{flags}")
         assert ("loss" in got) == (task != "base")
         if flags.get("output_hidden_states"):
@@ -76,7 +77,7 @@ def test_outputs_match_reference_pytorch(framework, task):
         if flags.get("output_attentions"):
             assert len(got["attentions"]) == CONFIG.n_layers
     if task == "multiple_choice":  # the batch above is one question: three, to see them folded in order
-        got = run(framework, ours(framework, task), inputs_and_labels(task, batch=9), **ALL)
+        got = run(framework, model_of(framework, task), inputs_and_labels(task, batch=9), **ALL)
         compare(got, reference_pt_outputs(task, frozen(ALL), batch=9), name=f"{framework}/{task}/3 questions")
 
 
@@ -87,7 +88,7 @@ def test_outputs_match_reference_of_own_framework(framework, task, tmp_path):
     reference = oracle_model(framework, CONFIG, task, state_of(task), str(tmp_path))
     batch = task_inputs(CONFIG, task)
     want = oracle_run(framework, reference, batch, **ALL)
-    compare(run(framework, ours(framework, task), batch, **ALL), want, name=f"{framework}/{task}")
+    compare(run(framework, model_of(framework, task), batch, **ALL), want, name=f"{framework}/{task}")
     assert list(want) == (["start_logits", "end_logits"] if task == "question_answering" else
                           ["last_hidden_state" if task == "base" else "logits"]) + ["hidden_states", "attentions"]
 
@@ -95,7 +96,7 @@ def test_outputs_match_reference_of_own_framework(framework, task, tmp_path):
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_tuple_outputs_in_reference_order(framework, task):
-    got = call(framework, ours(framework, task), inputs_and_labels(task), **ALL, return_dict=False)
+    got = call(framework, model_of(framework, task), inputs_and_labels(task), **ALL, return_dict=False)
     want = reference_pt_outputs(task, frozen(ALL), return_dict=False)
     assert isinstance(got, tuple) and len(got) == len(want) == 3 + (task != "base") + (task == "question_answering")
     compare(got, want, name=f"{framework}/{task}")
@@ -104,7 +105,7 @@ def test_tuple_outputs_in_reference_order(framework, task):
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_output_container(framework):
     """Fields by name and by position (over the non-None ones), as the reference's ModelOutput."""
-    model = ours(framework, "sequence_classification")
+    model = model_of(framework, "sequence_classification")
     inputs = task_inputs(CONFIG, "sequence_classification")
     out = call(framework, model, inputs, output_hidden_states=True)
     assert isinstance(out, SequenceClassifierOutput)
@@ -121,7 +122,7 @@ def test_output_container(framework):
 def test_loss_and_gradients_match_reference(framework, task):
     """d(loss)/d(every weight) equals torch autograd through the reference (the bare model: a weighted sum)."""
     batch = inputs_and_labels(task)
-    got = gradients(framework, ours(framework, task), batch, CONFIG, task)
+    got = gradients(framework, model_of(framework, task), batch, CONFIG, task)
     want = gradients("pt", reference_pt(task), batch, CONFIG, task)
     assert list(got) == list(want) and len(want) == len([s for s in weight_table(CONFIG, task)
                                                          if s.kind not in (TIED, SINUSOIDAL)])
@@ -131,7 +132,7 @@ def test_loss_and_gradients_match_reference(framework, task):
         words = ("" if task == "base" else "distilbert.") + "embeddings.word_embeddings.weight"
         assert np.all(got[words][CONFIG.pad_token_id] == 0)
     if task != "base":
-        loss = run(framework, ours(framework, task), batch)["loss"]
+        loss = run(framework, model_of(framework, task), batch)["loss"]
         assert loss.shape == () and np.isfinite(loss)
 
 
@@ -219,7 +220,7 @@ def test_sinusoidal_table_is_fixed(framework):
 # ------------------------------------------------------------------------------------ call options
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_head_mask_matches_reference(framework):
-    model, inputs = ours(framework, "base"), task_inputs(CONFIG, "base")
+    model, inputs = model_of(framework, "base"), task_inputs(CONFIG, "base")
     plain = run(framework, model, inputs)["last_hidden_state"]
     for head_mask in (np.array([1.0, 0.0, 0.5, 1.0], np.float32),
                       np.array([[1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 0.25, 1.0]], np.float32)):
@@ -231,7 +232,7 @@ def test_head_mask_matches_reference(framework):
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_inputs_embeds_match_reference(framework):
-    model, inputs = ours(framework, "masked_lm"), task_inputs(CONFIG, "masked_lm")
+    model, inputs = model_of(framework, "masked_lm"), task_inputs(CONFIG, "masked_lm")
     embeds = np.random.default_rng(0).standard_normal((3, 7, CONFIG.dim)).astype(np.float32)
     batch = {"inputs_embeds": embeds, "attention_mask": inputs["attention_mask"]}
     compare(run(framework, model, batch, **ALL), numpy_outputs(call("pt", reference_pt("masked_lm"), batch, **ALL)))
@@ -246,7 +247,7 @@ def test_inputs_embeds_match_reference(framework):
 def test_position_ids_match_reference(framework, task):
     """Explicit positions 0..T-1 are the default; reversed ones match the reference given the same vectors
     as ``inputs_embeds`` (its call takes no position_ids)."""
-    model, batch = ours(framework, task), inputs_and_labels(task)
+    model, batch = model_of(framework, task), inputs_and_labels(task)
     ids = batch["input_ids"]
     seq = ids.shape[-1]
     default = run(framework, model, batch, output_hidden_states=True)
@@ -272,7 +273,7 @@ def test_position_ids_match_reference(framework, task):
 def test_fully_masked_row_is_finite_and_matches_reference(framework):
     inputs = task_inputs(CONFIG, "base")
     inputs["attention_mask"][2] = 0
-    got = run(framework, ours(framework, "base"), inputs, output_attentions=True)
+    got = run(framework, model_of(framework, "base"), inputs, output_attentions=True)
     assert np.isfinite(got["last_hidden_state"]).all()
     for impl in ("eager", "sdpa"):  # the reference averages every value there, in both implementations
         compare(got, numpy_outputs(call("pt", reference_pt("base", impl), inputs, output_attentions=True)), name=impl)
