@@ -252,7 +252,8 @@ def oracle_model(framework: str, config: DistilBertConfig, task: str, state, dir
     """The reference class of ``task`` in ``framework`` holding ``state``.
 
     PyTorch: :func:`oracle_pt_model`. TF: loaded by the reference from a ``tf_model.h5`` we write into
-    ``directory``. Flax: its parameters set from ``state`` (the reference Flax classes compute no loss).
+    ``directory``. Flax: the model called with ``state`` as its parameters (the reference Flax classes compute
+    no loss).
     """
     if framework == "pt":
         return oracle_pt_model(config, task, state)
@@ -261,15 +262,17 @@ def oracle_model(framework: str, config: DistilBertConfig, task: str, state, dir
 
         save_state(directory, state, config, task, framework="tf", weight_format="tf")
         return oracle_class("tf", task).from_pretrained(directory)
+    import functools
+
     import jax.numpy as jnp
     from flax.traverse_util import unflatten_dict
 
     from distilbert.common.names import to_native
 
-    model = oracle_class("flax", task)(hf_config(config), seed=0)
+    model = oracle_class("flax", task)(hf_config(config), _do_init=False)  # no random init to compile and drop
     native = to_native(state, "flax", weight_table(config, task))
-    model.params = unflatten_dict({tuple(k.split("/")): jnp.asarray(v) for k, v in native.items()})
-    return model
+    params = unflatten_dict({tuple(k.split("/")): jnp.asarray(v) for k, v in native.items()})
+    return functools.partial(model, params=params)
 
 
 def oracle_run(framework: str, model, inputs: Mapping[str, np.ndarray], **flags) -> dict[str, Any]:
