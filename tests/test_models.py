@@ -147,6 +147,11 @@ PROBLEMS = {
     "inferred-multi_label": (None, 3, "binary"),
 }
 
+# One case per loss function (MSE on one or several outputs, cross-entropy with an ignored label and from
+# int32 labels, binary cross-entropy): the others pick one of these, which their loss values show.
+GRADIENT_CASES = ("inferred-regression", "regression-3", "inferred-single_label", "inferred-single_label-int32",
+                  "inferred-multi_label")
+
 
 def problem_labels(kind, num_labels, batch=3):
     rng = np.random.default_rng(3)
@@ -172,6 +177,8 @@ def test_sequence_classification_losses(framework, problem):
     batch = {**inputs, "labels": labels}
     ref_batch = {**inputs, "labels": labels.astype(np.int64) if kind == "int32" else labels}  # the reference: no int32
     compare(run(framework, model, batch), numpy_outputs(call("pt", ref, ref_batch)), name=problem)
+    if problem not in GRADIENT_CASES:
+        return
     got = gradients(framework, model, batch, config, "sequence_classification")
     want = gradients("pt", ref, ref_batch, config, "sequence_classification")
     for name in ("classifier.weight", "pre_classifier.bias", "distilbert.embeddings.word_embeddings.weight"):
