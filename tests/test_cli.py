@@ -195,7 +195,7 @@ def _doc_commands() -> list[str]:
 
 def test_docs_have_command_examples():
     commands = _doc_commands()
-    for sub in ("fill-mask", "classify", "ner", "qa", "demo"):
+    for sub in ("fill-mask", "classify", "ner", "qa", "embed", "demo"):
         assert any(c.startswith(f"distilbert {sub} ") for c in commands), f"docs/pipelines.md shows no {sub}"
 
 

@@ -8,9 +8,9 @@ import functools
 
 import numpy as np
 import pytest
-from helpers import ATOL, assert_close, random_inputs, random_state, tiny_config
+from helpers import ATOL, assert_close, gradients, random_inputs, random_state, tiny_config
 
-from distilbert.common.names import SINUSOIDAL, TASKS, TIED, weight_table
+from distilbert.common.names import TASKS
 from distilbert.frameworks import FRAMEWORKS, build, canonical_state, run
 
 PAIRS = [("pt", "tf"), ("pt", "flax"), ("tf", "flax")]
@@ -99,38 +99,6 @@ def test_outputs_agree(pair, task, config_name, input_name):
 
 
 # ----------------------------------------------------------------------------- gradients, steps
-def _canonical_grads(framework, model, inputs, table):
-    """Gradients of the loss by canonical name (tied and fixed rows left out)."""
-    rows = [s for s in table if s.kind not in (TIED, SINUSOIDAL)]
-    if framework == "pt":
-        import torch
-
-        model.zero_grad()
-        out = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
-        out.loss.backward()
-        params = dict(model.named_parameters())
-        return {s.name: params[s.name].grad.numpy() for s in rows}
-    if framework == "tf":
-        import tensorflow as tf
-
-        from distilbert.tf.pretrained import variable_at
-
-        variables = [variable_at(model, s.names["keras"]) for s in rows]
-        with tf.GradientTape() as tape:
-            loss = model(dict(inputs), training=False).loss
-        grads = [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, variables)]  # IndexedSlices too
-        return {s.name: (g.T if s.transposed else g) for s, g in zip(rows, grads)}
-    import jax.numpy as jnp
-    from flax import nnx
-
-    def loss_fn(m):
-        return m(**{k: jnp.asarray(v) for k, v in inputs.items()}, deterministic=True).loss
-
-    grads = nnx.grad(loss_fn)(model)
-    flat = {"/".join(str(p) for p in path): np.asarray(v[...]) for path, v in nnx.to_flat_state(grads)}
-    return {s.name: (flat[s.names["nnx"]].T if s.transposed else flat[s.names["nnx"]]) for s in rows}
-
-
 def _sgd_step(framework, model, inputs):
     """One SGD step (lr 0.5) with the framework's own optimizer; returns the new canonical state."""
     if framework == "pt":
@@ -167,8 +135,7 @@ HEADS = [t for t in TASKS if t != "base"]
 def test_gradients_agree(task, config_name):
     config = _config(config_name)
     inputs = _inputs(config, task, "padded")
-    table = weight_table(config, task)
-    grads = {fw: _canonical_grads(fw, _model(fw, task, config_name), inputs, table) for fw in FRAMEWORKS}
+    grads = {fw: gradients(fw, _model(fw, task, config_name), inputs, config, task) for fw in FRAMEWORKS}
     for a, b in PAIRS:
         for name in grads[a]:
             assert_close(grads[a][name], grads[b][name], name=f"{a}-{b} grad {name}")

@@ -8,8 +8,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import torch
-from helpers import assert_close, oracle_class, oracle_pt_model, random_state, tiny_config, write_oracle_dirs
-from test_tf_model import inputs_for, ours, torch_inputs
+from helpers import (
+    assert_close,
+    oracle_class,
+    oracle_pt_model,
+    ours,
+    random_state,
+    task_inputs,
+    tiny_config,
+    to_torch,
+    write_oracle_dirs,
+)
 
 from distilbert.common.names import TASKS, WeightMismatchError
 from distilbert.tf import (
@@ -32,8 +41,8 @@ def reference_tf(directory, task, batch):
 @pytest.mark.parametrize("task", TASKS)
 def test_tf_model_h5_both_ways_with_reference_tf_classes(task, tmp_path):
     state = random_state(CONFIG, task, seed=30)
-    batch = inputs_for(task)
-    model = ours(task, CONFIG, state)
+    batch = task_inputs(CONFIG, task)
+    model = ours("tf", task, CONFIG, state)
     expected = model(batch)
     key = "start_logits" if task == "question_answering" else ("last_hidden_state" if task == "base" else "logits")
     # ours -> reference
@@ -53,28 +62,28 @@ def test_tf_model_h5_both_ways_with_reference_tf_classes(task, tmp_path):
 def test_safetensors_and_every_reference_format_load(tmp_path):
     task = "question_answering"
     state = random_state(CONFIG, task, seed=31)
-    batch = inputs_for(task)
+    batch = task_inputs(CONFIG, task)
     with torch.no_grad():
-        want = oracle_pt_model(CONFIG, task, state)(**torch_inputs(batch))
+        want = oracle_pt_model(CONFIG, task, state)(**to_torch(batch))
     dirs = write_oracle_dirs(str(tmp_path / "oracle"), CONFIG, task, state)
     for framework, directory in dirs.items():
         model = TFDistilBertForQuestionAnswering.from_pretrained(directory)
         assert_close(model(batch).end_logits, want.end_logits.numpy(), name=framework)
     ours_dir = tmp_path / "ours"
-    path = ours(task, CONFIG, state).save_pretrained(ours_dir, weight_format="safetensors")
+    path = ours("tf", task, CONFIG, state).save_pretrained(ours_dir, weight_format="safetensors")
     assert os.path.basename(path) == "model.safetensors"
     ref = oracle_class("pt", task).from_pretrained(str(ours_dir)).eval()
     with torch.no_grad():
-        assert_close(ref(**torch_inputs(batch)).start_logits.numpy(), want.start_logits.numpy())
+        assert_close(ref(**to_torch(batch)).start_logits.numpy(), want.start_logits.numpy())
     again = TFDistilBertForQuestionAnswering.from_pretrained(ours_dir, weight_format="safetensors")
     assert_close(again(batch).start_logits, want.start_logits.numpy())
-    ours(task, CONFIG, state).save_pretrained(tmp_path / "safe", safe_serialization=True)
+    ours("tf", task, CONFIG, state).save_pretrained(tmp_path / "safe", safe_serialization=True)
     assert os.path.isfile(tmp_path / "safe" / "model.safetensors")
 
 
 def test_new_head_from_base_checkpoint_and_mismatched_sizes(tmp_path):
     state = random_state(CONFIG, "base", seed=32)
-    ours("base", CONFIG, state).save_pretrained(tmp_path / "base")
+    ours("tf", "base", CONFIG, state).save_pretrained(tmp_path / "base")
     model, report = TFDistilBertForSequenceClassification.from_pretrained(
         tmp_path / "base", num_labels=3, output_loading_info=True
     )
@@ -105,8 +114,8 @@ def test_sinusoidal_and_untied_round_trips(tmp_path):
     for variant in (dict(sinusoidal_pos_embds=True), dict(tie_word_embeddings=False)):
         config = tiny_config(**variant)
         state = random_state(config, "masked_lm", seed=33)
-        model = ours("masked_lm", config, state)
-        batch = inputs_for("masked_lm", config)
+        model = ours("tf", "masked_lm", config, state)
+        batch = task_inputs(config, "masked_lm")
         for fmt in ("tf", "safetensors", None):
             directory = tmp_path / f"{fmt}-{list(variant)[0]}"
             if fmt == "tf" and not config.tie_word_embeddings:
@@ -125,9 +134,9 @@ def test_sinusoidal_and_untied_round_trips(tmp_path):
 
 def test_keras_native_save_and_load_model(tmp_path):
     config = tiny_config(num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"})
-    model = ours("sequence_classification", config, random_state(config, "sequence_classification", seed=34))
+    model = ours("tf", "sequence_classification", config, random_state(config, "sequence_classification", seed=34))
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(True))
-    batch = inputs_for("sequence_classification", config)
+    batch = task_inputs(config, "sequence_classification")
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
@@ -135,10 +144,10 @@ def test_keras_native_save_and_load_model(tmp_path):
     assert loaded.config == config and loaded.config.id2label[2] == "pos"
     assert_close(loaded(batch).logits, model(batch).logits)
     assert loaded.compiled and isinstance(loaded.optimizer, keras.optimizers.SGD)
-    mlm = ours("masked_lm", CONFIG, random_state(CONFIG, "masked_lm", seed=35))
+    mlm = ours("tf", "masked_lm", CONFIG, random_state(CONFIG, "masked_lm", seed=35))
     mlm.save(str(tmp_path / "mlm.keras"))
     again = keras.models.load_model(str(tmp_path / "mlm.keras"))
-    batch = inputs_for("masked_lm")
+    batch = task_inputs(CONFIG, "masked_lm")
     assert_close(again(batch).logits, mlm(batch).logits)
     clone = TFDistilBertForMaskedLM.from_config(mlm.get_config())
     assert clone.config == mlm.config and clone.name == mlm.name
@@ -146,13 +155,13 @@ def test_keras_native_save_and_load_model(tmp_path):
 
 @pytest.mark.parametrize("task", ["sequence_classification", "multiple_choice"])
 def test_export_saved_model_serving_signature(task, tmp_path):
-    model = ours(task, CONFIG, random_state(CONFIG, task, seed=36))
+    model = ours("tf", task, CONFIG, random_state(CONFIG, task, seed=36))
     model.export(str(tmp_path / "served"))
     reloaded = tf.saved_model.load(str(tmp_path / "served"))
     serve = reloaded.signatures["serving_default"]
     assert set(serve.structured_input_signature[1]) == {"input_ids", "attention_mask"}
     for seq in (5, 9):
-        batch = inputs_for(task, seq=seq)
+        batch = task_inputs(CONFIG, task, seq=seq)
         outputs = serve(
             input_ids=tf.constant(batch["input_ids"], tf.int32),
             attention_mask=tf.constant(batch["attention_mask"], tf.int32),
@@ -163,7 +172,7 @@ def test_export_saved_model_serving_signature(task, tmp_path):
 
 def test_canonical_state_round_trip_and_strictness():
     state = random_state(CONFIG, "masked_lm", seed=37)
-    model = ours("masked_lm", CONFIG, state)
+    model = ours("tf", "masked_lm", CONFIG, state)
     back = model.canonical_state()
     assert set(back) == set(state)
     for name in state:
@@ -185,10 +194,10 @@ def test_canonical_state_round_trip_and_strictness():
 def test_sharded_save_pretrained_round_trips(tmp_path):
     task = "masked_lm"
     state = random_state(CONFIG, task, seed=34)
-    model = ours(task, CONFIG, state)
+    model = ours("tf", task, CONFIG, state)
     path = model.save_pretrained(tmp_path, max_shard_size="20KB")
     assert os.path.basename(path) == "tf_model.h5.index.json" and not os.path.exists(tmp_path / "tf_model.h5")
     again, report = TFDistilBertForMaskedLM.from_pretrained(tmp_path, output_loading_info=True)
     assert report.format == "tf-sharded" and not report.new
-    batch = inputs_for(task)
+    batch = task_inputs(CONFIG, task)
     assert_close(again(batch).logits, model(batch).logits)

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import torch
-from helpers import assert_close, random_inputs, random_state, tiny_config
-from test_tf_model import CHOICES, ours, torch_inputs
+from helpers import assert_close, ours, random_inputs, random_state, tiny_config, to_torch
 
 from distilbert.common.names import TASKS, weight_table
 
 CONFIG = tiny_config()
+CHOICES = 3
 HEADS = [t for t in TASKS if t != "base"]
 
 
@@ -57,13 +57,13 @@ def test_sgd_step_matches_pytorch_backend_and_fit_lowers_the_loss(task):
     more epochs lower the loss."""
     state = random_state(CONFIG, task, seed=20)
     data = dataset(task)
-    model = ours(task, CONFIG, state)
+    model = ours("tf", task, CONFIG, state)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.2), jit_compile=False)
     first = model.fit(data, batch_size=16, epochs=1, shuffle=False, verbose=0).history["loss"]
 
     theirs = pt_model(task, state)
     optimizer = torch.optim.SGD(theirs.parameters(), lr=0.2)
-    loss = theirs(**torch_inputs(data)).loss
+    loss = theirs(**to_torch(data)).loss
     loss.backward()
     optimizer.step()
 
@@ -86,7 +86,7 @@ def test_compiled_loss_metrics_validation_evaluate_predict():
     """``compile(optimizer, loss, metrics)`` + ``fit(x, y)``: the standard Keras way."""
     data = dataset("sequence_classification", n=24)
     y = data.pop("labels")
-    model = ours("sequence_classification", CONFIG, random_state(CONFIG, "sequence_classification", seed=22))
+    model = ours("tf", "sequence_classification", CONFIG, random_state(CONFIG, "sequence_classification", seed=22))
     model.compile(
         optimizer=keras.optimizers.SGD(0.2),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -110,7 +110,7 @@ def test_labels_as_y_without_compiled_loss():
     """``compile(optimizer)`` + ``fit(x, y)``: y is the model's labels (QA: a pair of positions)."""
     data = dataset("question_answering")
     y = (data.pop("start_positions"), data.pop("end_positions"))
-    model = ours("question_answering", CONFIG, random_state(CONFIG, "question_answering", seed=23))
+    model = ours("tf", "question_answering", CONFIG, random_state(CONFIG, "question_answering", seed=23))
     model.compile(optimizer=keras.optimizers.SGD(0.2))
     before = model(data, start_positions=y[0], end_positions=y[1]).loss.numpy()
     losses = model.fit(data, y, batch_size=16, epochs=4, verbose=0, shuffle=False).history["loss"]
@@ -127,7 +127,7 @@ def test_dataset_of_dicts_with_callbacks(tmp_path):
     train = tf.data.Dataset.from_tensor_slices(data).batch(8)
     val_data = dataset("token_classification", n=8, seed=1)
     val = tf.data.Dataset.from_tensor_slices(val_data).batch(8)
-    model = ours("token_classification", CONFIG, random_state(CONFIG, "token_classification", seed=24))
+    model = ours("tf", "token_classification", CONFIG, random_state(CONFIG, "token_classification", seed=24))
     model.compile(optimizer=keras.optimizers.SGD(0.2))
     path = str(tmp_path / "ckpt.weights.h5")
     callbacks = [
@@ -138,7 +138,7 @@ def test_dataset_of_dicts_with_callbacks(tmp_path):
     history = model.fit(train, validation_data=val, epochs=6, callbacks=callbacks, verbose=0, shuffle=False)
     assert len(history.history["val_loss"]) == 2 and history.history["loss"][1] < history.history["loss"][0]
     assert os.path.isfile(path)
-    fresh = ours("token_classification", CONFIG, random_state(CONFIG, "token_classification", seed=0))
+    fresh = ours("tf", "token_classification", CONFIG, random_state(CONFIG, "token_classification", seed=0))
     fresh.load_weights(path)
     assert_close(fresh(val_data).logits, model(val_data).logits)
 
@@ -147,7 +147,7 @@ def test_dataset_of_dicts_with_callbacks(tmp_path):
 def test_mixed_precision_fit_and_predict(policy):
     task = "masked_lm" if policy == "mixed_bfloat16" else "sequence_classification"
     data = dataset(task)
-    model = ours(task, CONFIG, random_state(CONFIG, task, seed=25), dtype=policy)
+    model = ours("tf", task, CONFIG, random_state(CONFIG, task, seed=25), dtype=policy)
     model.compile(optimizer=keras.optimizers.SGD(0.2))
     if policy == "mixed_float16":  # Keras adds dynamic loss scaling for float16
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
@@ -163,7 +163,7 @@ def test_mixed_precision_fit_and_predict(policy):
 
 
 def test_xla_fit_and_predict_with_varying_lengths():
-    model = ours("sequence_classification", CONFIG, random_state(CONFIG, "sequence_classification", seed=26))
+    model = ours("tf", "sequence_classification", CONFIG, random_state(CONFIG, "sequence_classification", seed=26))
     model.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=True)
     assert model.jit_compile
     data = dataset("sequence_classification", n=16, seq=6)

@@ -198,6 +198,7 @@ class DistilBertPreTrainedModel(nn.Module):
         new = nn.Embedding(n, old.embedding_dim, padding_idx=pad, device=old.weight.device, dtype=old.weight.dtype)
         self._copy_rows(old.weight, new.weight, mean_resizing)
         new.weight.requires_grad_(old.weight.requires_grad)
+        new.train(old.training)  # a new module starts in training mode; eval mode picks the fused kernels
         self.set_input_embeddings(new)
         head = self.get_output_embeddings()
         if head is not None:
@@ -210,7 +211,7 @@ class DistilBertPreTrainedModel(nn.Module):
                 new_head.bias[:k] = head.bias[:k]
                 if n > k and mean_resizing and not self.config.tie_word_embeddings:
                     new_head.bias[k:] = head.bias.float().mean().to(head.bias.dtype)
-            self.vocab_projector = new_head
+            self.vocab_projector = new_head.train(head.training)
         data = self.config.to_dict()
         data["vocab_size"] = n
         if pad is None and self.config.pad_token_id is not None:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 
 import keras
 import numpy as np
+import optree
 import tensorflow as tf
 
 from distilbert.common import outputs as common
@@ -63,18 +64,13 @@ class _Nestable:
 
 
 def _register_with_keras_tree(cls) -> None:
-    # keras.tree has no public registration hook yet; its implementation module has one.
+    # With the TensorFlow backend keras.tree walks structures with optree (a Keras dependency) in its
+    # "keras" namespace; keras.tree has no public registration hook, so register there as Keras registers
+    # its own containers.
     try:
-        from keras.src.tree import tree_api
-
-        tree_api.register_tree_node_class(cls)
-    except (ImportError, AttributeError, ValueError):  # pragma: no cover - other Keras versions
-        import optree
-
-        try:
-            optree.register_pytree_node_class(cls, namespace="keras")
-        except ValueError:
-            pass  # already registered (module reloaded)
+        optree.register_pytree_node_class(cls, namespace="keras")
+    except ValueError:
+        pass  # already registered (module reloaded)
 
 
 def _nestable(base):

@@ -42,9 +42,22 @@ class TrainingMixin:
     """Overrides of ``keras.Model``'s step methods; mixed into the DistilBERT models."""
 
     label_names: tuple[str, ...] = ("labels",)
+    _compiled_with_loss = False  # set by compile: whether a Keras loss was given
+
+    def compile(self, optimizer="rmsprop", loss=None, *args, **kwargs):
+        """``keras.Model.compile``; without ``loss`` the model trains on its own loss (see the module docstring)."""
+        self._compiled_with_loss = loss is not None
+        super().compile(optimizer, loss, *args, **kwargs)
+
+    def compile_from_config(self, config):
+        # Keras skips compile when loading a .keras file of a class that overrides it, unless the class
+        # also overrides this (keras.Model.compile_from_config says so): the same steps, through our compile.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)  # the optimizer's variables, for its saved state
 
     def _keras_loss_compiled(self) -> bool:
-        return getattr(self, "_compile_loss", None) is not None
+        return self._compiled_with_loss
 
     def _labels_into_inputs(self, x, y):
         """Without a compiled loss, ``y`` holds the model's labels: move them into ``x``."""
