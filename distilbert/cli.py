@@ -456,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
         "frameworks (repeatable; default all three)",
     )
     demo.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs of the teacher (Keras fit; default 4)")
-    demo.add_argument("--steps", type=int, default=150, help="distillation steps of the student (default 150)")
+    demo.add_argument("--steps", type=int, default=100, help="distillation steps of the student (default 100)")
     demo.add_argument("--output", help="keep the demo's checkpoints in this new directory")
     demo.add_argument("--plot", metavar="FILE.png", help="draw the comparison table as a picture (needs matplotlib)")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
