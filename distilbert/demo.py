@@ -393,6 +393,7 @@ def minilm_demo(
     from distilbert.frameworks import check_framework
 
     check_framework(framework)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notes would bury the demo's lines
     for name, value in (("epochs", epochs), ("steps", steps)):
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
