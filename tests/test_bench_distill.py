@@ -86,6 +86,27 @@ def test_pool_averages_the_real_tokens(bench):
                                rtol=1e-6)
 
 
+def test_embed_pools_the_tokenizer_length_only(bench, tmp_path):
+    """A runner may hand back more positions than it was given (the compiled Flax runner pads to a multiple
+    of 8); they are padding and are not pooled."""
+    from distilbert import DistilBertTokenizerFast
+
+    write_tiny_checkpoint(str(tmp_path), "base")
+    tokenizer = DistilBertTokenizerFast.from_pretrained(str(tmp_path))
+    rng = np.random.default_rng(0)
+    calls = []
+
+    def runner(input_ids, attention_mask):
+        hidden = rng.normal(size=(*input_ids.shape, 4))
+        calls.append((hidden, attention_mask))
+        return {"last_hidden_state": np.concatenate([hidden, np.full((len(input_ids), 5, 4), 1e6)], axis=1)}
+
+    got = bench.embed(runner, tokenizer, ["a short text", "a", "another text of more words"], "mean", 32)
+    (hidden, mask), = calls
+    assert got.shape == (3, 4)
+    np.testing.assert_allclose(got, bench.pool(hidden, mask, "mean"), rtol=1e-12)
+
+
 def test_quality_scores_a_model_against_itself_and_another(bench):
     e = np.eye(3)
     teacher_vectors = {"qa": e[0], "qb": e[1], "qc": e[2], "da": e[0], "db": e[1], "dc": e[2]}
