@@ -225,8 +225,8 @@ def embed(runner, tokenizer, texts: list[str], mode: str, max_length: int, batch
                         return_tensors="np")
         ids, mask = np.asarray(enc["input_ids"], np.int64), np.asarray(enc["attention_mask"], np.int64)
         hidden = runner(input_ids=ids, attention_mask=mask)["last_hidden_state"]
-        # The compiled Flax runner pads the length to a multiple of 8 and gives a bare encoder's hidden
-        # states back at that length; the extra positions are padding.
+        # The compiled Flax runner pads the length to a multiple of 8 (and, before the fix that lists "base"
+        # among its token-level tasks, gave a bare encoder's hidden states back at that length): cut to ours.
         out.append(pool(hidden[:, :ids.shape[1]], mask, mode))
     return np.concatenate(out)
 
