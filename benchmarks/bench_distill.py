@@ -63,31 +63,140 @@ LAYERS = (0, 2, 4)
 # Without a masked-LM term nothing needs masked inputs, and masking would train the student on text
 # unlike the clean sentences it embeds (measured: sentence cosine 0.58 instead of 0.66 after 60 steps),
 # so the chosen tokens are all kept as they are (word_keep=1): the inputs are the plain sentences.
-LOSS = DistillationConfig(alpha_ce=0.0, alpha_mlm=0.0, alpha_cos=1.0, alpha_mse=0.0, word_mask=0.0, word_keep=1.0,
-                          word_rand=0.0)
+LOSS = DistillationConfig(
+    alpha_ce=0.0, alpha_mlm=0.0, alpha_cos=1.0, alpha_mse=0.0, word_mask=0.0, word_keep=1.0, word_rand=0.0
+)
 SPEED_BATCH, SPEED_SEQ = 8, 128
 GOAL_SCORE, GOAL_SPEEDUP = 0.95, 1.8
 
 # Pure-Python (or always built-in) modules, present in every CPython 3.10+ build. Their docstrings are
 # the corpus; the held-out modules are disjoint from the training ones.
 TRAIN_MODULES = (
-    "abc", "argparse", "ast", "asyncio.events", "asyncio.streams", "asyncio.tasks", "base64", "bdb", "bisect", "cmd",
-    "codecs", "collections", "configparser", "contextlib", "copy", "dataclasses", "datetime", "decimal", "dis",
-    "doctest", "email.message", "email.parser", "enum", "fnmatch", "ftplib", "functools", "getopt", "gettext",
-    "glob", "hmac", "html.parser", "http.client", "http.cookiejar", "http.server", "imaplib", "inspect", "io",
-    "ipaddress", "json", "locale", "logging", "logging.config", "logging.handlers", "mailbox", "numbers",
-    "operator", "optparse", "os", "pathlib", "pdb", "pickle", "poplib", "pprint", "pydoc", "queue", "random",
-    "re", "sched", "secrets", "selectors", "shlex", "signal", "smtplib", "socket", "socketserver", "string",
-    "subprocess", "tempfile", "threading", "tokenize", "traceback", "types", "typing", "unittest.case",
-    "unittest.mock", "urllib.parse", "urllib.request", "uuid", "warnings", "weakref", "xml.etree.ElementTree",
+    "abc",
+    "argparse",
+    "ast",
+    "asyncio.events",
+    "asyncio.streams",
+    "asyncio.tasks",
+    "base64",
+    "bdb",
+    "bisect",
+    "cmd",
+    "codecs",
+    "collections",
+    "configparser",
+    "contextlib",
+    "copy",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "dis",
+    "doctest",
+    "email.message",
+    "email.parser",
+    "enum",
+    "fnmatch",
+    "ftplib",
+    "functools",
+    "getopt",
+    "gettext",
+    "glob",
+    "hmac",
+    "html.parser",
+    "http.client",
+    "http.cookiejar",
+    "http.server",
+    "imaplib",
+    "inspect",
+    "io",
+    "ipaddress",
+    "json",
+    "locale",
+    "logging",
+    "logging.config",
+    "logging.handlers",
+    "mailbox",
+    "numbers",
+    "operator",
+    "optparse",
+    "os",
+    "pathlib",
+    "pdb",
+    "pickle",
+    "poplib",
+    "pprint",
+    "pydoc",
+    "queue",
+    "random",
+    "re",
+    "sched",
+    "secrets",
+    "selectors",
+    "shlex",
+    "signal",
+    "smtplib",
+    "socket",
+    "socketserver",
+    "string",
+    "subprocess",
+    "tempfile",
+    "threading",
+    "tokenize",
+    "traceback",
+    "types",
+    "typing",
+    "unittest.case",
+    "unittest.mock",
+    "urllib.parse",
+    "urllib.request",
+    "uuid",
+    "warnings",
+    "weakref",
+    "xml.etree.ElementTree",
     "zipimport",
 )
 HELD_OUT_MODULES = (
-    "calendar", "code", "colorsys", "csv", "difflib", "email.generator", "email.headerregistry", "email.utils",
-    "filecmp", "fileinput", "fractions", "graphlib", "gzip", "heapq", "http.cookies", "linecache", "mimetypes",
-    "netrc", "pickletools", "pkgutil", "plistlib", "pstats", "py_compile", "quopri", "reprlib", "shelve",
-    "shutil", "statistics", "symtable", "sysconfig", "tarfile", "textwrap", "timeit", "trace", "tracemalloc",
-    "wave", "webbrowser", "wsgiref.handlers", "wsgiref.simple_server", "xml.dom.minidom", "xmlrpc.client",
+    "calendar",
+    "code",
+    "colorsys",
+    "csv",
+    "difflib",
+    "email.generator",
+    "email.headerregistry",
+    "email.utils",
+    "filecmp",
+    "fileinput",
+    "fractions",
+    "graphlib",
+    "gzip",
+    "heapq",
+    "http.cookies",
+    "linecache",
+    "mimetypes",
+    "netrc",
+    "pickletools",
+    "pkgutil",
+    "plistlib",
+    "pstats",
+    "py_compile",
+    "quopri",
+    "reprlib",
+    "shelve",
+    "shutil",
+    "statistics",
+    "symtable",
+    "sysconfig",
+    "tarfile",
+    "textwrap",
+    "timeit",
+    "trace",
+    "tracemalloc",
+    "wave",
+    "webbrowser",
+    "wsgiref.handlers",
+    "wsgiref.simple_server",
+    "xml.dom.minidom",
+    "xmlrpc.client",
     "zipfile",
 )
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
@@ -105,8 +214,11 @@ def module_docstrings(name: str) -> list[str]:
         if inspect.isfunction(obj) or inspect.isclass(obj):
             texts.append(inspect.getdoc(obj) or "")
         if inspect.isclass(obj):
-            texts += [inspect.getdoc(m) or "" for a, m in sorted(vars(obj).items())
-                      if not a.startswith("_") and inspect.isfunction(m)]
+            texts += [
+                inspect.getdoc(m) or ""
+                for a, m in sorted(vars(obj).items())
+                if not a.startswith("_") and inspect.isfunction(m)
+            ]
     return [text for text in texts if text]
 
 
@@ -157,8 +269,9 @@ class Corpus:
         return hashlib.sha256("\n\n".join("\n".join(p) for p in parts).encode("utf-8")).hexdigest()[:12]
 
 
-def build_corpus(n_held_out: int = 400, seed: int = 0, train_modules=TRAIN_MODULES,
-                 held_out_modules=HELD_OUT_MODULES) -> Corpus:
+def build_corpus(
+    n_held_out: int = 400, seed: int = 0, train_modules=TRAIN_MODULES, held_out_modules=HELD_OUT_MODULES
+) -> Corpus:
     """The benchmark's text, deterministic for a Python version; nothing held out occurs in training.
 
     Training: the unique prose sentences of ``train_modules``' docstrings. Held out, from
@@ -221,13 +334,14 @@ def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
 def embed(runner, tokenizer, texts: list[str], mode: str, max_length: int, batch_size: int = 64) -> np.ndarray:
     out = []
     for start in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_length,
-                        return_tensors="np")
+        enc = tokenizer(
+            texts[start : start + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="np"
+        )
         ids, mask = np.asarray(enc["input_ids"], np.int64), np.asarray(enc["attention_mask"], np.int64)
         hidden = runner(input_ids=ids, attention_mask=mask)["last_hidden_state"]
         # The compiled Flax runner pads the length to a multiple of 8 (and, before the fix that lists "base"
         # among its token-level tasks, gave a bare encoder's hidden states back at that length): cut to ours.
-        out.append(pool(hidden[:, :ids.shape[1]], mask, mode))
+        out.append(pool(hidden[:, : ids.shape[1]], mask, mode))
     return np.concatenate(out)
 
 
@@ -261,8 +375,12 @@ def quality(teacher, student, texts: list[str], queries: list[str], documents: l
     tq, td, sq, sd = teacher(queries), teacher(documents), student(queries), student(documents)
     t_top, s_top = (tq @ td.T).argmax(axis=1), (sq @ sd.T).argmax(axis=1)
     truth = np.arange(len(queries))
-    return {"cosine": float((t * s).sum(axis=1).mean()), "teacher_top1": float((t_top == truth).mean()),
-            "student_top1": float((s_top == truth).mean()), "agreement": float((t_top == s_top).mean())}
+    return {
+        "cosine": float((t * s).sum(axis=1).mean()),
+        "teacher_top1": float((t_top == truth).mean()),
+        "student_top1": float((s_top == truth).mean()),
+        "agreement": float((t_top == s_top).mean()),
+    }
 
 
 def speed_inputs(vocab_size: int, batch: int = SPEED_BATCH, seq: int = SPEED_SEQ, seed: int = 0):
@@ -271,7 +389,7 @@ def speed_inputs(vocab_size: int, batch: int = SPEED_BATCH, seq: int = SPEED_SEQ
     ids = rng.integers(min(1000, vocab_size // 2), vocab_size, (batch, seq))  # above the special tokens
     mask = np.ones_like(ids)
     for row in range(batch):
-        mask[row, max(1, seq - 8 * row):] = 0
+        mask[row, max(1, seq - 8 * row) :] = 0
     ids[mask == 0] = 0
     return {"input_ids": ids, "attention_mask": mask}
 
@@ -283,8 +401,7 @@ def tokens_per_second(runners: dict, inputs, warmup: int, repeats: int, progress
             run(**inputs)
     times = {name: [] for name in runners}
     order = list(runners)
-    for i in tqdm(range(repeats), desc="  tokens/s", leave=False, file=sys.stderr,
-                  disable=not progress):
+    for i in tqdm(range(repeats), desc="  tokens/s", leave=False, file=sys.stderr, disable=not progress):
         for name in order if i % 2 == 0 else order[::-1]:
             start = time.perf_counter()
             run = runners[name](**inputs)
@@ -296,10 +413,26 @@ def tokens_per_second(runners: dict, inputs, warmup: int, repeats: int, progress
     return out
 
 
-def run_framework(framework: str, teacher: tuple, student: tuple, tokenizer, corpus: Corpus, *, mode: str = "mean",
-                  steps: int, batch_size: int, seq_len: int, learning_rate: float, warmup_steps: int, seed: int = 0,
-                  repeats: int = 10, warmup: int = 3, max_length: int = 128, speed_shape=(SPEED_BATCH, SPEED_SEQ),
-                  progress: bool = True) -> dict:
+def run_framework(
+    framework: str,
+    teacher: tuple,
+    student: tuple,
+    tokenizer,
+    corpus: Corpus,
+    *,
+    mode: str = "mean",
+    steps: int,
+    batch_size: int,
+    seq_len: int,
+    learning_rate: float,
+    warmup_steps: int,
+    seed: int = 0,
+    repeats: int = 10,
+    warmup: int = 3,
+    max_length: int = 128,
+    speed_shape=(SPEED_BATCH, SPEED_SEQ),
+    progress: bool = True,
+) -> dict:
     """Distils ``student`` (``(config, canonical state)``) from ``teacher`` in ``framework``; its figures."""
     from distilbert import frameworks
     from distilbert.distill import Batches
@@ -309,6 +442,7 @@ def run_framework(framework: str, teacher: tuple, student: tuple, tokenizer, cor
     s_net = build_model(framework, *student, seed)
     t_run = frameworks.make_runner(t_net, framework, outputs=("last_hidden_state",))
     s_run = frameworks.make_runner(s_net, framework, outputs=("last_hidden_state",))
+
     def encoder(runner):
         return lambda texts: embed(runner, tokenizer, texts, mode, max_length)
 
@@ -316,11 +450,13 @@ def run_framework(framework: str, teacher: tuple, student: tuple, tokenizer, cor
 
     enc = tokenizer(corpus.train, padding="max_length", truncation=True, max_length=seq_len, return_tensors="np")
     ids, mask = np.asarray(enc["input_ids"], np.int64), np.asarray(enc["attention_mask"], np.int64)
-    weights = token_weights(token_counts(ids[mask == 1][None], teacher[0].vocab_size), tokenizer.all_special_ids,
-                            LOSS.mlm_smoothing)
+    weights = token_weights(
+        token_counts(ids[mask == 1][None], teacher[0].vocab_size), tokenizer.all_special_ids, LOSS.mlm_smoothing
+    )
     batches = Batches(ids, mask, None, batch_size, seed, (weights, tokenizer.mask_token_id, LOSS))
-    bar = tqdm(total=steps, desc=f"  distil {framework}", unit="step", file=sys.stderr, disable=not progress,
-               leave=False)
+    bar = tqdm(
+        total=steps, desc=f"  distil {framework}", unit="step", file=sys.stderr, disable=not progress, leave=False
+    )
     losses: list[float] = []
 
     def on_step(step: int, terms: dict[str, float]) -> None:
@@ -330,22 +466,44 @@ def run_framework(framework: str, teacher: tuple, student: tuple, tokenizer, cor
 
     start = time.perf_counter()
     try:
-        s_net = backend.distill(s_net, t_net, batches.iterate(0), LOSS, steps=steps, learning_rate=learning_rate,
-                                warmup_steps=warmup_steps, weight_decay=0.01, max_grad_norm=5.0,
-                                accumulation_steps=1, on_step=on_step)
+        s_net = backend.distill(
+            s_net,
+            t_net,
+            batches.iterate(0),
+            LOSS,
+            steps=steps,
+            learning_rate=learning_rate,
+            warmup_steps=warmup_steps,
+            weight_decay=0.01,
+            max_grad_norm=5.0,
+            accumulation_steps=1,
+            on_step=on_step,
+        )
     finally:
         bar.close()
     wall = time.perf_counter() - start
 
     s_run = frameworks.make_runner(s_net, framework, outputs=("last_hidden_state",))
     after = quality(encoder(t_run), encoder(s_run), corpus.held_out, corpus.queries, corpus.documents)
-    speed = tokens_per_second({"teacher": t_run, "student": s_run}, speed_inputs(teacher[0].vocab_size, *speed_shape),
-                              warmup, repeats, progress)
+    speed = tokens_per_second(
+        {"teacher": t_run, "student": s_run},
+        speed_inputs(teacher[0].vocab_size, *speed_shape),
+        warmup,
+        repeats,
+        progress,
+    )
     return {
-        "framework": framework, "steps": steps, "wall_s": wall, "s_per_step": wall / steps,
-        "loss_cos_first": losses[0], "loss_cos_last": float(np.mean(losses[-10:])),
-        "teacher_parameters": parameters(teacher[1]), "student_parameters": parameters(student[1]),
-        "before": before, "after": after, **speed,
+        "framework": framework,
+        "steps": steps,
+        "wall_s": wall,
+        "s_per_step": wall / steps,
+        "loss_cos_first": losses[0],
+        "loss_cos_last": float(np.mean(losses[-10:])),
+        "teacher_parameters": parameters(teacher[1]),
+        "student_parameters": parameters(student[1]),
+        "before": before,
+        "after": after,
+        **speed,
         "score_ratio": after["student_top1"] / max(after["teacher_top1"], 1e-12),
     }
 
@@ -366,8 +524,10 @@ def table(rows: list[dict]) -> str:
         ("student / teacher score", lambda r: f"{100 * r['score_ratio']:.1f}%"),
         ("top-1 agreement with teacher, before", lambda r: f"{r['before']['agreement']:.3f}"),
         ("top-1 agreement with teacher, after", lambda r: f"{r['after']['agreement']:.3f}"),
-        ("parameters, teacher / student", lambda r: f"{r['teacher_parameters'] / 1e6:.1f}M / "
-                                                    f"{r['student_parameters'] / 1e6:.1f}M"),
+        (
+            "parameters, teacher / student",
+            lambda r: f"{r['teacher_parameters'] / 1e6:.1f}M / {r['student_parameters'] / 1e6:.1f}M",
+        ),
         ("tokens/s, teacher", lambda r: f"{r['teacher_tokens_per_s']:.0f}"),
         ("tokens/s, student", lambda r: f"{r['student_tokens_per_s']:.0f}"),
         ("speed-up", lambda r: f"{r['speedup']:.2f}x"),
@@ -394,8 +554,13 @@ def plot(rows: list[dict], path: str) -> None:
     left.set_ylim(0, 1.0)
     left.set_title("sentence cosine to the teacher", fontsize=9)
     left.legend(fontsize=8, loc="upper left")
-    middle.bar(xs - 0.2, [r["before"]["student_top1"] / r["before"]["teacher_top1"] for r in rows], 0.4,
-               label="before", color="#bbbbbb")
+    middle.bar(
+        xs - 0.2,
+        [r["before"]["student_top1"] / r["before"]["teacher_top1"] for r in rows],
+        0.4,
+        label="before",
+        color="#bbbbbb",
+    )
     middle.bar(xs + 0.2, [r["score_ratio"] for r in rows], 0.4, label="after", color="#4285f4")
     middle.axhline(GOAL_SCORE, color="#d62728", ls="--", lw=1, label=f"goal {GOAL_SCORE:.0%}")
     middle.set_ylim(0, 1.05)
@@ -456,26 +621,55 @@ def main(argv=None) -> int:
     tokenizer = DistilBertTokenizerFast.from_pretrained(directory)
     corpus = build_corpus(args.held_out, args.seed)
     warmup_steps = args.steps // 10 if args.warmup_steps is None else args.warmup_steps
-    print(f"teacher: all-MiniLM-L6-v2 ({source.config.n_layers} layers, dim {source.config.dim}), {mode} pooling; "
-          f"student: layers {','.join(map(str, LAYERS))}")
-    print(f"corpus: {len(corpus.train)} training sentences, {len(corpus.held_out)} held out "
-          f"(Python {platform.python_version()} docstrings, digest {corpus.digest})"
-          + (f"; modules missing here: {', '.join(corpus.missing)}" if corpus.missing else ""))
-    print(f"loss: alpha_cos 1, alpha_ce 0, alpha_mlm 0, alpha_mse 0, inputs unmasked; {args.steps} steps of batch "
-          f"{args.batch_size} x {args.seq_len}, lr {args.lr:g}, warm-up {warmup_steps}, seed {args.seed}")
+    print(
+        f"teacher: all-MiniLM-L6-v2 ({source.config.n_layers} layers, dim {source.config.dim}), {mode} pooling; "
+        f"student: layers {','.join(map(str, LAYERS))}"
+    )
+    print(
+        f"corpus: {len(corpus.train)} training sentences, {len(corpus.held_out)} held out "
+        f"(Python {platform.python_version()} docstrings, digest {corpus.digest})"
+        + (f"; modules missing here: {', '.join(corpus.missing)}" if corpus.missing else "")
+    )
+    print(
+        f"loss: alpha_cos 1, alpha_ce 0, alpha_mlm 0, alpha_mse 0, inputs unmasked; {args.steps} steps of batch "
+        f"{args.batch_size} x {args.seq_len}, lr {args.lr:g}, warm-up {warmup_steps}, seed {args.seed}"
+    )
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores")
 
     rows = []
     for framework in chosen:
         print(f"{framework}: distilling ...", file=sys.stderr)
-        rows.append(run_framework(framework, teacher, student, tokenizer, corpus, mode=mode, steps=args.steps,
-                                  batch_size=args.batch_size, seq_len=args.seq_len, learning_rate=args.lr,
-                                  warmup_steps=warmup_steps, seed=args.seed, repeats=args.repeats))
+        rows.append(
+            run_framework(
+                framework,
+                teacher,
+                student,
+                tokenizer,
+                corpus,
+                mode=mode,
+                steps=args.steps,
+                batch_size=args.batch_size,
+                seq_len=args.seq_len,
+                learning_rate=args.lr,
+                warmup_steps=warmup_steps,
+                seed=args.seed,
+                repeats=args.repeats,
+            )
+        )
         if args.json:  # after each framework, so that a later failure keeps the figures so far
-            record = {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-                      "corpus": {"train": len(corpus.train), "held_out": len(corpus.held_out),
-                                 "pairs": len(corpus.queries), "digest": corpus.digest},
-                      "arguments": vars(args), "frameworks": rows}
+            record = {
+                "cpu": cpu_name(),
+                "cores": os.cpu_count(),
+                "python": platform.python_version(),
+                "corpus": {
+                    "train": len(corpus.train),
+                    "held_out": len(corpus.held_out),
+                    "pairs": len(corpus.queries),
+                    "digest": corpus.digest,
+                },
+                "arguments": vars(args),
+                "frameworks": rows,
+            }
             with open(args.json, "w", encoding="utf-8") as fh:
                 json.dump(record, fh, indent=2)
     print()

@@ -33,8 +33,12 @@ def corpus(bench):
 
 def test_corpus_is_deterministic(bench, corpus):
     again = bench.build_corpus(n_held_out=50)
-    assert (again.train, again.held_out, again.queries, again.documents) == \
-        (corpus.train, corpus.held_out, corpus.queries, corpus.documents)
+    assert (again.train, again.held_out, again.queries, again.documents) == (
+        corpus.train,
+        corpus.held_out,
+        corpus.queries,
+        corpus.documents,
+    )
     assert again.digest == corpus.digest
     assert bench.build_corpus(n_held_out=50, seed=1).digest != corpus.digest  # the seed picks the sample
 
@@ -51,12 +55,14 @@ def test_corpus_keeps_held_out_text_apart(bench, corpus):
 
 
 def test_split_sentences_keeps_prose_only(bench):
-    text = ("Return the thing asked for. It is computed from the arguments given here.\n\n"
-            "Example:\n    >>> thing(1)\n    2\n\n"
-            "Args:\n    x: the value that is passed in to the function.\n\n"
-            "A sentence of symbols: {[(0, 1)]} == {[(1, 0)]} == {[(2, 3)]} here.\n\n"
-            "this one starts in lower case, so it is not a sentence of ours.\n\n"
-            "It ends without a full stop and so it is dropped too")
+    text = (
+        "Return the thing asked for. It is computed from the arguments given here.\n\n"
+        "Example:\n    >>> thing(1)\n    2\n\n"
+        "Args:\n    x: the value that is passed in to the function.\n\n"
+        "A sentence of symbols: {[(0, 1)]} == {[(1, 0)]} == {[(2, 3)]} here.\n\n"
+        "this one starts in lower case, so it is not a sentence of ours.\n\n"
+        "It ends without a full stop and so it is dropped too"
+    )
     assert bench.split_sentences(text) == ["It is computed from the arguments given here."]
     summary, rest = bench.summary_and_rest("Open a file\nfor reading.\n\nThe file must exist before it is opened.")
     assert summary == "Open a file for reading." and rest == ["The file must exist before it is opened."]
@@ -82,8 +88,9 @@ def test_pool_averages_the_real_tokens(bench):
     got = bench.pool(hidden, mask, "mean")
     expected = np.stack([hidden[0, :2].mean(0), hidden[1, 0]])
     np.testing.assert_allclose(got, expected / np.linalg.norm(expected, axis=1, keepdims=True), rtol=1e-6)
-    np.testing.assert_allclose(bench.pool(hidden, mask, "max")[1], hidden[1, 0] / np.linalg.norm(hidden[1, 0]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        bench.pool(hidden, mask, "max")[1], hidden[1, 0] / np.linalg.norm(hidden[1, 0]), rtol=1e-6
+    )
 
 
 def test_embed_pools_the_tokenizer_length_only(bench, tmp_path):
@@ -102,7 +109,7 @@ def test_embed_pools_the_tokenizer_length_only(bench, tmp_path):
         return {"last_hidden_state": np.concatenate([hidden, np.full((len(input_ids), 5, 4), 1e6)], axis=1)}
 
     got = bench.embed(runner, tokenizer, ["a short text", "a", "another text of more words"], "mean", 32)
-    (hidden, mask), = calls
+    ((hidden, mask),) = calls
     assert got.shape == (3, 4)
     np.testing.assert_allclose(got, bench.pool(hidden, mask, "mean"), rtol=1e-12)
 
@@ -131,24 +138,50 @@ def tiny_row(bench, corpus, tmp_path_factory):
     tokenizer = DistilBertTokenizerFast.from_pretrained(directory)
     student = (config.replace(n_layers=2), select_layers(state, "base", [0, 2]))
     small = bench.Corpus(corpus.train[:40], corpus.held_out[:12], corpus.queries[:6], corpus.documents[:6], [])
-    row = bench.run_framework("pt", (config, state), student, tokenizer, small, steps=2, batch_size=4, seq_len=16,
-                              learning_rate=1e-3, warmup_steps=0, repeats=2, warmup=1, max_length=32,
-                              speed_shape=(2, 16), progress=False)
+    row = bench.run_framework(
+        "pt",
+        (config, state),
+        student,
+        tokenizer,
+        small,
+        steps=2,
+        batch_size=4,
+        seq_len=16,
+        learning_rate=1e-3,
+        warmup_steps=0,
+        repeats=2,
+        warmup=1,
+        max_length=32,
+        speed_shape=(2, 16),
+        progress=False,
+    )
     return row, state, student[1]
 
 
 def test_run_framework_reports_every_figure(bench, tiny_row):
     row, teacher_state, student_state = tiny_row
     assert row["framework"] == "pt" and row["steps"] == 2
-    for key in ("wall_s", "s_per_step", "loss_cos_first", "loss_cos_last", "teacher_tokens_per_s",
-                "student_tokens_per_s", "speedup", "score_ratio"):
+    for key in (
+        "wall_s",
+        "s_per_step",
+        "loss_cos_first",
+        "loss_cos_last",
+        "teacher_tokens_per_s",
+        "student_tokens_per_s",
+        "speedup",
+        "score_ratio",
+    ):
         assert math.isfinite(row[key]) and row[key] > 0, key
     for when in ("before", "after"):
         assert set(row[when]) == {"cosine", "teacher_top1", "student_top1", "agreement"}
         assert all(-1 <= v <= 1 for v in row[when].values())
     assert row["before"] != row["after"], "the student did not change"
-    assert row["teacher_parameters"] == bench.parameters(teacher_state) > row["student_parameters"] == \
-        bench.parameters(student_state)
+    assert (
+        row["teacher_parameters"]
+        == bench.parameters(teacher_state)
+        > row["student_parameters"]
+        == bench.parameters(student_state)
+    )
     json.dumps(row)  # what --json writes
 
 
