@@ -43,8 +43,8 @@ import numpy as np
 
 from distilbert.common import files
 from distilbert.common.bert import (
+    check_layers,
     is_bert_checkpoint,
-    parse_layers,
     read_bert_checkpoint,
     sentence_transformers_files,
     tokenizer_config_for_distilbert,
@@ -134,20 +134,6 @@ def _check_teacher(teacher: _Model, task: str, config: DistillationConfig) -> No
 
 
 # --------------------------------------------------------------------------------- the student
-def check_layers(layers, n_layers: int) -> list[int]:
-    """The teacher layers a student takes: in range, none repeated, at least one."""
-    layers = parse_layers(layers) if isinstance(layers, str) else list(layers)
-    if not layers:
-        raise ValueError("the layer list is empty; name at least one teacher layer (e.g. 0,2,4)")
-    bad = [i for i in layers if not 0 <= i < n_layers]
-    if bad:
-        raise ValueError(f"--layers names layer {bad[0]}, but the teacher has layers 0..{n_layers - 1}")
-    repeated = sorted({i for i in layers if layers.count(i) > 1})
-    if repeated:
-        raise ValueError(f"--layers names layer(s) {', '.join(map(str, repeated))} more than once")
-    return layers
-
-
 def select_layers(state: dict[str, np.ndarray], task: str, layers: list[int]) -> dict[str, np.ndarray]:
     """The canonical state of a student made of the embeddings, ``layers`` (renumbered 0, 1, ...) and the head."""
     position = {teacher: student for student, teacher in enumerate(layers)}

@@ -533,7 +533,7 @@ def test_bad_input_is_one_line_exit_2_and_no_output(tiny, tmp_path, capsys, prob
         "missing corpus": (["--data", str(tmp_path / "nope.txt")], "no corpus at"),
         "empty corpus": (["--data", str(empty)], "holds no text"),
         "bare teacher": (["--teacher", tiny["base"]], "has no masked-LM head.*--alpha-ce 0 --alpha-mlm 0"),
-        "layer out of range": (["--layers", "0,3"], "layer 3, but the teacher has layers 0..2"),
+        "layer out of range": (["--layers", "0,3"], "layer 3 does not exist: the teacher has layers 0..2"),
         "repeated layer": (["--layers", "1,1"], "more than once"),
         "bad label": (
             ["--teacher", tiny["sequence_classification"], "--task", "text-classification", "--data", str(bad_tsv)],
