@@ -2,7 +2,7 @@
 
 Subcommands: ``info`` (what a checkpoint directory holds), ``convert`` (between formats), the task
 pipelines ``fill-mask``, ``classify``, ``ner``, ``qa`` and ``embed`` (in PyTorch, TensorFlow or Flax),
-``demo`` and ``distill``. Bad input gives one line on standard error and exit code 2.
+``demo``, ``distill`` and ``finetune``. Bad input gives one line on standard error and exit code 2.
 """
 
 from __future__ import annotations
@@ -312,6 +312,42 @@ def _cmd_distill(args) -> int:
     return 0
 
 
+def _cmd_finetune(args) -> int:
+    from distilbert.finetune import finetune_command
+
+    result = finetune_command(
+        args.task,
+        args.model,
+        args.train,
+        args.out,
+        args.framework,
+        eval_file=args.eval,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_ratio=args.warmup_ratio,
+        max_grad_norm=args.max_grad_norm,
+        max_length=args.max_length,
+        seed=args.seed,
+        log=args.log,
+        resume=args.resume,
+        devices=args.devices,
+        fsdp=args.fsdp,
+        coordinator=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+        progress=not args.quiet,
+    )
+    if result.main_process and not args.quiet:
+        head = f", a new head for {len(result.labels or [])} labels" if result.new_head and result.labels else ""
+        loss = "" if result.loss is None else f", last loss {result.loss:.4g}"
+        print(f"wrote the {result.task} model to {result.out} after {result.steps} steps{loss}{head}")
+        if result.eval_results is not None:
+            print("eval: " + ", ".join(f"{k} {v:.4g}" for k, v in result.eval_results.items()))
+    return 0
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -465,7 +501,54 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print JSON")
     demo.set_defaults(run=_cmd_demo)
     _distill_parser(sub)
+    _finetune_parser(sub)
     return parser
+
+
+def _finetune_parser(sub) -> None:
+    from distilbert.common.finetune import TASKS
+
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a DistilBERT checkpoint for a task in PyTorch, TensorFlow or JAX/Flax",
+        description="Fine-tune a DistilBERT checkpoint (directory or hub id) on JSON Lines (or CSV) data with "
+        "AdamW, a linear schedule and gradient clipping, in PyTorch, TensorFlow or JAX/Flax, on one device or "
+        "many (torchrun; --devices / TF_CONFIG; --devices / --coordinator). See docs/training.md.",
+    )
+    p.add_argument("--task", required=True, choices=list(TASKS), help="the task (its head)")
+    p.add_argument("--model", required=True, help="DistilBERT checkpoint directory or hub id, with its tokenizer")
+    p.add_argument("--train", required=True, help="training data: JSON Lines (CSV for the classification tasks)")
+    p.add_argument("--eval", help="evaluation data (same format): writes OUT/eval_results.json")
+    p.add_argument("--out", required=True, help="new directory for the model (and its checkpoints)")
+    p.add_argument(
+        "--framework",
+        choices=["pt", "tf", "flax"],
+        default="pt",
+        help="train in pt (PyTorch, the default), tf (TensorFlow) or flax (JAX/Flax)",
+    )
+    p.add_argument("--epochs", type=int, default=3, help="passes over the training data (default 3)")
+    p.add_argument("--batch-size", type=int, default=8, help="examples per step over all workers (default 8)")
+    p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
+    p.add_argument("--warmup-ratio", type=float, default=0.0, help="share of the steps warming up (default 0)")
+    p.add_argument("--max-grad-norm", type=float, default=1.0, help="clip gradients to this global norm (0: off)")
+    p.add_argument(
+        "--max-length", type=int, help="tokens per example (default 128, question answering 384; at most the model's)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="data order, masks, new heads and dropout (default 0)")
+    p.add_argument("--log", metavar="FILE.jsonl", help="write one JSON object per step to this file")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint (saved each epoch)")
+    p.add_argument(
+        "--devices",
+        type=int,
+        help="tf: MirroredStrategy over N devices; flax: a mesh of N devices (CPU: host devices)",
+    )
+    p.add_argument("--fsdp", action="store_true", help="shard parameters and optimiser state (pt under torchrun, flax)")
+    p.add_argument("--coordinator", metavar="HOST:PORT", help="flax: jax.distributed coordinator address")
+    p.add_argument("--num-processes", type=int, help="flax: processes in the jax.distributed run")
+    p.add_argument("--process-id", type=int, help="flax: this process's index in the jax.distributed run")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(run=_cmd_finetune)
 
 
 def _distill_parser(sub) -> None:

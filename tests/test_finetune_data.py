@@ -258,6 +258,12 @@ BAD = {
         r"x.jsonl:1: 'answers.text' and 'answers.answer_start' must be lists of the same length",
     ),
     "missing answers": ("x.jsonl", [{"question": "q", "context": "c"}], "question_answering", r"x.jsonl:1: missing"),
+    "question too long": (
+        "x.jsonl",
+        [{"question": "the cat sat on the mat", "context": "c", "answers": {"text": [], "answer_start": []}}],
+        "question_answering",
+        None,
+    ),
     "choice label": (
         "x.jsonl",
         [{"choices": ["a", "b"], "label": 2}],
@@ -275,10 +281,14 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_data_names_the_file_and_line(tmp_path, case):
+def test_bad_data_names_the_file_and_line(tmp_path, tokenizer, case):
     name, lines, task, message = BAD[case]
     task = task.replace("text_classification", "sequence_classification")
     path = write(tmp_path, name, lines)
+    if message is None:  # found when tokenising
+        with pytest.raises(ValueError, match=r"x.jsonl:1: the question takes 6 tokens; windows of 16 tokens"):
+            ft.encode(path, read(path, task), task, tokenizer, 16)
+        return
     with pytest.raises(ValueError, match="^" + str(tmp_path).replace("\\", "\\\\") + "/" + message):
         read(path, task)
 

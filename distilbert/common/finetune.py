@@ -453,10 +453,15 @@ def qa_windows(tokenizer, questions: list[str], contexts: list[str], max_length:
 def _encode_qa(path: str, records: Sequence[Record], tokenizer, max_length: int) -> Examples:
     questions = [item["question"] for _, item in records]
     contexts = [item["context"] for _, item in records]
-    try:
-        encoding = qa_windows(tokenizer, questions, contexts, max_length)
-    except ValueError as exc:  # a question that leaves no room for its context
-        raise ValueError(f"{path}: {exc}; raise --max-length or shorten the questions") from None
+    # A window holds [CLS] question [SEP] context [SEP]; its context part must be longer than the stride.
+    room = max_length - 3 - doc_stride(max_length)
+    for (number, _), ids in zip(records, tokenizer(questions, add_special_tokens=False)["input_ids"]):
+        if len(ids) >= room:
+            raise ValueError(
+                f"{path}:{number}: the question takes {len(ids)} tokens; windows of {max_length} tokens "
+                f"(sharing {doc_stride(max_length)}) leave it fewer than {room}: raise --max-length or shorten it"
+            )
+    encoding = qa_windows(tokenizer, questions, contexts, max_length)
     owner = np.asarray(encoding["overflow_to_sample_mapping"], np.int64)
     n = len(owner)
     offsets = np.full((n, max_length, 2), -1, np.int64)
