@@ -128,7 +128,7 @@ def _world_size(framework: str, devices: int | None, num_processes: int | None) 
         except json.JSONDecodeError:
             raise ValueError("TF_CONFIG is not JSON; see the TensorFlow multi-worker guide for its form") from None
         return max(1, sum(len(cluster.get(role, [])) for role in ("chief", "worker"))) * (devices or 1)
-    return max(devices or 1, num_processes or 1)
+    return (devices or 1) * (num_processes or 1)  # JAX: --devices counts each process's devices
 
 
 def _check_arguments(framework: str, task: str, numbers: dict[str, Any], distributed: dict[str, Any]) -> None:
@@ -166,7 +166,8 @@ def _check_arguments(framework: str, task: str, numbers: dict[str, Any], distrib
 
 def _start_framework(framework: str, devices: int | None, distributed: dict[str, Any]):
     """Sets the framework's devices up (before it initialises) and returns its ``training`` module."""
-    if framework == "tf" and devices is not None:
+    if framework == "tf" and (devices is not None or os.environ.get("TF_CONFIG")):
+        # Logical CPU devices, or the multi-worker strategy's collectives, must be set before TensorFlow starts.
         importlib.import_module("distilbert.tf.training").configure_devices(devices)
     if framework == "flax":
         # Asks XLA for host devices before JAX starts; distilbert.flax.training imports JAX itself.
@@ -179,8 +180,8 @@ def _start_framework(framework: str, devices: int | None, distributed: dict[str,
             )
         return training
     training = importlib.import_module(f"distilbert.{framework}.training")
-    if framework == "pt" and "WORLD_SIZE" in os.environ and "RANK" in os.environ:  # under torchrun
-        training.init_distributed()
+    if framework == "pt":
+        training.init_distributed()  # under torchrun: the process group from its environment; else nothing
     return training
 
 
