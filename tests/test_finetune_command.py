@@ -532,6 +532,16 @@ def _subprocess(args, timeout=300, env=None):
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def _assert_same_run(got, want, task, out, what):
+    """An N-way run's weights are the 1-process run's at 1e-5, but for the attention key biases (their gradient is
+    0 but for rounding, which the all-reduce changes, and Adam scales it up to the learning rate): the outputs,
+    which they cannot change, are compared instead."""
+    for name, array in want.items():
+        if not name.endswith("attention.k_lin.bias"):
+            assert_close(got[name], array, atol=1e-5, name=f"{what} {name}")
+    _assert_same_outputs(got, want, task, DistilBertConfig.from_pretrained(str(out)), 1e-5, what)
+
+
 @pytest.mark.parametrize("fw", ["tf", "flax"])
 def test_two_devices_end_with_the_weights_of_one(tiny, tmp_path, capsys, fw):
     if not has_finetune(fw):
@@ -543,9 +553,7 @@ def test_two_devices_end_with_the_weights_of_one(tiny, tmp_path, capsys, fw):
         [sys.executable, "-m", "distilbert", "finetune", *_command(tiny, task, two, fw, "--devices", "2")]
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    a, b = _weights(fw, task, one), _weights(fw, task, two)
-    for name in a:
-        assert_close(b[name], a[name], atol=1e-5, name=name)
+    _assert_same_run(_weights(fw, task, two), _weights(fw, task, one), task, one, fw)
 
 
 def test_torchrun_two_processes_end_with_the_weights_of_one(tiny, tmp_path, capsys):
@@ -572,6 +580,4 @@ def test_torchrun_two_processes_end_with_the_weights_of_one(tiny, tmp_path, caps
         command = ["-m", "distilbert", "finetune", *_command(tiny, task, out, "pt", *(["--fsdp"] if fsdp else []))]
         run = _subprocess([*launcher, "--master-port", str(port), *command])
         assert run.returncode == 0, run.stderr[-3000:]
-        a, b = _weights("pt", task, one), _weights("pt", task, out)
-        for name in a:
-            assert_close(b[name], a[name], atol=1e-5, name=f"fsdp={fsdp} {name}")
+        _assert_same_run(_weights("pt", task, out), _weights("pt", task, one), task, one, f"fsdp={fsdp}")
