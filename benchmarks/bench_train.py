@@ -25,7 +25,7 @@ optimiser state it holds.
 Usage::
 
     python benchmarks/bench_train.py [--frameworks pt,tf,flax] [--shapes 8x128,32x128] [--repeats 5]
-        [--steps 2] [--warmup 1] [--layers 6] [--no-scaling] [--json out.json] [--plot out.png]
+        [--steps 2] [--warmup 2] [--layers 6] [--no-scaling] [--json out.json] [--plot out.png]
     python benchmarks/bench_train.py --memory [--json out.json]
 """
 
@@ -110,7 +110,7 @@ def pt_contenders(batch, layers: int) -> dict:
         torch.nn.utils.clip_grad_norm_(ref.parameters(), CLIP)
         ref_opt.step()
         ref_sched.step()
-        return float(loss)
+        return float(loss.detach())
 
     return {
         "distilbert.pt train_step": ours_step,
@@ -141,7 +141,7 @@ def tf_contenders(batch, layers: int) -> dict:
 
     def fit(model, ds):
         def run(steps: int):
-            return float(model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0).history["loss"][-1])
+            return float(model.fit(ds, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0).history["loss"][-1])
 
         return run
 
@@ -464,7 +464,7 @@ def main(argv=None) -> None:
     parser.add_argument("--frameworks", default="pt,tf,flax")
     parser.add_argument("--shapes", default="8x128,32x128", help="batch x sequence length, comma-separated")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs (nnx.jit compiles twice)")
     parser.add_argument("--steps", type=int, default=2, help="training steps a timed run")
     parser.add_argument("--layers", type=int, default=6, help="transformer layers (6: distilbert-base)")
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1-vs-2 torchrun workers")
