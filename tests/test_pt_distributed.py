@@ -155,6 +155,7 @@ WORKER = textwrap.dedent(
     """
     import json, sys
     import numpy as np
+    import torch
     from distilbert import DistilBertConfig
     from distilbert.frameworks import canonical_state, load_canonical_state, model_class
     from distilbert.pt import training
@@ -164,12 +165,18 @@ WORKER = textwrap.dedent(
     rank, world = training.rank_and_world()
     config = DistilBertConfig.from_dict(args["config"])
     result = {}
-    for task in args["tasks"]:
+
+
+    def load(task):
         data = np.load(f"{args['dir']}/{task}.npz")
         steps = sorted({int(k.split("/")[0]) for k in data.files})
         batches = [{k.split("/")[1]: data[k] for k in data.files if k.startswith(f"{s}/")} for s in steps]
         model = model_class("pt", task)(config)
         load_canonical_state("pt", model, dict(np.load(f"{args['dir']}/{task}.init.npz")))
+        return model, batches
+
+    for task in args["tasks"]:
+        model, batches = load(task)
         losses, saves = [], []
         def on_save(step, state):
             saves.append(step)
@@ -182,8 +189,35 @@ WORKER = textwrap.dedent(
         result[f"{task}/losses"] = np.array(losses)
         result[f"{task}/saves"] = np.array(saves)
         result.update({f"{task}/weights/{k}": v for k, v in canonical_state("pt", trained).items()})
+    # resume: stopped after the checkpoint of step 2 (on every worker alike), restarted from the file
+    model, batches = load("token_classification")
+
+    class Stop(Exception):
+        pass
+
+    class Interrupted:
+        def __len__(self):
+            return len(batches)
+
+        def __getitem__(self, k):
+            if k >= 2:
+                raise Stop
+            return batches[k]
+
+    def keep(step, state):
+        np.savez(f"{args['dir']}/resume.npz", **state)
+
+    try:
+        training.finetune(model, Interrupted(), save_every=2, on_save=keep, fsdp=args["fsdp"], **args["hyper"])
+    except Stop:
+        pass
+    torch.distributed.barrier()
+    state = dict(np.load(f"{args['dir']}/resume.npz"))
+    model = training.finetune(model, batches, start_step=2, state=state, fsdp=args["fsdp"], **args["hyper"])
+    result.update({f"resumed/weights/{k}": v for k, v in canonical_state("pt", model).items()})
+
     try:  # 7 rows over 2 workers
-        odd = {k: v[:7] for k, v in batches[0].items()}
+        odd = {k: v[:7] for k, v in batches[0].items()}  # token classification
         training.finetune(model, [odd], fsdp=args["fsdp"])
     except ValueError as exc:
         result["odd"] = np.array(str(exc))
@@ -242,3 +276,8 @@ def test_two_workers_equal_one_process(tmp_path, fsdp):
             assert_close(other[f"{task}/weights/{name}"], ours, 0, name=f"{task}: rank 1")
             noisy += int(noise.sum())
         assert noisy < 0.01 * sum(v.size for v in canonical_state("pt", model).values())
+        if task == "token_classification":  # the run stopped after step 2 and resumed from its checkpoint
+            for name, value in canonical_state("pt", model).items():
+                ours, noise = main[f"resumed/weights/{name}"], noise_driven(states[-1], name, STEPS)
+                assert_close(np.where(noise, value, ours), value, name=f"resumed: {name}")
+                assert_close(np.where(noise, ours, value), value, 2 * budget, name=f"resumed: {name} (noise-driven)")
