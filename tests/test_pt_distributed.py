@@ -131,6 +131,16 @@ def test_resume_equals_the_uninterrupted_run():
         assert_close(canonical_state("pt", resumed)[name], value, atol=1e-6, name=name)
 
 
+def test_init_distributed_outside_a_launcher(monkeypatch):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert training.init_distributed() is False
+    assert training.rank_and_world() == (0, 1) and training.is_main_process()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="WORLD_SIZE is set but not RANK, MASTER_ADDR, MASTER_PORT: launch with torchrun"):
+        training.init_distributed()
+
+
 def test_bad_input_is_refused():
     task = "sequence_classification"
     batches = global_batches(task, steps=1)

@@ -212,7 +212,7 @@ def init_distributed() -> bool:
         return False
     missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
-        raise ValueError(f"WORLD_SIZE is set but {', '.join(missing)} is not: launch with torchrun --nproc-per-node N")
+        raise ValueError(f"WORLD_SIZE is set but not {', '.join(missing)}: launch with torchrun --nproc-per-node N")
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl", init_method="env://")
@@ -464,6 +464,10 @@ def finetune(
             step's weights (gathered from every worker first).
         devices: Must be None: PyTorch scales out with ``torchrun --nproc-per-node N``.
         fsdp: Shard parameters, gradients and optimiser state over the workers (needs torchrun).
+
+    Under FSDP the workers train a sharded copy, and ``model`` stays an ordinary model on every worker,
+    refilled with the gathered weights at each ``on_save`` and at the end (so each worker holds one
+    unsharded copy of the weights besides its shards of the parameters, gradients and optimiser state).
 
     Returns:
         ``model`` itself, trained, unwrapped and unsharded, in eval mode (on every worker).
