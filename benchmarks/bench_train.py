@@ -313,6 +313,7 @@ def torchrun(workers: int, worker_args: list[str], threads: int, timeout: int) -
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "result.json")
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": ROOT, "CUDA_VISIBLE_DEVICES": ""}
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the workers talk over loopback only
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(workers)]
         command += ["--master-addr", "127.0.0.1", "--master-port", str(free_port()), HERE]
         command += ["--worker-out", out, *worker_args]

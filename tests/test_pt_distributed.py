@@ -254,6 +254,7 @@ def torchrun(tmp_path, fsdp: bool, tasks=TASKS, rows: int = 2 * ROWS) -> list[di
     (tmp_path / "args.json").write_text(json.dumps(args))
     (tmp_path / "worker.py").write_text(WORKER)
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # gloo connects the workers over loopback only
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1"]
     command += ["--master-port", str(free_port()), str(tmp_path / "worker.py"), str(tmp_path / "args.json")]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
