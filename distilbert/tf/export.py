@@ -13,9 +13,11 @@ signature runner resizes its inputs to each call's shape.
 float32, quantised on the fly inside the int8 kernels.
 
 A sequence longer than ``max_position_embeddings``: the SavedModel raises ``InvalidArgumentError`` naming
-the limit (an assertion in the signature); LiteRT drops assertions, and its ``GATHER`` kernel refuses the
-position past the table, so ``invoke`` raises ``RuntimeError`` (its message names no limit, so
-:func:`load`'s runner checks the length before invoking).
+the limit (an assertion in the signature). The LiteRT converter drops assertions; there the positions'
+``GATHER`` kernel refuses the index past the table and ``invoke`` raises ``RuntimeError("gather index out of
+bounds")``, naming no limit, so :func:`load`'s runner checks the length first (the table's row count) and
+raises ``ValueError``. An id outside the vocabulary: the SavedModel's assertion names the vocabulary size;
+LiteRT's ``GATHER`` refuses it as above (the runner raises ``ValueError``).
 
 Example:
     >>> path = export(model, "out", format="litert")  # doctest: +SKIP
@@ -206,19 +208,30 @@ class _LiteRTRunner(_Runner):
         super().__init__(path, "litert", _position_count(self.interpreter))
 
     def _run(self, **inputs):
-        return self._signature(**inputs)
+        try:
+            return self._signature(**inputs)
+        except RuntimeError as exc:
+            if "gather index out of bounds" not in str(exc):
+                raise
+            raise ValueError(
+                f"LiteRT refused an index ({exc}): an id outside the vocabulary, or a sequence longer than "
+                "max_position_embeddings; check the tokenizer and truncate the input"
+            ) from exc
 
 
 def _position_count(interpreter) -> int | None:
-    """``max_position_embeddings`` of a converted model: the rows of its position table (the positions'
-    ``GATHER`` reads a constant indexed by ``range(T)``), or None when it cannot be told."""
-    # The converter keeps tensor names of the Keras variables' paths; the position table's ends in
-    # "position_embeddings/embeddings".
-    for detail in interpreter.get_tensor_details():
-        name = detail["name"]
-        if "position_embeddings" in name and len(detail["shape"]) == 2:
-            return int(detail["shape"][0])
-    return None
+    """``max_position_embeddings`` of a converted model: the rows of its position table, or None when no
+    single tensor is recognisably that table.
+
+    The converter names a frozen variable's constant after the op that read it, so the table is the 2-D
+    tensor read by the ``position_embeddings`` layer (``.../position_embeddings_1/GatherV2/ReadVariableOp``).
+    """
+    rows = {
+        int(d["shape"][0])
+        for d in interpreter.get_tensor_details()
+        if len(d["shape"]) == 2 and "position_embeddings" in d["name"] and d["name"].endswith("ReadVariableOp")
+    }
+    return rows.pop() if len(rows) == 1 else None
 
 
 def load(path: str):
