@@ -200,3 +200,40 @@ def test_bad_targets(exports, tmp_path):
         tf_export.load(str(tmp_path / "nothing.onnx"))
     with pytest.raises(TypeError, match="must hold integers"):
         tf_export.load(paths["litert"])(np.ones((1, 3), np.float32), np.ones((1, 3), np.int64))
+
+
+@pytest.mark.slow
+def test_litert_on_minilm(tmp_path):
+    """The real all-MiniLM-L6-v2 (converted by us) in LiteRT: float32 gives the Keras model's hidden states;
+    int8 is about a quarter of the file with sentence embeddings (mean pooling) at cosine >= 0.99 to the
+    model's, on the packaged sentences (the figures are printed)."""
+    from distilbert import DistilBertTokenizerFast
+    from distilbert.conversion import convert
+    from distilbert.demo import load_search, load_sentiment, minilm_directory
+    from distilbert.frameworks import from_pretrained
+
+    source = minilm_directory()
+    directory = os.fspath(convert(source, str(tmp_path / "tf"), to="tf").destination)
+    model = from_pretrained("tf", "base", directory)
+    documents, queries = load_search()
+    train, _ = load_sentiment()
+    sentences = documents + [q for q, _ in queries] + [s for s, _ in train[:96]]
+    batch = DistilBertTokenizerFast.from_pretrained(source)(sentences, padding=True, return_tensors="np")
+    ids, mask = batch["input_ids"].astype(np.int64), batch["attention_mask"].astype(np.int64)
+    expected = run("tf", model, {"input_ids": ids, "attention_mask": mask})["last_hidden_state"]
+
+    def embed(hidden):
+        summed = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+        return summed / np.linalg.norm(summed, axis=-1, keepdims=True)
+
+    paths = {}
+    for name, quantize in (("float32", None), ("int8", "int8")):
+        (tmp_path / name).mkdir()
+        paths[name] = tf_export.export(model, str(tmp_path / name), format="litert", quantize=quantize)
+    hidden = {name: tf_export.load(path)(ids, mask)["last_hidden_state"] for name, path in paths.items()}
+    compare(hidden["float32"], expected, 1e-4)
+    ratio = os.path.getsize(paths["int8"]) / os.path.getsize(paths["float32"])
+    cosine = (embed(hidden["int8"]) * embed(expected)).sum(-1)
+    print(f"MiniLM LiteRT int8: {ratio:.3f} of float32's size; cosine min {cosine.min():.4f} mean {cosine.mean():.4f}")
+    assert 0.2 < ratio < 0.3
+    assert cosine.min() >= 0.99
