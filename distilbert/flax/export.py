@@ -37,7 +37,7 @@ INPUTS = ("input_ids", "attention_mask")
 FIELDS = ("last_hidden_state", "logits", "start_logits", "end_logits")  # the models' order
 
 
-def check_options(format: str, quantize: str | None = None, opset: int | None = None) -> None:
+def _check(format: str, quantize: str | None = None, opset: int | None = None) -> None:
     """Raises ``ValueError`` for a format this backend does not write or an option it does not have."""
     if format not in FORMATS:
         raise ValueError(f"unknown JAX/Flax export format {format!r}; expected one of {', '.join(FORMATS)}")
@@ -65,7 +65,7 @@ def export(model, directory: str, *, format: str, quantize: str | None = None, o
         TypeError: ``model`` is not a model of this backend.
         FileExistsError: ``model.stablehlo`` exists already in ``directory``.
     """
-    check_options(format, quantize, opset)
+    _check(format, quantize, opset)
     if not hasattr(model, "task") or not type(model).__module__.startswith("distilbert.flax"):
         raise TypeError(f"expected a distilbert.flax model, got {type(model).__name__}")
     if not os.path.isdir(directory):

@@ -32,23 +32,23 @@ import tempfile
 import numpy as np
 
 FORMATS = ("saved-model", "litert")
-QUANTIZATIONS = ("int8",)
+QUANTIZE = ("int8",)
 ARTEFACTS = {"saved-model": "saved_model", "litert": "model.tflite"}
 SIGNATURE = "serving_default"
 INPUTS = ("input_ids", "attention_mask")
 # Every output field a head can have, in the models' order (LiteRT and SavedModel list outputs sorted by name).
 FIELDS = ("last_hidden_state", "logits", "start_logits", "end_logits")
-EXPORT_EXTRA = 'pip install "distilbert[export]"'
+INSTALL = 'pip install "distilbert[export]"'
 
 
-def check_options(format: str, quantize: str | None = None, opset: int | None = None) -> None:
+def _check(format: str, quantize: str | None = None, opset: int | None = None) -> None:
     """Raises ``ValueError`` for a format this backend does not write or an option it does not have."""
     if format not in FORMATS:
         raise ValueError(f"unknown TensorFlow export format {format!r}; expected one of {', '.join(FORMATS)}")
     if opset is not None:
         raise ValueError(f"opset applies to the onnx format only, not {format!r}; leave it out")
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ValueError(f"unknown quantization {quantize!r}; expected one of {', '.join(QUANTIZATIONS)}")
+    if quantize is not None and quantize not in QUANTIZE:
+        raise ValueError(f"unknown quantization {quantize!r}; expected one of {', '.join(QUANTIZE)}")
     if quantize is not None and format != "litert":
         raise ValueError(f"quantize={quantize!r} is not supported for {format!r}; it is for litert (and onnx)")
 
@@ -71,7 +71,7 @@ def export(model, directory: str, *, format: str, quantize: str | None = None, o
         TypeError: ``model`` is not a model of this backend.
         FileExistsError: the artefact already exists in ``directory``.
     """
-    check_options(format, quantize, opset)
+    _check(format, quantize, opset)
     if not hasattr(model, "task") or not type(model).__module__.startswith("distilbert.tf"):
         raise TypeError(f"expected a distilbert.tf model, got {type(model).__name__}")
     if not os.path.isdir(directory):
@@ -202,7 +202,7 @@ class _LiteRTRunner(_Runner):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
-            raise ImportError(f"running a LiteRT export needs ai-edge-litert ({exc}); {EXPORT_EXTRA}") from exc
+            raise ImportError(f"running a LiteRT export needs ai-edge-litert ({exc}); {INSTALL}") from exc
         self.interpreter = Interpreter(model_path=path)
         self._signature = self.interpreter.get_signature_runner(SIGNATURE)  # resizes inputs on every call
         super().__init__(path, "litert", _position_count(self.interpreter))
