@@ -10,6 +10,7 @@ from helpers import ATOL, compare, random_inputs, random_state, run, task_inputs
 
 from distilbert.common.names import TASKS
 from distilbert.frameworks import build
+from distilbert.tf import TFDistilBertModel
 from distilbert.tf import export as tf_export
 
 CONFIG = tiny_config()
@@ -187,7 +188,8 @@ def test_bad_options(exports, tmp_path, fmt, options, message):
 
 
 def test_bad_targets(exports, tmp_path):
-    """Not a Keras model of ours, a missing directory, an artefact already there, a path that is no export."""
+    """Not a Keras model of ours, a missing directory, an artefact already there, a path that is no export,
+    a LiteRT export of a bfloat16 model (the converter has no bfloat16 kernels)."""
     model, paths = exports["base"]
     with pytest.raises(TypeError, match="expected a distilbert.tf model"):
         tf_export.export(object(), str(tmp_path), format="litert")
@@ -200,6 +202,8 @@ def test_bad_targets(exports, tmp_path):
         tf_export.load(str(tmp_path / "nothing.onnx"))
     with pytest.raises(TypeError, match="must hold integers"):
         tf_export.load(paths["litert"])(np.ones((1, 3), np.float32), np.ones((1, 3), np.int64))
+    with pytest.raises(ValueError, match="LiteRT export needs a float32 model, not 'mixed_bfloat16'"):
+        tf_export.export(TFDistilBertModel(CONFIG, dtype="mixed_bfloat16"), str(tmp_path), format="litert")
 
 
 @pytest.mark.slow

@@ -67,7 +67,8 @@ def export(model, directory: str, *, format: str, quantize: str | None = None, o
         The artefact's path.
 
     Raises:
-        ValueError: an unknown format, or an option the format does not have.
+        ValueError: an unknown format, an option the format does not have, a LiteRT export of a model that
+            does not compute in float32.
         TypeError: ``model`` is not a model of this backend.
         FileExistsError: the artefact already exists in ``directory``.
     """
@@ -76,6 +77,11 @@ def export(model, directory: str, *, format: str, quantize: str | None = None, o
         raise TypeError(f"expected a distilbert.tf model, got {type(model).__name__}")
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"export directory {directory!r} does not exist; create it first")
+    if format == "litert" and model.dtype_policy.compute_dtype != "float32":  # the converter has no bf16 kernels
+        raise ValueError(
+            f"LiteRT export needs a float32 model, not {model.dtype_policy.name!r}; build or load the model in "
+            "float32 (quantize='int8' makes the file smaller)"
+        )
     target = os.path.join(directory, ARTEFACTS[format])
     if os.path.exists(target):
         raise FileExistsError(f"{target!r} exists already; export into an empty directory")
