@@ -479,6 +479,12 @@ class _Finetuner(keras.Model):
     def call(self, inputs, training=False):
         return self.net({k: v for k, v in inputs.items() if k not in (*LABEL_KEYS, _COUNTS)}, training=training)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras's fit (TF backend, under a strategy) draws a batch and all-reduces it to build the model
+        # symbolically; the net and the optimiser are built already, and MultiWorkerMirroredStrategy cannot
+        # reduce a dict of per-replica arrays, so there is nothing to do.
+        return None
+
     def train_step(self, data):
         batch, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         variables = self.net.trainable_variables
@@ -491,12 +497,18 @@ class _Finetuner(keras.Model):
         context = tf.distribute.get_replica_context()
         if self.max_grad_norm is None:  # the optimiser's own all-reduce sums the replicas' gradients
             self.optimizer.apply(grads, variables)
-            return {"loss": context.all_reduce(tf.distribute.ReduceOp.SUM, loss)}
+            return self._logs(context.all_reduce(tf.distribute.ReduceOp.SUM, loss))
         loss, *grads = context.all_reduce(tf.distribute.ReduceOp.SUM, [loss, *grads])
         grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm)
         first = tf.cast(tf.equal(context.replica_id_in_sync_group, 0), tf.float32)
         self.optimizer.apply([g * tf.cast(first, g.dtype) for g in grads], variables)
-        return {"loss": loss}
+        return self._logs(loss)
+
+    @staticmethod
+    def _logs(loss):
+        # (1,), not a scalar: with several workers Keras averages the replicas' logs along axis 0. Every
+        # replica holds the same all-reduced loss, so that mean is the loss.
+        return {"loss": tf.reshape(loss, (1,))}
 
 
 def training_state(model, optimizer: keras.optimizers.Optimizer) -> dict[str, np.ndarray]:
@@ -564,7 +576,8 @@ class _Steps(keras.callbacks.Callback):
         if not self.main:
             return
         if self.on_step is not None:
-            self.on_step(step, {"loss": float(logs["loss"]), "examples": self.examples})
+            loss = float(np.asarray(logs["loss"]).reshape(-1)[0])
+            self.on_step(step, {"loss": loss, "examples": self.examples})
         if self.save_every and self.on_save is not None and step % self.save_every == 0:
             if self.net is not self.model_:  # the caller saves the model it passed: give it this step's weights
                 _copy_weights(self.net, self.model_)
@@ -677,7 +690,7 @@ def finetune(
 
     data = dataset() if strategy is None else strategy.distribute_datasets_from_function(dataset)
     steps = _Steps(start_step, examples, on_step, save_every, on_save, net, model, optimizer)
-    trainer.fit(data, steps_per_epoch=total - start_step, epochs=1, verbose=0, callbacks=[steps])
+    trainer.fit(data, steps_per_epoch=total - start_step, epochs=1, verbose=0, shuffle=False, callbacks=[steps])
     if net is not model:
         _copy_weights(net, model)
     return model
