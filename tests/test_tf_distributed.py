@@ -68,10 +68,10 @@ def reference(task, state, batches):
     return losses, model.canonical_state()
 
 
-def run_finetune(task, state, batches, **kwargs):
+def run_finetune(task, weights, batches, **kwargs):
     from distilbert.tf import training
 
-    model, logs = build(task, state), []
+    model, logs = build(task, weights), []
     trained = training.finetune(model, batches, on_step=lambda step, log: logs.append((step, log)), **HYPER, **kwargs)
     return trained, logs
 
