@@ -121,8 +121,9 @@ def test_finetune_resumes_exactly(tmp_path):
     resumed.save_pretrained(str(tmp_path / "out"))
     from distilbert.tf import TFDistilBertForTokenClassification
 
-    again = TFDistilBertForTokenClassification.from_pretrained(str(tmp_path / "out"))
-    assert_close(again.canonical_state()[name], want[name], atol=0, name=name)
+    again = TFDistilBertForTokenClassification.from_pretrained(str(tmp_path / "out")).canonical_state()
+    for name in want:
+        assert_close(again[name], want[name], atol=0, name=name)
 
 
 def test_bad_input_gives_clear_errors(monkeypatch):
@@ -143,6 +144,9 @@ def test_bad_input_gives_clear_errors(monkeypatch):
         training.finetune(model, [bad])
     with pytest.raises(ValueError, match="start_step=5"):
         training.finetune(model, batches, start_step=5)
+    with pytest.raises(ValueError, match="labels") as caught:  # found while training, from tf.data's generator
+        training.finetune(model, [batches[0], bad])
+    assert type(caught.value) is ValueError, caught.value
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker"}}))
     with pytest.raises(RuntimeError, match="configure_devices\\(\\) first thing"):
         training.finetune(model, batches)

@@ -677,9 +677,15 @@ def finetune(
     if world > len(local):  # several workers
         _from_chief(strategy, [*net.trainable_variables, *optimizer.variables])
 
+    failures: list[Exception] = []
+
     def per_replica():  # each of this process's replicas gets its rows of every global batch, in turn
         for k in range(start_step, total):
-            batch = first if k == start_step else _prepare(model, batches[k], k, world)
+            try:
+                batch = first if k == start_step else _prepare(model, batches[k], k, world)
+            except (ValueError, TypeError) as exc:  # tf.data would bury it in an InvalidArgumentError
+                failures.append(exc)
+                raise
             for replica in local:
                 yield _shard(batch, replica, world)
 
@@ -690,7 +696,12 @@ def finetune(
 
     data = dataset() if strategy is None else strategy.distribute_datasets_from_function(dataset)
     steps = _Steps(start_step, examples, on_step, save_every, on_save, net, model, optimizer)
-    trainer.fit(data, steps_per_epoch=total - start_step, epochs=1, verbose=0, shuffle=False, callbacks=[steps])
+    try:
+        trainer.fit(data, steps_per_epoch=total - start_step, epochs=1, verbose=0, shuffle=False, callbacks=[steps])
+    except Exception:
+        if failures:
+            raise failures[0] from None
+        raise
     if net is not model:
         _copy_weights(net, model)
     return model
