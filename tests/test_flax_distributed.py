@@ -32,6 +32,7 @@ from distilbert.flax import (
     load_canonical_state,
     training,
 )
+from distilbert.flax.pretrained import native_params
 
 HEADS = {
     "sequence_classification": FlaxDistilBertForSequenceClassification,
@@ -86,6 +87,11 @@ def uneven_token_batches():
     return batches
 
 
+def weights(model):
+    """The model's weights by NNX path (the parameter paths of the optimiser state's moments)."""
+    return {name: np.asarray(array) for name, array in native_params(model).items()}
+
+
 def counting(record):
     return lambda step, logs: record.append((step, logs))
 
@@ -124,15 +130,44 @@ def single():
     def on_save(step, state):
         saved[step] = {"state": state, "at_2": canonical_state(model)}
 
-    training.finetune(model, uneven_token_batches(), on_step=counting(logs), save_every=2, on_save=on_save, **RECIPE)
-    assert list(saved) == [2]
-    return {"model": model, "losses": [log["loss"] for _, log in logs], "weights": canonical_state(model), **saved[2]}
+    training.finetune(model, uneven_token_batches(), on_step=counting(logs), save_every=1, on_save=on_save, **RECIPE)
+    assert list(saved) == [1, 2, 3]
+    losses = [log["loss"] for _, log in logs]
+    return {"model": model, "losses": losses, "weights": weights(model), "final": saved[3]["state"], **saved[2]}
 
 
-def assert_same_run(losses, weights, single):
+NOISE = 1e-6  # gradient RMS below which an element's gradient is rounding noise (real ones here: 1e-4 and up)
+# What Adam's steps of about +-lr can add up to over the run (learning_rate_at of steps 0, 1, 2), twice.
+BUDGET = 2 * RECIPE["learning_rate"] * (0 + 1 + 0.5)
+
+
+def noise_driven(state, name):
+    """Elements of parameter ``name`` whose gradients were rounding noise, from the final training state.
+
+    Some true gradients are exactly 0: a bias that shifts every score of one softmax alike (the key
+    projection's), which softmax ignores. Their computed gradients are rounding noise, which Adam divides by
+    its own size into steps of +-lr, different for every order of summation (1 device, 2 devices, FSDP), so
+    they are held to the learning-rate budget instead of 1e-5. A gradient of exactly 0 (an unused
+    embedding row) is no noise: those stay at 1e-5.
+    """
+    nu = [v for k, v in state.items() if k.startswith("optimizer/") and k.endswith(f"/nu/{name}")]
+    if not nu:  # not trained (a frozen table)
+        return np.zeros((), bool)
+    rms = np.sqrt(nu[0] / (1 - 0.999**STEPS))
+    return (rms > 0) & (rms < NOISE)
+
+
+def assert_same_run(losses, got, single):
+    """Loss per step and every weight at 1e-5; elements driven by rounding noise within Adam's budget."""
     assert_close(losses, single["losses"], name="losses")
-    for name, array in single["weights"].items():
-        assert_close(weights[name], array, name=name)
+    assert sorted(got) == sorted(single["weights"])
+    noisy = 0
+    for name, want in single["weights"].items():
+        noise = noise_driven(single["final"], name)
+        assert_close(np.where(noise, want, got[name]), want, name=name)
+        assert_close(np.where(noise, got[name], want), want, BUDGET, name=f"{name} (noise-driven)")
+        noisy += int(noise.sum())
+    assert noisy < 0.01 * sum(v.size for v in got.values())
 
 
 def test_the_uneven_batches_would_fail_a_per_device_mean():
@@ -155,18 +190,18 @@ def test_the_result_is_an_ordinary_model_ready_to_save(single, tmp_path):
     model.save_pretrained(tmp_path)
     reloaded = FlaxDistilBertForTokenClassification.from_pretrained(tmp_path)
     for name, array in single["weights"].items():
-        np.testing.assert_array_equal(canonical_state(reloaded)[name], array, err_msg=name)
+        np.testing.assert_array_equal(weights(reloaded)[name], array, err_msg=name)
 
 
 def test_resume_equals_the_uninterrupted_run(single):
-    state, weights = single["state"], single["at_2"]
+    state, at_2 = single["state"], single["at_2"]
     assert int(state["step"]) == 2
     assert any(k.startswith("optimizer/") for k in state) and any(k.startswith("rng/") for k in state)
     model, logs = build("token_classification"), []
-    load_canonical_state(model, weights)
+    load_canonical_state(model, at_2)
     training.finetune(model, uneven_token_batches(), start_step=2, state=state, on_step=counting(logs), **RECIPE)
     assert [step for step, _ in logs] == [3]
-    assert_same_run(single["losses"][:2] + [logs[0][1]["loss"]], canonical_state(model), single)
+    assert_same_run(single["losses"][:2] + [logs[0][1]["loss"]], weights(model), single)
 
 
 # ------------------------------------------------------------------------------ 2 host devices
@@ -217,6 +252,14 @@ def test_fsdp_shards_parameters_and_optimiser_state(two_devices):
     assert two_devices["fsdp.peak"] < two_devices["replicated.peak"]
 
 
+def strip(spec):
+    """A partition spec without its trailing Nones (XLA drops them: ``P("data", None) == P("data")``)."""
+    spec = tuple(spec)
+    while spec and spec[-1] is None:
+        spec = spec[:-1]
+    return spec
+
+
 def devices_worker(out):
     training.configure_devices(2)
     assert len(jax.devices()) == 2, jax.devices()
@@ -232,7 +275,7 @@ def devices_worker(out):
         training.finetune(model, uneven_token_batches(), devices=2, fsdp=mode == "fsdp", on_step=counting(logs),
                           save_every=2, on_save=on_save, **RECIPE)  # fmt: skip
         result[f"{mode}.losses"] = np.array([log["loss"] for _, log in logs])
-        result.update({f"{mode}/{k}": v for k, v in canonical_state(model).items()})
+        result.update({f"{mode}/{k}": v for k, v in weights(model).items()})
 
     # resumed FSDP: a new run from the weights and training state saved at step 2 (sharded when saved)
     resumed, more = build("token_classification"), []
@@ -240,7 +283,7 @@ def devices_worker(out):
     training.finetune(resumed, uneven_token_batches(), start_step=2, state=saved["state"], devices=2, fsdp=True,
                       on_step=counting(more), **RECIPE)  # fmt: skip
     result["fsdp_resumed.losses"] = np.concatenate([result["fsdp.losses"][:2], [more[0][1]["loss"]]])
-    result.update({f"fsdp_resumed/{k}": v for k, v in canonical_state(resumed).items()})
+    result.update({f"fsdp_resumed/{k}": v for k, v in weights(resumed).items()})
 
     # the layout finetune's step keeps: placed, and after one step of the same jitted function
     mesh = training.data_mesh(2)
@@ -265,7 +308,7 @@ def devices_worker(out):
         ):
             if not fsdp:
                 spec, shard = (), array.shape
-            assert tuple(array.sharding.spec) == spec, (fsdp, array.sharding)
+            assert strip(array.sharding.spec) == strip(spec), (fsdp, array.sharding)
             assert [s.data.shape for s in array.addressable_shards] == [shard, shard]
     result["checked_layout"] = np.array(1)
     for mode in ("replicated", "fsdp"):
@@ -325,7 +368,7 @@ def process_worker(out, port, process_id):
     )
     result = {"steps_logged": np.array(len(logs)), "saves": np.array(len(saves))}
     result["run.losses"] = np.array([log["loss"] for _, log in logs])
-    result.update({f"run/{k}": v for k, v in canonical_state(model).items()})
+    result.update({f"run/{k}": v for k, v in weights(model).items()})
     np.savez(out, **result)
     jax.distributed.shutdown()
 

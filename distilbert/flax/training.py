@@ -514,19 +514,29 @@ def _rng_and_rest(rest: nnx.State) -> tuple[nnx.State, nnx.State]:
     return nnx.split_state(rest, nnx.RngState, ...)
 
 
+def _named_leaves(tree) -> list[tuple[str, Any]]:
+    """``tree``'s leaves keyed by their '/'-joined paths (``1/0/mu/classifier/bias``: the optax chain's
+    positions, then the NNX path of the parameter)."""
+    named = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        name = jax.tree_util.keystr(path, simple=True, separator="/")
+        named.append((name.removesuffix("/value"), leaf))
+    return named
+
+
 def training_state(state: TrainState) -> dict[str, np.ndarray]:
-    """What :func:`finetune` needs to resume exactly, as numpy arrays: ``"step"`` (updates made),
-    ``"optimizer/<i>"`` (the optax state's leaves: moments and counts) and ``"rng/<i>"`` (the dropout
-    RNG keys, as raw data, and counters), leaves in pytree order. The weights are not in it (the model's
-    ``save_pretrained`` holds them).
+    """What :func:`finetune` needs to resume exactly, as numpy arrays: ``"step"`` (updates made), the
+    optax state's leaves as ``"optimizer/<path>"`` (Adam's moments ``.../mu/<parameter path>`` and
+    ``.../nu/<parameter path>``, and counts) and the dropout RNG state as ``"rng/<path>"`` (keys as
+    raw data, and counters). The weights are not in it (the model's ``save_pretrained`` holds them).
 
     A sharded or multi-process state is gathered first: with several processes call it in every one.
     """
     host = _to_host(state)
     rngs, _ = _rng_and_rest(host.rest)
     out = {"step": np.asarray(host.step, np.int64)}
-    out.update({f"optimizer/{i}": x for i, x in enumerate(jax.tree.leaves(host.opt_state))})
-    out.update({f"rng/{i}": x for i, x in enumerate(jax.tree.leaves(rngs))})
+    out.update({f"optimizer/{name}": x for name, x in _named_leaves(host.opt_state)})
+    out.update({f"rng/{name}": x for name, x in _named_leaves(rngs)})
     return out
 
 
@@ -543,26 +553,27 @@ def load_training_state(saved: Mapping[str, np.ndarray], like: TrainState) -> Tr
     rngs, others = _rng_and_rest(like.rest)
     parts = {}
     for prefix, tree in (("optimizer", like.opt_state), ("rng", rngs)):
-        leaves, treedef = jax.tree.flatten(tree)
-        names = sorted((k for k in saved if k.startswith(prefix + "/")), key=lambda k: int(k.split("/", 1)[1]))
-        if names != [f"{prefix}/{i}" for i in range(len(leaves))]:
+        named = _named_leaves(tree)
+        expected = {f"{prefix}/{name}" for name, _ in named}
+        present = {k for k in saved if k.startswith(prefix + "/")}
+        if present != expected:
+            odd = sorted(present - expected)[:3] or sorted(expected - present)[:3]
             raise ValueError(
-                f"the training state holds {len(names)} {prefix} arrays, this model's training {len(leaves)}: "
-                "was it saved for another model, head or optimiser setting (max_grad_norm on or off)?"
+                f"the training state holds {len(present)} {prefix} arrays, this model's training {len(expected)} "
+                f"(first differences: {odd}): was it saved for another model, head or optimiser setting "
+                "(max_grad_norm on or off)?"
             )
         new = []
-        for name, old in zip(names, leaves):
-            value = np.asarray(saved[name])
+        for name, old in named:
+            value, key = np.asarray(saved[f"{prefix}/{name}"]), f"{prefix}/{name}"
+            shape = tuple(jax.random.key_data(old).shape if _is_key(old) else old.shape)
+            if value.shape != shape:
+                raise ValueError(f"{key} has shape {value.shape}, this model's {shape}")
             if _is_key(old):
-                expected = tuple(jax.random.key_data(old).shape)
-                if value.shape != expected:
-                    raise ValueError(f"{name} has shape {value.shape}, this model's {expected}")
                 new.append(jax.random.wrap_key_data(jnp.asarray(value), impl=jax.random.key_impl(old)))
             else:
-                if value.shape != tuple(old.shape):
-                    raise ValueError(f"{name} has shape {value.shape}, this model's {tuple(old.shape)}")
                 new.append(jnp.asarray(value, old.dtype))
-        parts[prefix] = jax.tree.unflatten(treedef, new)
+        parts[prefix] = jax.tree.unflatten(jax.tree.structure(tree), new)
     rest = nnx.merge_state(parts["rng"], others)
     return TrainState(like.params, rest, parts["optimizer"], jnp.asarray(int(saved["step"]), jnp.int32))
 
