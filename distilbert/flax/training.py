@@ -445,7 +445,7 @@ def fsdp_spec(shape: Sequence[int], size: int) -> P:
 
     Example:
         >>> fsdp_spec((99, 32), 2), fsdp_spec((37,), 2)
-        (PartitionSpec(None, 'data'), PartitionSpec())
+        (P(None, 'data'), P())
     """
     axes = [i for i, d in enumerate(shape) if d >= size and d % size == 0]
     if not axes:
