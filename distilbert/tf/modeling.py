@@ -75,7 +75,8 @@ class Embeddings(keras.layers.Layer):
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)  # (B, T, D)
             if self.pad_token_id is not None:  # like PyTorch's padding_idx: the pad row gets no gradient
-                is_pad = tf.equal(input_ids, tf.cast(self.pad_token_id, input_ids.dtype))[..., None]
+                is_pad = tf.equal(input_ids, tf.cast(self.pad_token_id, input_ids.dtype))
+                is_pad = tf.expand_dims(is_pad, -1)  # (B, T, 1); `[..., None]` has no TFLite kernel here
                 inputs_embeds = tf.where(is_pad, tf.stop_gradient(inputs_embeds), inputs_embeds)
         inputs_embeds = tf.cast(inputs_embeds, self.compute_dtype)
         if position_ids is None:
@@ -208,7 +209,8 @@ class TFDistilBertModel(TFDistilBertPreTrainedModel):
             poisoned = tf.reduce_any(bad, axis=-1)[:, None, None]  # (B|1, 1, 1)
             x = tf.where(poisoned, tf.constant(np.nan, x.dtype), x)
         mask = tf.ones(tf.shape(x)[:2], tf.bool) if attention_mask is None else tf.not_equal(attention_mask, 0)
-        keep, shape = mask[:, None, None, :], tf.shape(x)  # (B, 1, 1, T), [B, T, D]
+        shape = tf.shape(x)  # [B, T, D]
+        keep = tf.reshape(mask, (shape[0], 1, 1, shape[1]))  # (B, 1, 1, T); not mask[:, None, None]: TFLite
         # Tokens as rows (B * T, D) through the blocks: no reshape between a matmul and its bias, activation
         # and residual, which TF's CPU graph optimiser then fuses (measured faster).
         x, hidden, attentions = self.transformer(
