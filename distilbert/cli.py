@@ -541,7 +541,7 @@ def _finetune_parser(sub) -> None:
     p.add_argument(
         "--devices",
         type=int,
-        help="tf: MirroredStrategy over N devices; flax: a mesh of N devices (CPU: host devices)",
+        help="tf: MirroredStrategy over N devices; flax: a mesh of N devices per process (CPU: host devices)",
     )
     p.add_argument("--fsdp", action="store_true", help="shard parameters and optimiser state (pt under torchrun, flax)")
     p.add_argument("--coordinator", metavar="HOST:PORT", help="flax: jax.distributed coordinator address")

@@ -1,7 +1,6 @@
 """``distilbert finetune``: bad input, the five tasks end to end in each framework, resume, and the same
 weights from the same command in PyTorch, TensorFlow and JAX/Flax."""
 
-import importlib
 import json
 import os
 import re
@@ -30,18 +29,6 @@ METRICS = {
     "fill-mask": {"loss", "accuracy", "perplexity"},
 }
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def has_finetune(fw: str) -> bool:
-    """Whether the backend's ``training.finetune`` exists (the backends land one by one)."""
-    return hasattr(importlib.import_module(f"distilbert.{fw}.training"), "finetune")
-
-
-def needs_backend(*fws):
-    missing = [fw for fw in fws if not has_finetune(fw)]
-    return pytest.mark.skipif(
-        bool(missing), reason=f"distilbert.{{{','.join(missing)}}}.training.finetune is not merged yet (CONTRACT_14 §3)"
-    )
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -160,51 +147,6 @@ def _command(tiny, task, out, fw, *extra, model=None):
 
 def _weights(fw, task, out):
     return frameworks.canonical_state(fw, frameworks.from_pretrained(fw, TASKS[task], str(out)))
-
-
-# A stand-in for the PyTorch backend until distilbert.pt.training.finetune is merged: the existing
-# optimiser and step in a loop that follows CONTRACT_14 §3 (one process; no resumable state).
-def _pt_finetune_double(
-    model,
-    batches,
-    *,
-    learning_rate=5e-5,
-    weight_decay=0.0,
-    warmup_steps=0,
-    max_grad_norm=1.0,
-    start_step=0,
-    state=None,
-    on_step=None,
-    save_every=0,
-    on_save=None,
-    devices=None,
-    fsdp=False,
-):
-    from distilbert.pt.training import adamw_with_warmup, train_step
-
-    optimizer = adamw_with_warmup(model, learning_rate, len(batches), warmup_steps, weight_decay, max_grad_norm)
-    for k in range(start_step, len(batches)):
-        batch = batches[k]
-        loss = train_step(model, optimizer, batch)
-        on_step(k + 1, {"loss": float(loss), "examples": len(batch["input_ids"])})
-        if save_every and (k + 1) % save_every == 0:
-            on_save(k + 1, {"step": np.array(k + 1)})
-    model.eval()
-    return model
-
-
-@pytest.fixture
-def backend(monkeypatch):
-    """The framework's ``training`` module, PyTorch's with the stand-in while the real one is not merged."""
-
-    def get(fw):
-        training = importlib.import_module(f"distilbert.{fw}.training")
-        if fw == "pt" and not hasattr(training, "finetune"):
-            monkeypatch.setattr(training, "finetune", _pt_finetune_double, raising=False)
-            monkeypatch.setattr(training, "is_main_process", lambda: True, raising=False)
-        return training
-
-    return get
 
 
 # ------------------------------------------------------------------------------------ bad input
@@ -339,21 +281,12 @@ def _end_to_end(tiny, tmp_path, capsys, fw, task):
 
 
 @pytest.mark.parametrize("task", list(TASKS))
-def test_every_task_end_to_end_in_pytorch(tiny, tmp_path, capsys, backend, task):
-    backend("pt")
-    _end_to_end(tiny, tmp_path, capsys, "pt", task)
-
-
-@pytest.mark.parametrize("task", list(TASKS))
-@pytest.mark.parametrize("fw", ["tf", "flax"])
+@pytest.mark.parametrize("fw", FRAMEWORKS)
 def test_every_task_end_to_end(tiny, tmp_path, capsys, fw, task):
-    if not has_finetune(fw):
-        pytest.skip(f"distilbert.{fw}.training.finetune is not merged yet (CONTRACT_14 §3)")
     _end_to_end(tiny, tmp_path, capsys, fw, task)
 
 
-def test_a_head_whose_labels_fit_is_kept_and_new_labels_make_a_new_head(tiny, tmp_path, capsys, backend):
-    backend("pt")
+def test_a_head_whose_labels_fit_is_kept_and_new_labels_make_a_new_head(tiny, tmp_path, capsys):
     model = tiny["sequence_classification"]
     original = _weights("pt", "text-classification", model)
     kept = tmp_path / "kept"
@@ -382,8 +315,6 @@ def test_a_head_whose_labels_fit_is_kept_and_new_labels_make_a_new_head(tiny, tm
 # ------------------------------------------------------------------------------------ resume
 @pytest.mark.parametrize("fw", FRAMEWORKS)
 def test_resume_continues_the_same_trajectory(tiny, tmp_path, capsys, monkeypatch, fw):
-    if not has_finetune(fw):
-        pytest.skip(f"distilbert.{fw}.training.finetune is not merged yet (CONTRACT_14 §3)")
     from distilbert import finetune as command
 
     task = "token-classification"
@@ -490,7 +421,6 @@ def one_batch(tiny, tmp_path_factory):
     return {task: str(path) for task, path in files.items()}
 
 
-@needs_backend(*FRAMEWORKS)
 @pytest.mark.parametrize("task", list(TASKS))
 @pytest.mark.parametrize("fw", [pytest.param("tf", marks=KERAS_EPSILON), "flax"])
 def test_one_step_gives_the_same_weights_in_every_framework(tiny, one_batch, tmp_path, capsys, fw, task):
@@ -516,7 +446,6 @@ def test_one_step_gives_the_same_weights_in_every_framework(tiny, one_batch, tmp
     _assert_same_outputs(got, want, task, config, 1e-5, fw)
 
 
-@needs_backend(*FRAMEWORKS)
 @pytest.mark.parametrize("task", ["text-classification", "token-classification", "question-answering"])
 @pytest.mark.parametrize("fw", ["tf", "flax"])
 def test_a_few_epochs_give_the_same_outputs_in_every_framework(tiny, tmp_path, capsys, fw, task):
@@ -544,8 +473,6 @@ def _assert_same_run(got, want, task, out, what):
 
 @pytest.mark.parametrize("fw", ["tf", "flax"])
 def test_two_devices_end_with_the_weights_of_one(tiny, tmp_path, capsys, fw):
-    if not has_finetune(fw):
-        pytest.skip(f"distilbert.{fw}.training.finetune is not merged yet (CONTRACT_14 §3)")
     task = "token-classification"
     one, two = tmp_path / "one", tmp_path / "two"
     assert _run(_command(tiny, task, one, fw), capsys)[0] == 0
@@ -557,8 +484,6 @@ def test_two_devices_end_with_the_weights_of_one(tiny, tmp_path, capsys, fw):
 
 
 def test_torchrun_two_processes_end_with_the_weights_of_one(tiny, tmp_path, capsys):
-    if not has_finetune("pt"):
-        pytest.skip("distilbert.pt.training.finetune is not merged yet (CONTRACT_14 §3)")
     import socket
 
     task = "token-classification"
