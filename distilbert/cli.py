@@ -2,7 +2,8 @@
 
 Subcommands: ``info`` (what a checkpoint directory holds), ``convert`` (between formats), the task
 pipelines ``fill-mask``, ``classify``, ``ner``, ``qa`` and ``embed`` (in PyTorch, TensorFlow or Flax),
-``demo``, ``distill`` and ``export`` (ONNX, LiteRT, SavedModel, StableHLO). Bad input gives one line on standard error and exit code 2.
+``demo``, ``distill`` and ``export`` (ONNX, LiteRT, SavedModel, StableHLO). Bad input gives one line on
+standard error and exit code 2.
 """
 
 from __future__ import annotations
@@ -348,9 +349,7 @@ def _export_parser(sub) -> None:
     p.add_argument("--format", required=True, help=f"the export format: {', '.join(FORMATS)}")
     p.add_argument("--quantize", metavar="int8", help="dynamic int8 weights (onnx, litert)")
     p.add_argument("--opset", type=_positive, help="ONNX opset (onnx only; default the exporter's)")
-    p.add_argument(
-        "--no-verify", dest="verify", action="store_false", help="skip running the export against the model"
-    )
+    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip running the export against the model")
     p.add_argument("--force", action="store_true", help="replace an existing OUT")
     p.add_argument("-q", "--quiet", action="store_true", help="no verification report or summary")
     p.set_defaults(run=_cmd_export)

@@ -96,7 +96,8 @@ def _backend(framework: str, format: str, verify: bool, quantize: str | None):
         return importlib.import_module(f"distilbert.{framework}.export")
     except ModuleNotFoundError as exc:
         if exc.name == f"distilbert.{framework}.export":
-            raise ImportError(f"this version of distilbert cannot export {format} (no distilbert.{framework}.export)")
+            missing = f"distilbert.{framework}.export"
+            raise ImportError(f"this version of distilbert cannot export {format} (no {missing})") from None
         raise
 
 

@@ -65,7 +65,9 @@ def _require(*modules: str) -> None:
         raise ImportError(f"ONNX export needs {', '.join(missing)}: {INSTALL}")
 
 
-def export(model, directory: str, *, format: str = "onnx", quantize: str | None = None, opset: int | None = None) -> str:
+def export(
+    model, directory: str, *, format: str = "onnx", quantize: str | None = None, opset: int | None = None
+) -> str:
     """Writes ``model`` (any head of :mod:`distilbert.pt`) as ``directory/model.onnx``.
 
     Args:
@@ -92,7 +94,9 @@ def export(model, directory: str, *, format: str = "onnx", quantize: str | None 
     names = output_names(task)
     example = _example_inputs(config, task)
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    axes = {0: batch, 2: sequence, 1: torch.export.Dim("choices")} if task == "multiple_choice" else {0: batch, 1: sequence}
+    axes = {0: batch, 1: sequence}
+    if task == "multiple_choice":  # (batch, choices, sequence)
+        axes = {0: batch, 1: torch.export.Dim("choices"), 2: sequence}
     path = os.path.join(directory, ARTEFACT)
     float_path = os.path.join(directory, "model.float32.onnx") if quantize else path
     training = model.training
@@ -190,8 +194,7 @@ class OnnxRunner:
             raise ValueError(f"attention_mask shape {mask.shape} != input_ids shape {ids.shape}")
         if self.max_length is not None and ids.shape[-1] > self.max_length:
             raise ValueError(
-                f"sequence length {ids.shape[-1]} exceeds max_position_embeddings={self.max_length}; "
-                "truncate the input"
+                f"sequence length {ids.shape[-1]} exceeds max_position_embeddings={self.max_length}; truncate the input"
             )
         feeds = {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}
         return dict(zip(self.output_names, self.session.run(None, feeds)))
