@@ -42,14 +42,20 @@ def _config(task: str, **overrides):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """Each head's tiny model (random weights) and its float32 ONNX file: ``{task: (config, state, model, path)}``."""
+    """``distilbert export CKPT OUT --format onnx`` of each head's tiny checkpoint (random weights, a tokenizer):
+    ``{task: (config, state, our model, model.onnx, OUT)}``."""
+    from distilbert.export import export_command
+
+    root = tmp_path_factory.mktemp("onnx")
     out = {}
-    for task in TASKS:
-        config = _config(task)
-        state = random_state(config, task, seed=1)
+    for seed, task in enumerate(TASKS):
+        ckpt = str(root / f"{task}-ckpt")
+        config, state = write_tiny_checkpoint(
+            ckpt, task, seed=seed, num_labels=2 if task == "question_answering" else 3
+        )
+        result = export_command(ckpt, str(root / task), "onnx", log=None)
         model = ours("pt", task, config, state)
-        directory = tmp_path_factory.mktemp(f"onnx-{task}")
-        out[task] = (config, state, model, export(model, str(directory), format="onnx"))
+        out[task] = (config, state, model, os.path.join(result.out, result.artefact), result.out)
     return out
 
 
@@ -59,7 +65,7 @@ def _inputs(config, task, batch, seq, seed=0):
 
 @pytest.mark.parametrize("task", TASKS)
 def test_every_head_matches_our_model_and_the_reference_on_every_shape(task, exported):
-    config, state, model, path = exported[task]
+    config, state, model, path, _ = exported[task]
     runner = load(path)
     oracle = oracle_pt_model(config, task, state)
     for batch, seq in SHAPES:
@@ -76,7 +82,7 @@ def test_every_head_matches_our_model_and_the_reference_on_every_shape(task, exp
 
 
 def test_multiple_choice_has_a_dynamic_choices_axis(exported):
-    config, _, model, path = exported["multiple_choice"]
+    config, _, model, path, _ = exported["multiple_choice"]
     runner = load(path)
     for choices in (1, 2, 5):
         inputs = random_inputs(config, batch=2, seq=9, seed=choices, choices=choices)
@@ -102,7 +108,7 @@ def test_graph_interface_is_named_int64_and_dynamic(task, exported):
 
 
 def test_a_sequence_longer_than_the_position_table_fails(exported):
-    config, _, _, path = exported["base"]
+    config, _, _, path, _ = exported["base"]
     inputs = random_inputs(config, batch=1, seq=config.max_position_embeddings + 1)
     # onnxruntime itself refuses it (the position embeddings do not broadcast against the tokens)...
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
@@ -215,39 +221,25 @@ ORT_CLASSES = {
 }
 
 
-@pytest.fixture(scope="module")
-def command_exports(tmp_path_factory):
-    """``distilbert export CKPT OUT --format onnx`` of a tiny checkpoint with a tokenizer, for each head."""
-    from distilbert.export import export_command
-
-    root = tmp_path_factory.mktemp("optimum")
-    out = {}
-    for seed, task in enumerate(TASKS):
-        ckpt = str(root / f"{task}-ckpt")
-        config, state = write_tiny_checkpoint(ckpt, task, seed=seed, num_labels=2 if task == "question_answering" else 3)
-        out[task] = (config, state, export_command(ckpt, str(root / task), "onnx", log=None).out)
-    return out
-
-
 @pytest.mark.parametrize("task", TASKS)
-def test_optimum_ortmodel_loads_the_export_and_gives_our_numbers(task, command_exports):
+def test_optimum_ortmodel_loads_the_export_and_gives_our_numbers(task, exported):
     optimum = pytest.importorskip("optimum.onnxruntime")
-    config, state, out = command_exports[task]
+    config, _, model, _, out = exported[task]
     ort_model = getattr(optimum, ORT_CLASSES[task]).from_pretrained(out)
     inputs = _inputs(config, task, 3, 11, seed=7)
     got = ort_model(**to_torch(inputs))
-    want = run("pt", ours("pt", task, config, state), inputs)
+    want = run("pt", model, inputs)
     for name in output_names(task):
         assert_close(got[name], want[name], ATOL, f"Optimum {ORT_CLASSES[task]} {name}")
 
 
-def test_optimum_runs_the_export_with_the_copied_tokenizer(command_exports):
+def test_optimum_runs_the_export_with_the_copied_tokenizer(exported):
     optimum = pytest.importorskip("optimum.onnxruntime")
     from transformers import AutoTokenizer
 
-    config, state, out = command_exports["sequence_classification"]
+    _, _, model, _, out = exported["sequence_classification"]
     tokenizer = AutoTokenizer.from_pretrained(out)
     encoded = tokenizer(["the cat sat on the mat.", "a big red car"], padding=True, return_tensors="pt")
     logits = optimum.ORTModelForSequenceClassification.from_pretrained(out)(**encoded).logits
-    want = run("pt", ours("pt", "sequence_classification", config, state), {k: v.numpy() for k, v in encoded.items()})
+    want = run("pt", model, {k: v.numpy() for k, v in encoded.items()})
     assert_close(logits, want["logits"], ATOL, "logits from text")
