@@ -208,7 +208,6 @@ def export_command(
     _remove_stale_work(out)
     work = tempfile.mkdtemp(prefix=_work_prefix(out), suffix=".tmp", dir=parent)
     try:
-        os.chmod(work, 0o755)  # mkdtemp makes it private; the export is an ordinary directory
         artefact = backend.export(net, work, format=format, quantize=quantize, opset=opset)
         write_config(work, net.config, task, framework)
         for name in TOKENIZER_FILES:
