@@ -55,6 +55,8 @@ def linear(
     x: torch.Tensor, layer: nn.Linear, activation: str | None = None, residual: torch.Tensor | None = None
 ) -> torch.Tensor:
     """``activation(layer(x))`` or ``layer(x) + residual`` (not both), fused when :func:`fusable`."""
+    if getattr(layer, "fuses_epilogue", False):  # distilbert.pt.quantize.Int8Linear: its own fused kernel
+        return layer(x, activation=activation, residual=residual)
     if fusable(x, layer):
         if residual is not None:
             return torch.ops.mkldnn._linear_pointwise.binary(x, residual, layer.weight, layer.bias, "add")
