@@ -18,7 +18,7 @@ from distilbert.common.validation import check_head_config
 from distilbert.pt import losses
 from distilbert.pt.inputs import check_inputs as _check
 from distilbert.pt.inputs import check_labels
-from distilbert.pt.ops import eager_attention, flash_attention, linear, sdpa_attention
+from distilbert.pt.ops import eager_attention, flash_attention, linear, project_qkv, sdpa_attention
 from distilbert.pt.pretrained import DistilBertPreTrainedModel
 
 
@@ -62,9 +62,10 @@ class MultiHeadSelfAttention(nn.Module):
             return t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
 
         if self.qkv is not None:
-            q, k, v = (heads(t) for t in self.qkv(x).split(C, dim=-1))  # (B, H, T, D) each
+            projected = self.qkv(x).split(C, dim=-1)  # (B, T, dim) each
         else:
-            q, k, v = (heads(linear(x, lin)) for lin in (self.q_lin, self.k_lin, self.v_lin))  # (B, H, T, D) each
+            projected = project_qkv(self, x, (self.q_lin, self.k_lin, self.v_lin))  # (B, T, dim) each
+        q, k, v = (heads(t) for t in projected)  # (B, H, T, D) each
         p = self.dropout_p if self.training else 0.0
         weights, impl = None, self.attn_implementation
         if impl == "eager" or output_attentions or head_mask is not None:  # fused kernels expose no weights
