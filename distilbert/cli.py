@@ -2,7 +2,8 @@
 
 Subcommands: ``info`` (what a checkpoint directory holds), ``convert`` (between formats), the task
 pipelines ``fill-mask``, ``classify``, ``ner``, ``qa`` and ``embed`` (in PyTorch, TensorFlow or Flax),
-``demo``, ``distill`` and ``finetune``. Bad input gives one line on standard error and exit code 2.
+``demo``, ``distill``, ``finetune`` and ``export`` (ONNX, LiteRT, SavedModel, StableHLO). Bad input gives one
+line on standard error and exit code 2.
 """
 
 from __future__ import annotations
@@ -348,6 +349,48 @@ def _cmd_finetune(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from distilbert.export import export_command
+
+    result = export_command(
+        args.model,
+        args.out,
+        args.format,
+        quantize=args.quantize,
+        opset=args.opset,
+        verify=args.verify,
+        force=args.force,
+        log=None if args.quiet else sys.stderr,
+    )
+    if not args.quiet:
+        what = f"{result.format}{' int8' if result.quantize else ''} ({result.task}, from {result.framework})"
+        print(f"wrote {what} to {result.out}: {', '.join(result.files)}")
+    return 0
+
+
+def _export_parser(sub) -> None:
+    from distilbert.export import FORMATS
+
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX, LiteRT, a SavedModel or StableHLO, verified in its runtime",
+        description="Write MODEL as a deployable file in the new directory OUT (with config.json and the "
+        "tokenizer files): onnx (from PyTorch), litert and saved-model (from TensorFlow), stablehlo "
+        "(jax.export, from JAX/Flax). The export is run in its own runtime on two shapes and compared with "
+        "the model (1e-4 in float32) unless --no-verify.",
+    )
+    p.add_argument("model", help="checkpoint directory or hub id")
+    p.add_argument("out", help="new directory for the export (must not exist unless --force)")
+    # Formats and quantizations are checked by export_command (one line, exit 2), not by argparse choices.
+    p.add_argument("--format", required=True, help=f"the export format: {', '.join(FORMATS)}")
+    p.add_argument("--quantize", metavar="int8", help="dynamic int8 weights (onnx, litert)")
+    p.add_argument("--opset", type=_positive, help="ONNX opset (onnx only; default the exporter's)")
+    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip running the export against the model")
+    p.add_argument("--force", action="store_true", help="replace an existing OUT")
+    p.add_argument("-q", "--quiet", action="store_true", help="no verification report or summary")
+    p.set_defaults(run=_cmd_export)
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -502,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_cmd_demo)
     _distill_parser(sub)
     _finetune_parser(sub)
+    _export_parser(sub)
     return parser
 
 

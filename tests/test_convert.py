@@ -336,3 +336,17 @@ def test_untied_projector_is_never_dropped_silently(tmp_path, capsys):
     convert(tmp_path / "src", tmp_path / "flax", to="flax")  # Flax stores an untied kernel
     got, _ = load_state(tmp_path / "flax", config, "masked_lm")
     assert not np.array_equal(got["vocab_projector.weight"], got["distilbert.embeddings.word_embeddings.weight"])
+
+
+def test_written_files_get_the_umask_mode_not_private_temporary_ones(tmp_path):
+    # mkstemp/mkdtemp create 0600/0700 entries; what is renamed into place must read like a plain write.
+    state = random_state(CONFIG, "masked_lm")
+    old = os.umask(0o022)
+    try:
+        save_state(tmp_path / "pt", state, CONFIG, "masked_lm")
+        convert(tmp_path / "pt", tmp_path / "tf", to="tf")
+    finally:
+        os.umask(old)
+    for path in [tmp_path / "pt" / "config.json", tmp_path / "tf", *(tmp_path / "tf").iterdir()]:
+        expected = 0o755 if path.is_dir() else 0o644
+        assert path.stat().st_mode & 0o777 == expected, path

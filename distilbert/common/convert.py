@@ -426,6 +426,7 @@ def _remove_stale_work(dst: str) -> None:
 
 def _move_into_place(work: str, dst: str) -> None:
     """Renames the finished ``work`` directory to ``dst``, replacing an old one only at the end."""
+    files.public_mode(work)
     if not os.path.exists(dst):
         os.rename(work, dst)
         return

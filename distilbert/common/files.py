@@ -77,6 +77,17 @@ def read_json_object(path: str, what: str) -> dict:
 
 
 # ------------------------------------------------------------------------------ atomic writing
+def public_mode(path: str | os.PathLike) -> None:
+    """Gives ``path`` the mode a plain ``open``/``mkdir`` would (0666/0777 less the umask).
+
+    ``tempfile.mkstemp``/``mkdtemp`` make their files and directories private to the user; a
+    checkpoint or an export renamed into place from one must not stay that way.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yields a temporary path beside ``path``; renames it onto ``path`` only if the block succeeds."""
@@ -87,6 +98,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        public_mode(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -14,6 +14,7 @@ from distilbert.pt.modeling import (
     DistilBertModel,
 )
 from distilbert.pt.pretrained import DistilBertPreTrainedModel, canonical_state, load_canonical_state
+from distilbert.pt.quantize import quantize
 
 __all__ = [
     "DistilBertPreTrainedModel",
@@ -25,4 +26,5 @@ __all__ = [
     "DistilBertForQuestionAnswering",
     "canonical_state",
     "load_canonical_state",
+    "quantize",
 ]

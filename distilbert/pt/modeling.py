@@ -18,7 +18,7 @@ from distilbert.common.validation import check_head_config
 from distilbert.pt import losses
 from distilbert.pt.inputs import check_inputs as _check
 from distilbert.pt.inputs import check_labels
-from distilbert.pt.ops import eager_attention, flash_attention, linear, sdpa_attention
+from distilbert.pt.ops import eager_attention, flash_attention, linear, project_qkv, sdpa_attention
 from distilbert.pt.pretrained import DistilBertPreTrainedModel
 
 
@@ -52,6 +52,7 @@ class MultiHeadSelfAttention(nn.Module):
         self.k_lin = nn.Linear(config.dim, config.dim)
         self.v_lin = nn.Linear(config.dim, config.dim)
         self.out_lin = nn.Linear(config.dim, config.dim)
+        self.qkv: nn.Module | None = None  # distilbert.pt.quantize: q_lin, k_lin, v_lin as one int8 product
 
     def forward(self, x, mask=None, head_mask=None, output_attentions=False, residual=None):
         """Returns ``(out_lin(context) [+ residual], probabilities or None)``."""
@@ -60,7 +61,11 @@ class MultiHeadSelfAttention(nn.Module):
         def heads(t):
             return t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
 
-        q, k, v = (heads(linear(x, lin)) for lin in (self.q_lin, self.k_lin, self.v_lin))  # (B, H, T, D) each
+        if self.qkv is not None:
+            projected = self.qkv(x).split(C, dim=-1)  # (B, T, dim) each
+        else:
+            projected = project_qkv(self, x, (self.q_lin, self.k_lin, self.v_lin))  # (B, T, dim) each
+        q, k, v = (heads(t) for t in projected)  # (B, H, T, D) each
         p = self.dropout_p if self.training else 0.0
         weights, impl = None, self.attn_implementation
         if impl == "eager" or output_attentions or head_mask is not None:  # fused kernels expose no weights

@@ -6,8 +6,18 @@ In CPU inference (no autograd, eval mode, eager, float32 or bfloat16 without aut
 oneDNN ``mkldnn::_linear_pointwise`` computes ``act(x @ W.T + b)`` or ``x @ W.T + b + residual`` in
 one pass: no separate bias broadcast, activation or add over the output. Measured on an AMX CPU it
 makes a bfloat16 DistilBERT layer about 1.5x faster (``benchmarks/bench_pt.py``). Everywhere else
-(training, CUDA, ``torch.compile``/``torch.export``, autocast) the plain ops run; both give the
-reference's numbers (float32 differences ~1e-6, from oneDNN's accumulation order).
+(training, CUDA, ``torch.compile``/``torch.export``/ONNX export, autocast) the plain ops run; both
+give the reference's numbers (float32 differences ~1e-6, from oneDNN's accumulation order).
+
+The fused kernel reads its weight in oneDNN's blocked layout. Given a plain ``[out, in]`` weight it
+reorders it on every call, which at a few tokens (1 x 16) costs as much as the product itself; so
+the first inference call packs each weight once (:func:`packed`) and later calls reuse it, until the
+weight changes (an optimizer step, ``load_state_dict``, ``.to(dtype)``: the pack is keyed by the
+weight's storage and version counter). The query, key and value weights are packed as one
+``[3 * dim, dim]`` matrix, so the three projections are one product (:func:`qkv`). The packs live
+outside the modules (``state_dict`` and the parameters are unchanged) and cost one more copy of the
+Linear weights in memory while the model is in use for inference; ``PACK_WEIGHTS = False`` turns
+them off.
 
 Attention comes in three kernels, ``eager``, ``sdpa`` and ``flash_attention_2``. Each takes queries,
 keys and values of shape ``(B, H, T, D)`` and a boolean key mask ``(B, 1, 1, T)`` (True = attend,
@@ -21,6 +31,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -40,9 +51,15 @@ FUSED = _has_fused_kernel()
 _BF16 = FUSED and bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)())
 
 
+PACK_WEIGHTS = True  # pack the weights of the fused kernel once per weight version (module docstring)
+_PACKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # owner module -> (key, sources, weight, bias)
+
+
 def fusable(x: torch.Tensor, layer: nn.Linear) -> bool:
     """Whether ``x`` through ``layer`` may take the fused oneDNN kernel (see the module docstring)."""
     if not FUSED or layer.training or torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return False
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return False
     if x.device.type != "cpu" or x.dtype != layer.weight.dtype or layer.bias is None:
         return False
@@ -55,16 +72,55 @@ def linear(
     x: torch.Tensor, layer: nn.Linear, activation: str | None = None, residual: torch.Tensor | None = None
 ) -> torch.Tensor:
     """``activation(layer(x))`` or ``layer(x) + residual`` (not both), fused when :func:`fusable`."""
+    if getattr(layer, "fuses_epilogue", False):  # distilbert.pt.quantize.Int8Linear: its own fused kernel
+        return layer(x, activation=activation, residual=residual)
     if fusable(x, layer):
-        if residual is not None:
-            return torch.ops.mkldnn._linear_pointwise.binary(x, residual, layer.weight, layer.bias, "add")
-        attr = activation or "none"
-        algorithm = "none" if attr == "gelu" else ""  # "none": the exact erf GELU
-        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, attr, [], algorithm)
+        weight, bias = packed(layer, (layer,))
+        return _fused(x, weight, bias, activation, residual)
     y = layer(x)
     if activation is not None:
         y = ACTIVATIONS[activation](y)
     return y if residual is None else y + residual
+
+
+def _fused(x, weight, bias, activation=None, residual=None):
+    if residual is not None:
+        return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
+    attr = activation or "none"
+    algorithm = "none" if attr == "gelu" else ""  # "none": the exact erf GELU
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, attr, [], algorithm)
+
+
+def packed(owner: nn.Module, layers: tuple[nn.Linear, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight of ``layers`` (concatenated along the outputs) in oneDNN's layout, and their bias.
+
+    Packed on first use and again whenever any weight or bias changes; without ``PACK_WEIGHTS``, the
+    plain (concatenated) tensors.
+    """
+    tensors = [t for lin in layers for t in (lin.weight, lin.bias)]
+    if len(layers) == 1 and not PACK_WEIGHTS:
+        return tensors[0], tensors[1]
+    key = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
+    entry = _PACKS.get(owner) if PACK_WEIGHTS else None
+    if entry is not None and entry[0] == key:
+        return entry[2], entry[3]
+    weight = torch.cat(tensors[0::2]) if len(layers) > 1 else tensors[0]  # (out, in)
+    bias = torch.cat(tensors[1::2]) if len(layers) > 1 else tensors[1]  # (out,)
+    if not PACK_WEIGHTS:
+        return weight, bias
+    weight = torch.ops.mkldnn._reorder_linear_weight(weight, None)  # opaque, (out, in) blocked
+    # Keeping the source tensors alive keeps their storage from being reused by another tensor,
+    # which could otherwise come back with the same address and version and pass for this one.
+    _PACKS[owner] = (key, [t.detach() for t in tensors], weight, bias)
+    return weight, bias
+
+
+def project_qkv(owner: nn.Module, x: torch.Tensor, layers: tuple[nn.Linear, nn.Linear, nn.Linear]):
+    """``q_lin(x)``, ``k_lin(x)``, ``v_lin(x)`` (``(B, T, dim)`` each); one packed product when :func:`fusable`."""
+    if all(fusable(x, lin) for lin in layers) and PACK_WEIGHTS:
+        weight, bias = packed(owner, layers)
+        return _fused(x, weight, bias).split(layers[0].out_features, dim=-1)  # views of (B, T, 3 * dim)
+    return tuple(linear(x, lin) for lin in layers)
 
 
 # ---------------------------------------------------------------------------------- attention
