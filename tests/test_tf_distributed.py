@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from helpers import assert_close, random_state, task_inputs, task_labels, tiny_config
 
+from distilbert.common.distillation import learning_rate_at
+
 CONFIG = tiny_config()
 TASKS = ("sequence_classification", "token_classification", "question_answering", "multiple_choice", "masked_lm")
 # A clip norm below the gradients' norm keeps clipping active, and keeps Adam from magnifying the rounding in
@@ -77,6 +79,15 @@ def run_finetune(task, weights, batches, **kwargs):
 
 
 # ------------------------------------------------------------------------------------------- one process
+ZERO_GRADIENT = {
+    "question_answering": (
+        f"distilbert.transformer.layer.{CONFIG.n_layers - 1}.output_layer_norm.bias",
+        "qa_outputs.bias",
+    ),
+    "multiple_choice": ("classifier.bias",),
+}
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_finetune_equals_a_train_step_loop(task):
     """``finetune`` (Keras ``fit``) == the same AdamW, schedule and clipping through ``train_step``, per task."""
@@ -87,9 +98,17 @@ def test_finetune_equals_a_train_step_loop(task):
     assert all(log["examples"] == 4 for _, log in logs)
     assert_close([log["loss"] for _, log in logs], want_losses, name="loss per step")
     got = model.canonical_state()
+    # Some biases have a gradient of 0 in exact arithmetic, because a softmax ignores the constant they add: the
+    # key projection's (softmax over the keys), and for question answering the last LayerNorm's and the head's
+    # (softmax over the positions), for multiple choice the classifier's (softmax over the choices). What reaches
+    # AdamW there is rounding noise, summed in another order by fit's global step than by train_step; Adam (eps
+    # added to sqrt(v_hat), as PyTorch does) turns it into steps of up to +-lr. Those are held to the run's
+    # learning-rate budget; every other weight to 1e-5.
+    budget = 2 * sum(learning_rate_at(k, HYPER["learning_rate"], HYPER["warmup_steps"], 3) for k in range(3))
     moved = 0
     for name in want:
-        assert_close(got[name], want[name], name=name)
+        noise_only = name.endswith("attention.k_lin.bias") or name in ZERO_GRADIENT.get(task, ())
+        assert_close(got[name], want[name], atol=budget if noise_only else 1e-5, name=name)
         moved += not np.array_equal(got[name], state[name])
     assert moved > len(want) // 2  # it trained
 

@@ -51,6 +51,7 @@ __all__ = [
     "TrainingMixin",
     "LinearSchedule",
     "linear_schedule",
+    "AdamW",
     "adamw_with_warmup",
     "loss_fn",
     "train_step",
@@ -176,18 +177,42 @@ def linear_schedule(learning_rate: float, total_steps: int, warmup_steps: int = 
     return LinearSchedule(learning_rate, total_steps, warmup_steps)
 
 
+@keras.saving.register_keras_serializable(package="distilbert")
+class AdamW(keras.optimizers.AdamW):
+    """Keras AdamW with eps added to the bias-corrected ``sqrt(v_hat)``, as ``torch.optim.AdamW`` and optax do.
+
+    Keras adds eps to the uncorrected ``sqrt(v)`` ("epsilon hat"), which for eps 1e-8 shrinks the first
+    updates of small gradients (by ~10% for gradients near 1e-6); this update is
+    ``lr * m_hat / (sqrt(v_hat) + eps)``, so the three backends take the same steps. Weight decay is
+    Keras's (decoupled, before the update), the same as torch's.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        lr, g = keras.ops.cast(learning_rate, dtype), keras.ops.cast(gradient, dtype)
+        t = keras.ops.cast(self.iterations + 1, dtype)
+        correction1 = 1 - keras.ops.power(keras.ops.cast(self.beta_1, dtype), t)
+        correction2 = 1 - keras.ops.power(keras.ops.cast(self.beta_2, dtype), t)
+        m = self._momentums[self._get_variable_index(variable)]
+        v = self._velocities[self._get_variable_index(variable)]
+        self.assign_add(m, (g - m) * (1 - self.beta_1))
+        self.assign_add(v, (g * g - v) * (1 - self.beta_2))
+        step = lr / correction1 * m / (keras.ops.sqrt(v) / keras.ops.sqrt(correction2) + self.epsilon)
+        self.assign_sub(variable, step)
+
+
 def adamw_with_warmup(
     learning_rate: float,
     total_steps: int,
     warmup_steps: int = 0,
     weight_decay: float = 0.01,
     max_grad_norm: float | None = 1.0,
-) -> keras.optimizers.AdamW:
-    """Keras AdamW on :func:`linear_schedule`, clipping the global gradient norm to ``max_grad_norm``.
+) -> AdamW:
+    """:class:`AdamW` on :func:`linear_schedule`, clipping the global gradient norm to ``max_grad_norm``.
 
     Weight decay applies to kernels and embeddings, not to biases and LayerNorm ``gamma``/``beta``.
     """
-    optimizer = keras.optimizers.AdamW(
+    optimizer = AdamW(
         learning_rate=linear_schedule(learning_rate, total_steps, warmup_steps),
         weight_decay=weight_decay,
         epsilon=1e-8,
