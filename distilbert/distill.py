@@ -16,8 +16,10 @@ Then it trains in the chosen framework (``distilbert.{pt,tf,flax}.distill.distil
 a pure function of the seed and ``k``: the examples come in a seeded order (a fresh permutation per
 epoch) and masked-LM batches are masked by :func:`distilbert.common.distillation.mask_tokens` with a
 generator seeded by ``(seed, k)``, so every framework sees the same batches and a resumed run the
-batches it would have seen. Every ``--save-every`` steps a checkpoint (the student in the
-framework's format, the optimiser and RNG state, the step) replaces ``OUT/checkpoint``;
+batches it would have seen. A loss without a term that learns from masked inputs (the hidden-state
+terms alone, ``DistillationConfig.needs_masking`` False) gets the text unmasked. Every
+``--save-every`` steps a checkpoint (the student in the framework's format, the optimiser and RNG
+state, the step) replaces ``OUT/checkpoint``;
 ``--resume`` continues from it. The result is the student in the framework's Hugging Face format in
 ``OUT``, with ``config.json``, the tokenizer files and ``distillation.json``.
 
@@ -237,7 +239,9 @@ class Batches:
         ids, mask, labels: The tokenised corpus (``labels``: class labels, or None for masked-LM).
         batch_size: Examples per batch.
         seed: Orders the examples (a permutation per epoch) and seeds each batch's masking.
-        masking: ``(weights, mask_token_id, config)`` for masked-LM batches, else None.
+        masking: ``(weights, mask_token_id, config)`` for masked-LM batches; None for class-label
+            batches, or for text left unmasked (``labels`` None: batches without labels, for a
+            loss that needs no masked inputs, see ``DistillationConfig.needs_masking``).
     """
 
     def __init__(self, ids, mask, labels, batch_size: int, seed: int, masking=None):
@@ -255,8 +259,9 @@ class Batches:
         positions = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
         index = np.array([self._order(int(p // n))[p % n] for p in positions])
         ids, mask = self.ids[index], self.mask[index]
-        if self.masking is None:
-            return {"input_ids": ids, "attention_mask": mask, "labels": self.labels[index]}
+        if self.masking is None:  # class labels, or none: unmasked text for the hidden-state terms alone
+            labels = None if self.labels is None else self.labels[index]
+            return {"input_ids": ids, "attention_mask": mask, "labels": labels}
         weights, mask_id, config = self.masking
         masked, labels = mask_tokens(ids, mask, weights, mask_id, config, np.random.default_rng([self.seed, 1, step]))
         return {"input_ids": masked, "attention_mask": mask, "labels": labels}
@@ -432,7 +437,7 @@ def distill_command(
     tokenizer = DistilBertTokenizerFast.from_pretrained(teacher_model.directory)
     ids, mask, labels = read_corpus(data, model_task, tokenizer, seq_len, dict(tc.label2id or {}), tc.num_labels)
     masking = None
-    if model_task == "masked_lm":
+    if model_task == "masked_lm" and config.needs_masking:  # else the hidden-state terms see the plain text
         weights = token_weights(
             token_counts(ids[mask == 1][None], tc.vocab_size), tokenizer.all_special_ids, config.mlm_smoothing
         )

@@ -164,8 +164,8 @@ def test_run_framework_reports_every_figure(bench, tiny_row):
     for key in (
         "wall_s",
         "s_per_step",
-        "loss_cos_first",
-        "loss_cos_last",
+        "loss_first",
+        "loss_last",
         "teacher_tokens_per_s",
         "student_tokens_per_s",
         "speedup",

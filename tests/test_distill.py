@@ -19,7 +19,7 @@ from distilbert.common.distillation import (
 )
 
 FRAMEWORKS = ["pt", "tf", "flax"]
-TERMS = ("loss", "ce", "mlm", "cos", "mse")
+TERMS = ("loss", "ce", "mlm", "cos", "mse", "pool")
 
 
 def backend(fw):
@@ -52,13 +52,15 @@ def assert_terms(got, expected, name=""):
 
 
 # -------------------------------------------------------------------------------------- the loss
-def _arrays(seed=0, batch=3, seq=6, vocab=11, dim=8, classes=None):
+def _arrays(seed=0, batch=3, seq=6, vocab=11, dim=8, classes=None, empty_row=False):
     rng = np.random.default_rng(seed)
     shape = (batch, classes) if classes else (batch, seq, vocab)
     s_logits, t_logits = (rng.normal(size=shape).astype(np.float32) for _ in range(2))
     s_hidden, t_hidden = (rng.normal(size=(batch, seq, dim)).astype(np.float32) for _ in range(2))
     mask = np.ones((batch, seq), np.int64)
     mask[1, 4:], mask[2, 2:] = 0, 0
+    if empty_row:  # an example without a real token (all padding): nothing of it counts
+        mask[1] = 0
     # Padded positions hold large values: they must not count.
     for array in (s_hidden, t_hidden) + (() if classes else (s_logits, t_logits)):
         array[mask == 0] = 50.0
@@ -72,9 +74,13 @@ def _arrays(seed=0, batch=3, seq=6, vocab=11, dim=8, classes=None):
 
 CASES = {
     "mlm": (dict(), DistillationConfig()),
-    "mlm-mse-restricted": (dict(), DistillationConfig(temperature=3.0, alpha_mse=0.5, restrict_ce_to_mask=True)),
-    "mlm-no-labels": (dict(no_labels=True), DistillationConfig(temperature=1.0, alpha_mse=1.0)),
-    "classifier": (dict(classes=4), DistillationConfig(alpha_mse=0.3)),
+    "mlm-mse-restricted": (
+        dict(),
+        DistillationConfig(temperature=3.0, alpha_mse=0.5, alpha_pool=2.0, restrict_ce_to_mask=True),
+    ),
+    "mlm-no-labels": (dict(no_labels=True), DistillationConfig(temperature=1.0, alpha_mse=1.0, alpha_pool=0.5)),
+    "classifier": (dict(classes=4), DistillationConfig(alpha_mse=0.3, alpha_pool=1.0)),
+    "empty-row": (dict(empty_row=True), DistillationConfig(alpha_mse=0.3, alpha_pool=1.0)),
 }
 
 
@@ -82,7 +88,7 @@ CASES = {
 @pytest.mark.parametrize("fw", FRAMEWORKS)
 def test_loss_equals_the_numpy_definition(fw, case):
     options, config = CASES[case]
-    arrays = list(_arrays(classes=options.get("classes")))
+    arrays = list(_arrays(classes=options.get("classes"), empty_row=options.get("empty_row", False)))
     if options.get("no_labels"):
         arrays[5] = np.full_like(arrays[5], -100)
     expected = distillation_loss_numpy(*arrays, config)
@@ -91,13 +97,14 @@ def test_loss_equals_the_numpy_definition(fw, case):
     assert all(expected[t] != 0 for t in ("ce", "cos", "mse")) and (expected["mlm"] == 0) == bool(
         options.get("no_labels")
     )
+    assert expected["pool"] != 0  # computed whatever its weight, as every term whose inputs are there
 
 
 @pytest.mark.parametrize("fw", FRAMEWORKS)
 def test_loss_compiles_without_host_syncs(fw):
     """Under tf.function and jax.jit (values unknown while tracing) the loss is the same."""
     s_logits, t_logits, s_hidden, t_hidden, mask, labels = _arrays(seed=1)
-    config = DistillationConfig(alpha_mse=1.0, restrict_ce_to_mask=True)
+    config = DistillationConfig(alpha_mse=1.0, alpha_pool=0.5, restrict_ce_to_mask=True)
     expected = distillation_loss_numpy(s_logits, t_logits, s_hidden, t_hidden, mask, labels, config)
     loss = backend(fw).distillation_loss
     if fw == "tf":
@@ -174,8 +181,8 @@ def _class_batch(seed=0):
 
 
 TASK_SETUPS = {
-    "masked_lm": (_mlm_batch, DistillationConfig(alpha_mse=0.01)),
-    "sequence_classification": (_class_batch, DistillationConfig(alpha_mse=0.1)),
+    "masked_lm": (_mlm_batch, DistillationConfig(alpha_mse=0.01, alpha_pool=0.5)),
+    "sequence_classification": (_class_batch, DistillationConfig(alpha_mse=0.1, alpha_pool=0.5)),
 }
 
 
@@ -577,3 +584,32 @@ def test_a_bare_teacher_distils_the_hidden_states_alone(tiny, tmp_path, capsys):
     )
     assert code == 0, err
     assert json.loads((out / "config.json").read_text())["architectures"] == ["DistilBertModel"]
+
+
+def test_batches_without_masking_are_the_plain_text():
+    from distilbert.distill import Batches
+
+    ids = np.arange(5, 29).reshape(6, 4)
+    batches = Batches(ids, np.ones_like(ids), None, batch_size=4, seed=0)
+    first, again = batches[1], batches[1]
+    assert first["labels"] is None and first["input_ids"].shape == (4, 4)
+    assert all(any((row == ids).all(axis=1)) for row in first["input_ids"])  # rows of the corpus, unchanged
+    np.testing.assert_array_equal(first["input_ids"], again["input_ids"])
+
+
+def test_the_command_masks_only_for_terms_that_learn_from_masked_inputs(tiny, tmp_path, capsys, monkeypatch):
+    from distilbert import distill as command
+
+    calls = []
+    real_mask_tokens = command.mask_tokens
+    monkeypatch.setattr(command, "mask_tokens", lambda *a, **k: calls.append(1) or real_mask_tokens(*a, **k))
+    code, _, err = _run(_command(tiny, tmp_path / "recipe", "pt", "--steps", "1"), capsys)
+    assert code == 0 and calls, err  # the paper's recipe: masked-LM and soft targets on masked inputs
+    calls.clear()
+    out, log = tmp_path / "pooled", tmp_path / "log.jsonl"
+    hidden_only = ["--alpha-ce", "0", "--alpha-mlm", "0", "--alpha-cos", "0", "--alpha-pool", "1", "--log", str(log)]
+    code, _, err = _run(_command(tiny, out, "pt", *hidden_only), capsys)
+    assert code == 0 and not calls, err
+    assert json.loads((out / "distillation.json").read_text())["alpha_pool"] == 1.0
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert all(row["loss"] == row["pool"] > 0 for row in rows) and len(rows) == 3

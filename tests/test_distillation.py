@@ -23,6 +23,7 @@ PAPER = dict(
     alpha_mlm=2.0,
     alpha_cos=1.0,
     alpha_mse=0.0,
+    alpha_pool=0.0,
     restrict_ce_to_mask=False,
     mlm_mask_prop=0.15,
     word_mask=0.8,
@@ -56,6 +57,7 @@ def test_config_round_trips(tmp_path):
         ("temperature", "2", "temperature must be a finite number"),
         ("alpha_ce", -1.0, "alpha_ce must be >= 0"),
         ("alpha_mse", True, "alpha_mse must be a finite number"),
+        ("alpha_pool", -0.5, "alpha_pool must be >= 0"),
         ("restrict_ce_to_mask", 1, "restrict_ce_to_mask must be True or False"),
         ("mlm_mask_prop", 0.0, r"mlm_mask_prop must be in \(0, 1\]"),
         ("mlm_mask_prop", 1.5, r"mlm_mask_prop must be in \(0, 1\]"),
@@ -112,12 +114,22 @@ def _by_hand(s_logits, t_logits, s_hidden, t_hidden, mask, labels, c):
         s, h = s_hidden[b, t], t_hidden[b, t]
         cos += 1 - sum(s * h) / (math.sqrt(sum(s * s)) * math.sqrt(sum(h * h)))
         mse += sum((a - z) ** 2 for a, z in zip(s_logits[b, t], t_logits[b, t]))
+    pool = 0.0  # the mean-pooled vectors over the real tokens, whatever restrict_ce_to_mask says
+    for b in range(mask.shape[0]):
+        real = [t for t in range(mask.shape[1]) if mask[b, t] == 1]
+        s = sum(s_hidden[b, t] for t in real) / len(real)
+        h = sum(t_hidden[b, t] for t in real) / len(real)
+        pool += (1 - sum(s * h) / (math.sqrt(sum(s * s)) * math.sqrt(sum(h * h)))) / mask.shape[0]
     masked = [(b, t) for b in range(mask.shape[0]) for t in range(mask.shape[1]) if labels[b, t] != -100]
     mlm = sum(-math.log(softmax(s_logits[b, t], 1.0)[labels[b, t]]) for b, t in masked) / len(masked)
     n = len(selected)
-    terms = dict(ce=c.temperature**2 * kl / n, mlm=mlm, cos=cos / n, mse=mse / n)
+    terms = dict(ce=c.temperature**2 * kl / n, mlm=mlm, cos=cos / n, mse=mse / n, pool=pool)
     terms["loss"] = (
-        c.alpha_ce * terms["ce"] + c.alpha_mlm * terms["mlm"] + c.alpha_cos * terms["cos"] + c.alpha_mse * terms["mse"]
+        c.alpha_ce * terms["ce"]
+        + c.alpha_mlm * terms["mlm"]
+        + c.alpha_cos * terms["cos"]
+        + c.alpha_mse * terms["mse"]
+        + c.alpha_pool * terms["pool"]
     )
     return terms
 
@@ -128,13 +140,15 @@ def _by_hand(s_logits, t_logits, s_hidden, t_hidden, mask, labels, c):
         DistillationConfig(),
         DistillationConfig(temperature=1.0, alpha_mse=0.3),
         DistillationConfig(temperature=4.0, restrict_ce_to_mask=True, alpha_mse=1.0),
+        DistillationConfig(alpha_ce=0.0, alpha_mlm=0.0, alpha_cos=0.0, alpha_pool=1.0),
+        DistillationConfig(restrict_ce_to_mask=True, alpha_pool=3.0),
     ],
 )
 def test_loss_is_the_formulas(config):
     batch = _batch()
     got = distillation_loss_numpy(*batch, config)
     expected = _by_hand(*batch, config)
-    assert list(got) == ["loss", "ce", "mlm", "cos", "mse"]
+    assert list(got) == ["loss", "ce", "mlm", "cos", "mse", "pool"]
     for term, value in expected.items():
         assert got[term] == pytest.approx(value, rel=1e-12, abs=1e-12), term
         assert isinstance(got[term], float)
@@ -163,7 +177,41 @@ def test_mlm_is_zero_without_masked_positions_and_an_empty_selection_gives_zero(
     assert got["mlm"] == 0.0 and got["ce"] > 0
     restricted = DistillationConfig(restrict_ce_to_mask=True, alpha_mse=1.0)
     got = distillation_loss_numpy(s_logits, t_logits, s_hidden, t_hidden, mask, none, restricted)
-    assert got == {"loss": 0.0, "ce": 0.0, "mlm": 0.0, "cos": 0.0, "mse": 0.0}
+    assert got == {"loss": 0.0, "ce": 0.0, "mlm": 0.0, "cos": 0.0, "mse": 0.0, "pool": got["pool"]}
+    assert got["pool"] > 0  # the pooled term runs over the real tokens, not the (empty) selection
+
+
+def test_pool_is_the_cosine_of_the_mean_pooled_vectors_and_sees_the_token_norms():
+    s_logits, t_logits, s_hidden, t_hidden, mask, labels = _batch(seed=7)
+    config = DistillationConfig(alpha_ce=0.0, alpha_mlm=0.0, alpha_cos=0.0, alpha_pool=1.0)
+    got = distillation_loss_numpy(None, None, s_hidden, t_hidden, mask, None, config)
+    real = mask[..., None]
+    s, t = (s_hidden * real).sum(1) / real.sum(1), (t_hidden * real).sum(1) / real.sum(1)
+    cosines = (s * t).sum(-1) / (np.linalg.norm(s, axis=-1) * np.linalg.norm(t, axis=-1))
+    assert got["pool"] == pytest.approx(float((1 - cosines).mean()), rel=1e-12) and got["loss"] == got["pool"]
+    # Scaling one token's vector leaves its direction, so cos, but not the sentence's mean, so pool.
+    scaled = s_hidden.copy()
+    scaled[0, 1] *= 5.0
+    again = distillation_loss_numpy(None, None, scaled, t_hidden, mask, None, config)
+    assert again["cos"] == pytest.approx(got["cos"], rel=1e-12) and abs(again["pool"] - got["pool"]) > 1e-3
+    # Scaling a whole example changes neither; an example without a real token does not count.
+    whole = s_hidden.copy()
+    whole[1] *= 3.0
+    scaled_whole = distillation_loss_numpy(None, None, whole, t_hidden, mask, None, config)
+    assert scaled_whole["pool"] == pytest.approx(got["pool"], rel=1e-12)
+    empty = np.concatenate([mask, np.zeros_like(mask[:1])])
+    padded = [np.concatenate([h, 7.0 + h[:1]]) for h in (s_hidden, t_hidden)]
+    assert distillation_loss_numpy(None, None, *padded, empty, None, config)["pool"] == pytest.approx(got["pool"])
+    with pytest.raises(ValueError, match="alpha_pool=1.0 needs student_hidden and teacher_hidden"):
+        distillation_loss_numpy(None, None, None, None, mask, None, config)
+
+
+def test_only_terms_that_learn_from_masked_inputs_need_masking():
+    assert DistillationConfig().needs_masking
+    hidden_only = DistillationConfig(alpha_ce=0.0, alpha_mlm=0.0, alpha_cos=1.0, alpha_pool=1.0)
+    assert not hidden_only.needs_masking
+    for changes in (dict(alpha_mlm=1.0), dict(alpha_ce=1.0), dict(alpha_mse=1.0), dict(restrict_ce_to_mask=True)):
+        assert hidden_only.replace(**changes).needs_masking, changes
 
 
 def test_padding_does_not_count():

@@ -1,9 +1,10 @@
 """Distillation, defined once: the recipe's configuration, the triple loss and the masking, in numpy.
 
-The student learns from a frozen teacher through a weighted sum of four terms (Sanh et al., 2019:
+The student learns from a frozen teacher through a weighted sum of five terms (Sanh et al., 2019:
 "a triple loss combining language modeling, distillation and cosine-distance losses", plus an
-optional logit MSE). Positions S are the real tokens (``attention_mask == 1``); with
-``restrict_ce_to_mask`` only the masked ones (``labels != -100``). With ``p = softmax(logits / T)``:
+optional logit MSE and an optional cosine of the mean-pooled hidden states). Positions S are the
+real tokens (``attention_mask == 1``); with ``restrict_ce_to_mask`` only the masked ones
+(``labels != -100``). With ``p = softmax(logits / T)``:
 
 - ``ce``: the soft-target loss, ``T**2`` times the mean over S of ``KL(p_teacher || p_student)``
   (the ``T**2`` keeps its gradients on the scale of the hard loss's as ``T`` grows);
@@ -12,13 +13,19 @@ optional logit MSE). Positions S are the real tokens (``attention_mask == 1``); 
 - ``cos``: the mean over S of ``1 - cosine(student_hidden, teacher_hidden)`` (last hidden states),
   each vector's norm clamped below at 1e-8;
 - ``mse``: the sum over S and the vocabulary of ``(student_logits - teacher_logits)**2``, over ``|S|``;
-- ``loss = alpha_ce * ce + alpha_mlm * mlm + alpha_cos * cos + alpha_mse * mse``.
+- ``pool`` (off in the paper's recipe): the mean over the examples of ``1 - cosine(student_pooled,
+  teacher_pooled)``, where ``x_pooled`` is the mean of an example's last hidden states over its real
+  tokens (``attention_mask == 1``, whatever ``restrict_ce_to_mask`` says; examples without one do
+  not count), the norms clamped as in ``cos``. It is the cosine of the sentence embeddings that
+  mean pooling gives; unlike ``cos``, which aligns each token's direction alone, it also sees the
+  tokens' norms, which weigh them in the mean;
+- ``loss = alpha_ce * ce + alpha_mlm * mlm + alpha_cos * cos + alpha_mse * mse + alpha_pool * pool``.
 
 A mean over an empty S is 0. A term whose inputs are not given is 0, which is allowed only when its
 weight is 0 (a bare encoder teacher has no logits: ``alpha_ce`` and ``alpha_mse`` must then be 0).
 For task-specific distillation (a classifier teacher) the logits are per sequence, ``(B, C)``: the
 logit terms then run over the examples, ``mlm`` is the cross-entropy against the hard class labels
-``(B,)``, and ``cos`` still runs over the real tokens.
+``(B,)``, and ``cos`` and ``pool`` still run over the real tokens.
 
 Each backend's ``distill.py`` implements :func:`distillation_loss_numpy`'s definition in its own
 framework under the name ``distillation_loss``, with the same arguments; this numpy version is the
@@ -47,7 +54,7 @@ import numpy as np
 from distilbert.common.losses import IGNORE_INDEX
 
 COSINE_EPS = 1e-8
-TERMS = ("ce", "mlm", "cos", "mse")
+TERMS = ("ce", "mlm", "cos", "mse", "pool")
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,8 @@ class DistillationConfig:
         alpha_mlm: Weight of the masked-LM (or hard-label) cross-entropy.
         alpha_cos: Weight of the hidden-state cosine term.
         alpha_mse: Weight of the logit MSE term.
+        alpha_pool: Weight of the cosine between mean-pooled hidden states (sentence embeddings);
+            not in the paper (0).
         restrict_ce_to_mask: Compute the ``ce``, ``cos`` and ``mse`` terms on the masked positions
             only, instead of every real token.
         mlm_mask_prop: Fraction of the maskable tokens of a batch that are selected for prediction.
@@ -80,6 +89,7 @@ class DistillationConfig:
     alpha_mlm: float = 2.0
     alpha_cos: float = 1.0
     alpha_mse: float = 0.0
+    alpha_pool: float = 0.0
     restrict_ce_to_mask: bool = False
     mlm_mask_prop: float = 0.15
     word_mask: float = 0.8
@@ -96,7 +106,7 @@ class DistillationConfig:
 
         if number("temperature") <= 0:
             raise ValueError(f"DistillationConfig.temperature must be > 0, got {self.temperature!r}")
-        for name in ("alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse"):
+        for name in (f"alpha_{term}" for term in TERMS):
             if number(name) < 0:
                 raise ValueError(f"DistillationConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         if not any(getattr(self, f"alpha_{term}") for term in TERMS):
@@ -123,6 +133,16 @@ class DistillationConfig:
             )
         if number("mlm_smoothing") < 0:
             raise ValueError(f"DistillationConfig.mlm_smoothing must be >= 0, got {self.mlm_smoothing!r}")
+
+    @property
+    def needs_masking(self) -> bool:
+        """Whether a term learns from masked inputs: the masked-LM loss, the logit terms (a masked-LM
+        teacher's predictions are what they distil), or any term restricted to the masked positions.
+
+        When False (the hidden-state terms alone, as for a teacher without a head) masking would only
+        train the student on text unlike the clean text it will embed, so the batches are left unmasked.
+        """
+        return bool(self.alpha_mlm or self.alpha_ce or self.alpha_mse or self.restrict_ce_to_mask)
 
     @property
     def word_probs(self) -> tuple[float, float, float]:
@@ -215,7 +235,7 @@ def distillation_loss_numpy(
         config: The weights and temperature.
 
     Returns:
-        ``{"loss", "ce", "mlm", "cos", "mse"}`` as Python floats.
+        ``{"loss", "ce", "mlm", "cos", "mse", "pool"}`` as Python floats.
 
     Raises:
         ValueError: Shapes that disagree, or a term with a positive weight whose inputs are missing.
@@ -293,6 +313,14 @@ def distillation_loss_numpy(
         assert s_logits is not None and t_logits is not None
         diff = s_logits[logit_rows].astype(np.float64) - t_logits[logit_rows].astype(np.float64)
         out["mse"] = float((diff**2).sum() / n_rows)
+    if _require("pool", c.alpha_pool, student_hidden=s_hidden, teacher_hidden=t_hidden) and real.any():
+        assert s_hidden is not None and t_hidden is not None
+        rows = real.any(axis=1)
+        weights = real[rows][..., None].astype(np.float64)  # (B', T, 1)
+        s = (s_hidden[rows].astype(np.float64) * weights).sum(axis=1) / weights.sum(axis=1)
+        t = (t_hidden[rows].astype(np.float64) * weights).sum(axis=1) / weights.sum(axis=1)
+        norms = np.maximum(np.linalg.norm(s, axis=-1), COSINE_EPS) * np.maximum(np.linalg.norm(t, axis=-1), COSINE_EPS)
+        out["pool"] = float((1.0 - (s * t).sum(axis=-1) / norms).mean())
     out["loss"] = float(sum(getattr(c, f"alpha_{term}") * out[term] for term in TERMS))
     return {"loss": out["loss"], **{term: out[term] for term in TERMS}}
 
@@ -439,6 +467,7 @@ def plan_loss(
         "mlm": _require("mlm", c.alpha_mlm, student_logits=s_logits, labels=labels),
         "cos": _require("cos", c.alpha_cos, student_hidden=s_hidden, teacher_hidden=t_hidden),
         "mse": _require("mse", c.alpha_mse, student_logits=s_logits, teacher_logits=t_logits),
+        "pool": _require("pool", c.alpha_pool, student_hidden=s_hidden, teacher_hidden=t_hidden),
     }
     return per_token, computed
 

@@ -44,13 +44,14 @@ def _counts(attention_mask, labels, config: DistillationConfig, per_token: bool)
         selected = selected & (labels != IGNORE_INDEX)
     n_rows = selected.sum() if per_token else jnp.asarray(attention_mask.shape[0])
     n_labels = (labels != IGNORE_INDEX).sum() if labels is not None else jnp.zeros((), jnp.int32)
-    return {"ce": n_rows, "mlm": n_labels, "cos": selected.sum(), "mse": n_rows}
+    n_examples = (attention_mask == 1).any(-1).sum()  # those with a real token: the pooled term's
+    return {"ce": n_rows, "mlm": n_labels, "cos": selected.sum(), "mse": n_rows, "pool": n_examples}
 
 
 def _parts(
     student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels, config: DistillationConfig
 ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
-    """The four terms and the counts they average over."""
+    """The five terms and the counts they average over."""
     arrays = [
         None if x is None else jnp.asarray(x)
         for x in (student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels)
@@ -80,6 +81,13 @@ def _parts(
     if computed["mse"]:
         diff = s_logits.astype(jnp.float32) - t_logits.astype(jnp.float32)
         terms["mse"] = _mean((diff * diff).sum(-1), rows)
+    if computed["pool"]:
+        weights = real[..., None].astype(jnp.float32)  # (B, T, 1)
+        count = jnp.maximum(weights.sum(1), 1.0)  # (B, 1): an example without real tokens is not counted
+        s = (s_hidden.astype(jnp.float32) * weights).sum(1) / count  # (B, D)
+        t = (t_hidden.astype(jnp.float32) * weights).sum(1) / count
+        norm = lambda x: jnp.sqrt(jnp.maximum((x * x).sum(-1), COSINE_EPS**2))  # noqa: E731
+        terms["pool"] = _mean(1.0 - (s * t).sum(-1) / (norm(s) * norm(t)), real.any(-1))
     return terms, _counts(attention_mask, labels, config, per_token)
 
 
@@ -103,7 +111,7 @@ def distillation_loss(
         config: The weights and the temperature (static under ``jit``: it is hashable).
 
     Returns:
-        ``{"loss", "ce", "mlm", "cos", "mse"}``: float32 scalars.
+        ``{"loss", "ce", "mlm", "cos", "mse", "pool"}``: float32 scalars.
 
     Raises:
         ValueError: Shapes that disagree, or a positive weight whose inputs are missing.

@@ -40,13 +40,14 @@ def _counts(attention_mask, labels, config: DistillationConfig, per_token: bool)
         selected = selected & (labels != IGNORE_INDEX)
     n_rows = selected.sum() if per_token else torch.tensor(attention_mask.shape[0], device=attention_mask.device)
     n_labels = (labels != IGNORE_INDEX).sum() if labels is not None else torch.zeros((), dtype=torch.int64)
-    return {"ce": n_rows, "mlm": n_labels, "cos": selected.sum(), "mse": n_rows}
+    n_examples = (attention_mask == 1).any(-1).sum()  # those with a real token: the pooled term's
+    return {"ce": n_rows, "mlm": n_labels, "cos": selected.sum(), "mse": n_rows, "pool": n_examples}
 
 
 def _parts(
     student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels, config: DistillationConfig
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """The four terms and the counts they average over."""
+    """The five terms and the counts they average over."""
     shape = lambda x: None if x is None else tuple(x.shape)  # noqa: E731
     per_token, computed = plan_loss(
         config, *map(shape, (student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels))
@@ -75,6 +76,12 @@ def _parts(
     if computed["mse"]:
         squares = ((student_logits.float() - teacher_logits.float()) ** 2).sum(-1)  # (B, T) or (B,)
         terms["mse"] = _mean(squares, rows)
+    if computed["pool"]:
+        weights = real.unsqueeze(-1).float()  # (B, T, 1)
+        count = weights.sum(1).clamp(min=1)  # (B, 1): an example without real tokens pools to 0, and is not counted
+        s, t = (student_hidden.float() * weights).sum(1) / count, (teacher_hidden.float() * weights).sum(1) / count
+        norms = (s * s).sum(-1).clamp(min=COSINE_EPS**2).sqrt() * (t * t).sum(-1).clamp(min=COSINE_EPS**2).sqrt()
+        terms["pool"] = _mean(1.0 - (s * t).sum(-1) / norms, real.any(-1))
     return terms, _counts(attention_mask, labels, config, per_token)
 
 
@@ -98,7 +105,7 @@ def distillation_loss(
         config: The weights and the temperature.
 
     Returns:
-        ``{"loss", "ce", "mlm", "cos", "mse"}``: float32 scalar tensors (``loss`` differentiable).
+        ``{"loss", "ce", "mlm", "cos", "mse", "pool"}``: float32 scalar tensors (``loss`` differentiable).
 
     Raises:
         ValueError: Shapes that disagree, or a positive weight whose inputs are missing.

@@ -45,13 +45,14 @@ def _counts(attention_mask, labels, config: DistillationConfig, per_token: bool)
     count = lambda x: tf.reduce_sum(tf.cast(x, tf.float32))  # noqa: E731
     n_rows = count(selected) if per_token else tf.cast(tf.shape(attention_mask)[0], tf.float32)
     n_labels = count(tf.not_equal(labels, IGNORE_INDEX)) if labels is not None else tf.zeros(())
-    return {"ce": n_rows, "mlm": n_labels, "cos": count(selected), "mse": n_rows}
+    n_examples = count(tf.reduce_any(tf.equal(attention_mask, 1), -1))  # those with a real token: the pooled term's
+    return {"ce": n_rows, "mlm": n_labels, "cos": count(selected), "mse": n_rows, "pool": n_examples}
 
 
 def _parts(
     student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels, config: DistillationConfig
 ) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
-    """The four terms and the counts they average over."""
+    """The five terms and the counts they average over."""
     shape = lambda x: None if x is None else tuple(x.shape)  # noqa: E731
     per_token, computed = plan_loss(
         config, *map(shape, (student_logits, teacher_logits, student_hidden, teacher_hidden, attention_mask, labels))
@@ -80,6 +81,13 @@ def _parts(
     if computed["mse"]:
         diff = tf.cast(student_logits, tf.float32) - tf.cast(teacher_logits, tf.float32)
         terms["mse"] = _mean(tf.reduce_sum(diff * diff, -1), rows)
+    if computed["pool"]:
+        weights = tf.cast(real, tf.float32)[..., None]  # (B, T, 1)
+        count = tf.maximum(tf.reduce_sum(weights, 1), 1.0)  # (B, 1): an example without real tokens is not counted
+        s = tf.reduce_sum(tf.cast(student_hidden, tf.float32) * weights, 1) / count  # (B, D)
+        t = tf.reduce_sum(tf.cast(teacher_hidden, tf.float32) * weights, 1) / count
+        norm = lambda x: tf.sqrt(tf.maximum(tf.reduce_sum(x * x, -1), COSINE_EPS**2))  # noqa: E731
+        terms["pool"] = _mean(1.0 - tf.reduce_sum(s * t, -1) / (norm(s) * norm(t)), tf.reduce_any(real, -1))
     return terms, _counts(attention_mask, labels, config, per_token)
 
 
@@ -103,7 +111,7 @@ def distillation_loss(
         config: The weights and the temperature.
 
     Returns:
-        ``{"loss", "ce", "mlm", "cos", "mse"}``: float32 scalar tensors.
+        ``{"loss", "ce", "mlm", "cos", "mse", "pool"}``: float32 scalar tensors.
 
     Raises:
         ValueError: Shapes that disagree, or a positive weight whose inputs are missing.
@@ -208,7 +216,7 @@ class Distiller(keras.Model):
     """A student learning from a frozen teacher, trained with ``compile``/``fit``.
 
     ``train_step`` runs the teacher in inference mode, the student in training mode, and minimises
-    :func:`distillation_loss`; it returns the terms (``loss``, ``ce``, ``mlm``, ``cos``, ``mse``), which
+    :func:`distillation_loss`; it returns the terms (``loss``, ``ce``, ``mlm``, ``cos``, ``mse``, ``pool``), which
     ``fit`` hands to callbacks in ``logs``. Each batch is a dict of ``input_ids``, ``attention_mask``
     and ``labels``; with ``accumulation_steps`` it is cut into that many micro-batches, each weighted
     by its share of the positions a term averages over, before one optimiser update. Calling the
