@@ -56,6 +56,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from distilbert.common.finetune import shard
 from distilbert.flax import inputs as inputs_lib
 
 __all__ = [
@@ -430,15 +431,6 @@ def data_mesh(devices: int | None = None) -> Mesh:
 
 
 # ------------------------------------------------------------------------------- sharding
-def _shard(batch: Mapping[str, np.ndarray], rank: int, world: int) -> dict[str, np.ndarray]:
-    """Rows ``[rank*B/world, (rank+1)*B/world)`` of every array; ValueError unless ``world`` divides ``B``."""
-    rows = len(next(iter(batch.values())))
-    if world < 1 or not 0 <= rank < world or rows % world:
-        raise ValueError(f"cannot take shard {rank} of {world} from a batch of {rows} rows")
-    size = rows // world
-    return {k: np.asarray(v)[rank * size : (rank + 1) * size] for k, v in batch.items()}
-
-
 def fsdp_spec(shape: Sequence[int], size: int) -> P:
     """The FSDP layout of an array over ``size`` devices: ``"data"`` on its largest axis that ``size``
     divides (the first of equal ones), or ``P()`` (replicated) when none does.
@@ -479,11 +471,11 @@ def place_state(tree, mesh: Mesh, fsdp: bool = False):
 def global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     """A global batch (numpy, the same in every process) as global arrays sharded along ``"data"``.
 
-    Each process places only its own rows (:func:`_shard` of its process index); the leading axis
-    must be divisible by the mesh's size.
+    Each process places only its own rows (:func:`~distilbert.common.finetune.shard` of its process
+    index); the leading axis must be divisible by the mesh's size.
     """
     sharding = NamedSharding(mesh, P("data"))
-    local = _shard(batch, jax.process_index(), jax.process_count())
+    local = shard(batch, jax.process_index(), jax.process_count())
     return {k: jax.make_array_from_process_local_data(sharding, local[k], np.shape(batch[k])) for k in batch}
 
 

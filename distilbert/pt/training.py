@@ -70,6 +70,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from distilbert.common.distillation import learning_rate_at
+from distilbert.common.finetune import shard
 from distilbert.common.losses import IGNORE_INDEX
 
 __all__ = [
@@ -231,25 +232,6 @@ def rank_and_world() -> tuple[int, int]:
 def is_main_process() -> bool:
     """True on rank 0 (and in a single process): the one process that logs and writes files."""
     return rank_and_world()[0] == 0
-
-
-def _shard(batch: Mapping[str, np.ndarray], rank: int, world: int) -> dict[str, np.ndarray]:
-    """Rows ``[rank*B/world, (rank+1)*B/world)`` of every array of a global batch of B rows.
-
-    Raises:
-        ValueError: ``world`` does not divide the batch's rows.
-    """
-    size = len(next(iter(batch.values())))
-    if size % world:
-        raise ValueError(
-            f"a global batch of {size} rows does not split evenly over {world} workers: "
-            f"make the batch size a multiple of {world}"
-        )
-    step = size // world
-    return {k: np.asarray(v)[rank * step : (rank + 1) * step] for k, v in batch.items()}
-
-
-shard = _shard  # one worker's rows of a global batch (distilbert.common.finetune.shard once merged)
 
 
 def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
@@ -508,7 +490,7 @@ def finetune(
     for step in range(start_step, total):
         batch = batches[step]
         counts = global_counts(model, batch)
-        part = _shard(batch, rank, world)
+        part = shard(batch, rank, world)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, learning_rate, warmup_steps, total)
         # DDP and FSDP average the workers' gradients: scale each share by the world so they add up.

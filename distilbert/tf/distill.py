@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from distilbert.common.distillation import COSINE_EPS, TERMS, DistillationConfig, plan_loss
 from distilbert.common.losses import IGNORE_INDEX
+from distilbert.tf.training import AdamW
 
 BETAS, EPS = (0.9, 0.999), 1e-8
 
@@ -130,28 +131,6 @@ def distillation_loss(
 
 
 # ------------------------------------------------------------------------------- the optimiser
-class AdamW(keras.optimizers.AdamW):
-    """Keras AdamW with eps added to the bias-corrected ``sqrt(v_hat)``, as ``torch.optim.AdamW`` and optax do.
-
-    Keras adds eps to the uncorrected ``sqrt(v)``, which for eps 1e-8 differs in the first updates
-    of small gradients; this update is ``lr * m_hat / (sqrt(v_hat) + eps)``. Weight decay is Keras's
-    (decoupled, before the update), the same as torch's.
-    """
-
-    def update_step(self, gradient, variable, learning_rate):
-        dtype = variable.dtype
-        lr, g = keras.ops.cast(learning_rate, dtype), keras.ops.cast(gradient, dtype)
-        t = keras.ops.cast(self.iterations + 1, dtype)
-        correction1 = 1 - keras.ops.power(keras.ops.cast(self.beta_1, dtype), t)
-        correction2 = 1 - keras.ops.power(keras.ops.cast(self.beta_2, dtype), t)
-        m = self._momentums[self._get_variable_index(variable)]
-        v = self._velocities[self._get_variable_index(variable)]
-        self.assign_add(m, (g - m) * (1 - self.beta_1))
-        self.assign_add(v, (g * g - v) * (1 - self.beta_2))
-        step = lr / correction1 * m / (keras.ops.sqrt(v) / keras.ops.sqrt(correction2) + self.epsilon)
-        self.assign_sub(variable, step)
-
-
 @keras.saving.register_keras_serializable(package="distilbert")
 class LinearWarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     """:func:`~distilbert.common.distillation.learning_rate_at` as a Keras schedule (of the update count)."""

@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from distilbert.common import validation
+from distilbert.common.finetune import shard
 from distilbert.common.losses import IGNORE_INDEX, problem_type_for
 from distilbert.common.outputs import ModelOutput
 
@@ -267,17 +268,6 @@ def eval_step(model, batch: Mapping):
 LABEL_KEYS = ("labels", "start_positions", "end_positions")
 _COUNTS = "_counts"  # (rows, 2) float32 added to each shard: the GLOBAL counts its loss parts divide by
 _MULTI_WORKER: list[tf.distribute.Strategy] = []  # the MultiWorkerMirroredStrategy, made once at startup
-
-
-def _shard(batch: Mapping[str, np.ndarray], rank: int, world: int) -> dict[str, np.ndarray]:
-    """Rows ``[rank*B/world, (rank+1)*B/world)`` of every array; ValueError unless ``world`` divides B."""
-    rows = len(next(iter(batch.values())))
-    if rows % world:
-        raise ValueError(
-            f"a global batch of {rows} rows does not split over {world} workers; pick a batch size divisible by {world}"
-        )
-    size = rows // world
-    return {name: np.asarray(array)[rank * size : (rank + 1) * size] for name, array in batch.items()}
 
 
 def _tf_config() -> dict | None:
@@ -712,7 +702,7 @@ def finetune(
                 failures.append(exc)
                 raise
             for replica in local:
-                yield _shard(batch, replica, world)
+                yield shard(batch, replica, world)
 
     signature = {name: tf.TensorSpec((None,) * array.ndim, tf.as_dtype(array.dtype)) for name, array in first.items()}
 
