@@ -41,6 +41,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import distilbert.pt as dpt  # noqa: E402
+from distilbert.pt import ops  # noqa: E402
+
+ops.PACK_WEIGHTS = True  # an inference-only process: pack the weights once (opt-in, see distilbert/pt/ops.py)
 from distilbert import DistilBertConfig  # noqa: E402
 
 SHAPES = ("1x16", "8x128", "32x256")

@@ -194,7 +194,25 @@ def hidden(model, inputs):
     return outputs(model, inputs)["last_hidden_state"].float().numpy()
 
 
-def test_packed_weights_follow_load_state_dict_and_optimizer_steps():
+@pytest.fixture
+def packing(monkeypatch):
+    monkeypatch.setattr(ops, "PACK_WEIGHTS", True)
+
+
+def test_packing_is_off_by_default_so_edits_through_data_are_seen():
+    # p.data.mul_ does not advance p's version counter: a pack keyed on it would keep the old weight.
+    assert ops.PACK_WEIGHTS is False
+    model = build("masked_lm", seed=9)
+    inputs = task_inputs(model.config, "masked_lm")
+    before = outputs(model, inputs)["logits"].numpy()
+    with torch.no_grad():
+        model.distilbert.transformer.layer[0].ffn.lin1.weight.data.mul_(2.0)
+    after = outputs(model, inputs)["logits"].numpy()
+    assert_close(after, outputs(fresh(model), inputs)["logits"].numpy(), SAME_ATOL, "after an edit through .data")
+    assert not np.allclose(after, before, atol=1e-3)
+
+
+def test_packed_weights_follow_load_state_dict_and_optimizer_steps(packing):
     model = build("base", seed=6)
     inputs = task_inputs(model.config, "base")
     hidden(model, inputs)  # packs the weights
@@ -208,7 +226,7 @@ def test_packed_weights_follow_load_state_dict_and_optimizer_steps():
     assert_close(hidden(model, inputs), hidden(fresh(model), inputs), SAME_ATOL, "after an optimizer step")
 
 
-def test_packed_weights_follow_dtype_changes():
+def test_packed_weights_follow_dtype_changes(packing):
     model = build("base", seed=8)
     inputs = task_inputs(model.config, "base")
     hidden(model, inputs)
@@ -219,6 +237,7 @@ def test_packed_weights_follow_dtype_changes():
 
 
 def test_packing_does_not_change_the_numbers_or_the_state(monkeypatch):
+    monkeypatch.setattr(ops, "PACK_WEIGHTS", True)
     model = build("masked_lm", seed=9)
     names = list(model.state_dict())
     inputs = task_inputs(model.config, "masked_lm")

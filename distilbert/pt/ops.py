@@ -10,14 +10,15 @@ makes a bfloat16 DistilBERT layer about 1.5x faster (``benchmarks/bench_pt.py``)
 give the reference's numbers (float32 differences ~1e-6, from oneDNN's accumulation order).
 
 The fused kernel reads its weight in oneDNN's blocked layout. Given a plain ``[out, in]`` weight it
-reorders it on every call, which at a few tokens (1 x 16) costs as much as the product itself; so
-the first inference call packs each weight once (:func:`packed`) and later calls reuse it, until the
-weight changes (an optimizer step, ``load_state_dict``, ``.to(dtype)``: the pack is keyed by the
-weight's storage and version counter). The query, key and value weights are packed as one
-``[3 * dim, dim]`` matrix, so the three projections are one product (:func:`qkv`). The packs live
-outside the modules (``state_dict`` and the parameters are unchanged) and cost one more copy of the
-Linear weights in memory while the model is in use for inference; ``PACK_WEIGHTS = False`` turns
-them off.
+reorders it on every call, which at a few tokens (1 x 16) costs as much as the product itself. With
+``PACK_WEIGHTS = True`` (opt-in, for inference-only processes) the first inference call packs each
+weight once (:func:`packed`) and later calls reuse it, until the weight changes (an optimizer step,
+``load_state_dict``, ``.to(dtype)``: the pack is keyed by the weight's storage and version counter),
+and the query, key and value weights are packed as one ``[3 * dim, dim]`` matrix, so the three
+projections are one product (:func:`project_qkv`). The packs live outside the modules (``state_dict``
+and the parameters are unchanged) and cost one more copy of the Linear weights in memory. It is off
+by default because an in-place edit through ``param.data`` (``p.data.copy_(...)``, common in user
+code) does not advance the version counter, so a pack would silently keep the old weights.
 
 Attention comes in three kernels, ``eager``, ``sdpa`` and ``flash_attention_2``. Each takes queries,
 keys and values of shape ``(B, H, T, D)`` and a boolean key mask ``(B, 1, 1, T)`` (True = attend,
@@ -51,7 +52,7 @@ FUSED = _has_fused_kernel()
 _BF16 = FUSED and bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)())
 
 
-PACK_WEIGHTS = True  # pack the weights of the fused kernel once per weight version (module docstring)
+PACK_WEIGHTS = False  # opt-in: pack the fused kernel's weights once per weight version (module docstring)
 _PACKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # owner module -> (key, sources, weight, bias)
 
 
