@@ -36,7 +36,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -53,14 +52,23 @@ from distilbert.common.bert import (
 )
 from distilbert.common.checkpoint import init_state, load_state
 from distilbert.common.config import DistilBertConfig
+from distilbert.common.convert import TOKENIZER_FILES
 from distilbert.common.distillation import DistillationConfig, mask_tokens, token_counts, token_weights
 from distilbert.common.hub import resolve_dir
 from distilbert.common.names import TIED, task_prefix, weight_table
+from distilbert.runs import (
+    STATE_FILE,
+    TRAINER_FILE,
+    build_model,
+    find_checkpoint,
+    result_directory,
+    save_checkpoint,
+    seed_framework,
+    trim_log,
+)
 
 TASKS = {"masked-lm": "masked_lm", "text-classification": "sequence_classification"}
-TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 DEFAULT_SEQ_LEN = 128
-CHECKPOINT, STATE_FILE, TRAINER_FILE = "checkpoint", "training_state.npz", "trainer_state.json"
 # Arguments that may change between a run and its resumption (they do not change the trajectory).
 RESUMABLE = ("out", "resume", "log", "save_every", "progress", "log_every")
 
@@ -274,27 +282,6 @@ class Batches:
 
 
 # ----------------------------------------------------------------------------- the framework side
-def _build(framework: str, task: str, config: DistilBertConfig, state, seed: int):
-    from distilbert import frameworks
-
-    if framework == "flax":  # dropout RNG streams from the seed
-        model = frameworks.model_class("flax", task)(config, seed=seed)
-        frameworks.load_canonical_state("flax", model, state)
-        return model
-    return frameworks.build(framework, task, config, state)
-
-
-def _seed_framework(framework: str, seed: int) -> None:
-    if framework == "pt":
-        import torch
-
-        torch.manual_seed(seed)
-    elif framework == "tf":
-        import keras
-
-        keras.utils.set_random_seed(seed)
-
-
 def _parameters(config: DistilBertConfig, task: str) -> int:
     return sum(int(np.prod(spec.shape)) for spec in weight_table(config, task) if spec.kind != TIED)
 
@@ -309,40 +296,6 @@ def _copy_tokenizer(teacher: _Model, directory: str) -> None:
                 files.atomic_write_json(os.path.join(directory, name), tokenizer_config_for_distilbert(json.load(fh)))
         else:
             shutil.copy2(src, os.path.join(directory, name))
-
-
-def _save_checkpoint(out: str, student, step: int, state: dict[str, np.ndarray], arguments: dict) -> None:
-    """Writes ``OUT/checkpoint`` anew: built beside it, then swapped in (a crash leaves the old one or the new)."""
-    work = tempfile.mkdtemp(prefix=".checkpoint-", suffix=".tmp", dir=out)
-    try:
-        student.save_pretrained(work)
-        np.savez(os.path.join(work, STATE_FILE), **state)
-        files.atomic_write_json(os.path.join(work, TRAINER_FILE), {"step": step, "arguments": arguments})
-        target, old = os.path.join(out, CHECKPOINT), os.path.join(out, CHECKPOINT + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if os.path.isdir(target):
-            os.rename(target, old)
-        os.rename(work, target)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-
-
-def _find_checkpoint(out: str) -> str | None:
-    for name in (CHECKPOINT, CHECKPOINT + ".old"):  # .old: a crash between the two renames
-        if os.path.isfile(os.path.join(out, name, TRAINER_FILE)):
-            return os.path.join(out, name)
-    return None
-
-
-def _trim_log(path: str, step: int) -> None:
-    """Keeps the log's lines up to ``step`` (a resumed run writes the later ones again)."""
-    if not os.path.isfile(path):
-        return
-    with open(path, encoding="utf-8") as fh:
-        kept = [line for line in fh if line.strip() and json.loads(line).get("step", 0) <= step]
-    files.atomic_write_bytes(path, "".join(kept).encode("utf-8"))
 
 
 # -------------------------------------------------------------------------------------- the run
@@ -444,7 +397,7 @@ def distill_command(
         masking = (weights, tokenizer.mask_token_id, config)
     batches = Batches(ids, mask, labels, batch_size, seed, masking)
 
-    checkpoint = _find_checkpoint(out) if resume and os.path.isdir(out) else None
+    checkpoint = find_checkpoint(out) if resume and os.path.isdir(out) else None
     start, state = 0, None
     if checkpoint is not None:
         with open(os.path.join(checkpoint, TRAINER_FILE), encoding="utf-8") as fh:
@@ -470,13 +423,13 @@ def distill_command(
     import importlib
 
     backend = importlib.import_module(f"distilbert.{framework}.distill")
-    _seed_framework(framework, seed)
-    teacher_net = _build(framework, teacher_task, t_config, t_state, seed)
-    student_net = _build(framework, student_task, s_config, s_state, seed)
+    seed_framework(framework, seed)
+    teacher_net = build_model(framework, teacher_task, t_config, t_state, seed)
+    student_net = build_model(framework, student_task, s_config, s_state, seed)
     os.makedirs(out, exist_ok=True)
     if log is not None:
         if start:
-            _trim_log(log, start)
+            trim_log(log, start)
         elif os.path.exists(log):
             os.remove(log)
     bar = _progress(steps, start, progress)
@@ -491,7 +444,7 @@ def distill_command(
                 fh.write(json.dumps({"step": step, **terms}) + "\n")
 
     def on_save(step: int, training_state: dict[str, np.ndarray]) -> None:
-        _save_checkpoint(out, student_net, step, training_state, json.loads(json.dumps(arguments)))
+        save_checkpoint(out, student_net, step, training_state, json.loads(json.dumps(arguments)))
 
     try:
         backend.distill(
@@ -515,21 +468,13 @@ def distill_command(
         bar.close()
 
     # The result: the framework's format, the tokenizer and the recipe, moved into OUT when complete.
-    work = tempfile.mkdtemp(prefix=".result-", suffix=".tmp", dir=out)
-    try:
+    with result_directory(out) as work:
         student_net.save_pretrained(work)
         _copy_tokenizer(teacher_model, work)
         config.to_json_file(os.path.join(work, "distillation.json"))
         for rel in sentence_transformers_files(teacher_model.directory):
             src, dst = os.path.join(teacher_model.directory, rel), os.path.join(work, rel)
             shutil.copytree(src, dst) if os.path.isdir(src) else shutil.copy2(src, dst)
-        for name in os.listdir(work):
-            target = os.path.join(out, name)
-            if os.path.isdir(target):
-                shutil.rmtree(target)
-            os.replace(os.path.join(work, name), target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return DistillResult(out, steps, start, last, student_task, chosen, _parameters(s_config, student_task))
 
 

@@ -19,14 +19,14 @@ import importlib.util
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from distilbert.common import files
 from distilbert.common.checkpoint import available_formats, open_native, pick_format, write_config
 from distilbert.common.config import DistilBertConfig
-from distilbert.common.convert import TOKENIZER_FILES, _move_into_place, _remove_stale_work, _work_prefix
+from distilbert.common.convert import TOKENIZER_FILES
 from distilbert.common.hub import resolve_dir
 from distilbert.common.names import TASKS
 from distilbert.frameworks import EXTRAS, NAMES, from_pretrained, run
@@ -203,11 +203,7 @@ def export_command(
     if framework == "pt":
         net.eval()
 
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    _remove_stale_work(out)
-    work = tempfile.mkdtemp(prefix=_work_prefix(out), suffix=".tmp", dir=parent)
-    try:
+    with files.atomic_directory(out) as work:
         artefact = backend.export(net, work, format=format, quantize=quantize, opset=opset)
         write_config(work, net.config, task, framework)
         for name in TOKENIZER_FILES:
@@ -218,10 +214,6 @@ def export_command(
         )
         if verify:
             _verify(result, backend.load(artefact), framework, net, config, log)
-        _move_into_place(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return result
 
 

@@ -38,9 +38,7 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -57,10 +55,18 @@ from distilbert.common.hub import resolve_dir
 from distilbert.common.names import TIED, task_prefix, weight_table
 
 # Checkpoints and their resumption work as the distillation command's.
-from distilbert.distill import TRAINER_FILE, _build, _find_checkpoint, _save_checkpoint, _seed_framework, _trim_log
+from distilbert.runs import (
+    STATE_FILE,
+    TRAINER_FILE,
+    build_model,
+    find_checkpoint,
+    result_directory,
+    save_checkpoint,
+    seed_framework,
+    trim_log,
+)
 
 TASKS = data.TASKS
-STATE_FILE = "training_state.npz"
 RESULT_FILE, EVAL_FILE = "finetune.json", "eval_results.json"
 # Arguments that may change between a run and its resumption: they do not change the trajectory
 # (an N-worker run equals the 1-worker run on the same global batches).
@@ -321,7 +327,7 @@ def finetune_command(
     state, fresh = _head_state(directory, config, model_task, new_head, seed)
     new_head = new_head or fresh
 
-    checkpoint = _find_checkpoint(out) if resume and os.path.isdir(out) else None
+    checkpoint = find_checkpoint(out) if resume and os.path.isdir(out) else None
     start, training_state = 0, None
     if checkpoint is not None:
         with open(os.path.join(checkpoint, TRAINER_FILE), encoding="utf-8") as fh:
@@ -347,13 +353,13 @@ def finetune_command(
     if not hasattr(training, "finetune"):
         raise ImportError(f"distilbert.{framework}.training has no finetune(); this installation predates it")
     main = bool(training.is_main_process())
-    _seed_framework(framework, seed)
-    net = _build(framework, model_task, config, state, seed)
+    seed_framework(framework, seed)
+    net = build_model(framework, model_task, config, state, seed)
     if main:
         os.makedirs(out, exist_ok=True)
         if log is not None:
             if start:
-                _trim_log(log, start)
+                trim_log(log, start)
             elif os.path.exists(log):
                 os.remove(log)
     bar = _progress(total, start, progress and main)
@@ -383,7 +389,7 @@ def finetune_command(
 
     def on_save(step: int, values: dict[str, np.ndarray]) -> None:
         if main:
-            _save_checkpoint(out, net, step, values, recorded)
+            save_checkpoint(out, net, step, values, recorded)
 
     try:
         net = training.finetune(
@@ -411,21 +417,13 @@ def finetune_command(
         result.eval_results = evaluate(framework, net, evaluation, batch_size)
 
     # The result: the framework's format, the tokenizer and the record, moved into OUT when complete.
-    work = tempfile.mkdtemp(prefix=".result-", suffix=".tmp", dir=out)
-    try:
+    with result_directory(out) as work:
         net.save_pretrained(work)
         tokenizer.save_pretrained(work)
         record = {"arguments": recorded, "steps": total, "loss": result.loss, "labels": labels, "new_head": new_head}
         files.atomic_write_json(os.path.join(work, RESULT_FILE), record)
         if result.eval_results is not None:
             files.atomic_write_json(os.path.join(work, EVAL_FILE), result.eval_results)
-        for name in os.listdir(work):
-            target = os.path.join(out, name)
-            if os.path.isdir(target):
-                shutil.rmtree(target)
-            os.replace(os.path.join(work, name), target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return result
 
 

@@ -402,17 +402,17 @@ def test_resume_continues_the_same_trajectory(tiny, tmp_path, capsys, monkeypatc
     class Stop(Exception):
         pass
 
-    save = command._save_checkpoint
+    save = command.save_checkpoint
 
     def save_then_stop(out, student, step, state, arguments):
         save(out, student, step, state, arguments)
         raise Stop  # as if killed after the checkpoint of step 2
 
     interrupted, log = tmp_path / "interrupted", tmp_path / "interrupted.jsonl"
-    monkeypatch.setattr(command, "_save_checkpoint", save_then_stop)
+    monkeypatch.setattr(command, "save_checkpoint", save_then_stop)
     with pytest.raises(Stop):
         cli.main(["distill", *_command(tiny, interrupted, fw, *args, "--log", str(log))])
-    monkeypatch.setattr(command, "_save_checkpoint", save)
+    monkeypatch.setattr(command, "save_checkpoint", save)
     assert len(log.read_text().splitlines()) == 2
     code, _, err = _run(_command(tiny, interrupted, fw, *args, "--log", str(log), "--resume"), capsys)
     assert code == 0, err

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple, cast
@@ -184,11 +183,7 @@ def convert(
         check_layers(layers, DistilBertConfig.from_pretrained(src_dir).n_layers)
     carried = sentence_transformers_files(src_dir)
 
-    parent = os.path.dirname(dst)
-    os.makedirs(parent, exist_ok=True)
-    _remove_stale_work(dst)
-    work = tempfile.mkdtemp(prefix=_work_prefix(dst), suffix=".tmp", dir=parent)
-    try:
+    with files.atomic_directory(dst) as work:
         source = _open_source(src_dir, src_file, to, source_format, external, is_bert, layers)
         native, naming, task, table, config, path, fmt = source[:7]
         with native:
@@ -210,10 +205,6 @@ def convert(
             (shutil.copytree if os.path.isdir(os.path.join(src_dir, name)) else shutil.copy2)(
                 os.path.join(src_dir, name), os.path.join(work, name)
             )
-        _move_into_place(work, dst)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return Conversion(path, fmt, task, dst, sorted(os.listdir(dst)), count, source.dropped)
 
 
@@ -397,47 +388,6 @@ def _write_external(fmt: ExternalFormat, native, naming, table, config, task, wo
         state = {k: v.astype(DTYPES[dtype]) if _is_float(v.dtype) else v for k, v in state.items()}
     fmt.write(state, config, task, work, weight_format)
     return len(state)
-
-
-def _work_prefix(dst: str) -> str:
-    """Hidden work directories beside ``dst`` are named ``.DST.PID.RANDOM.tmp`` (or ``.old``)."""
-    return f".{os.path.basename(dst)}.{os.getpid()}."
-
-
-def _remove_stale_work(dst: str) -> None:
-    """Removes work directories for ``dst`` left by conversions whose process is gone (killed with
-    SIGKILL or by a power cut, when no clean-up could run); those of live processes stay."""
-    prefix = f".{os.path.basename(dst)}."
-    parent = os.path.dirname(dst)
-    for name in os.listdir(parent):
-        if not name.startswith(prefix):
-            continue
-        pid, _, rest = name[len(prefix) :].partition(".")  # "PID", "RANDOM.tmp"
-        random_part, _, suffix = rest.partition(".")
-        if not (pid.isdigit() and random_part and suffix in ("tmp", "old")):
-            continue
-        try:
-            os.kill(int(pid), 0)  # signal 0 only asks whether the process exists
-        except ProcessLookupError:
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-        except (PermissionError, OverflowError):
-            pass  # alive under another user, or not a pid
-
-
-def _move_into_place(work: str, dst: str) -> None:
-    """Renames the finished ``work`` directory to ``dst``, replacing an old one only at the end."""
-    files.public_mode(work)
-    if not os.path.exists(dst):
-        os.rename(work, dst)
-        return
-    old = tempfile.mkdtemp(prefix=_work_prefix(dst), suffix=".old", dir=os.path.dirname(dst))
-    os.rmdir(old)
-    os.rename(dst, old)
-    os.rename(work, dst)
-    if os.path.isdir(old):
-        shutil.rmtree(old)
-    else:
-        os.remove(old)
 
 
 def _is_float(dtype) -> bool:

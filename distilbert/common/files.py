@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -103,6 +104,67 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[str]:
+    """Yields an empty work directory beside ``path``; it replaces ``path`` only if the block succeeds.
+
+    On an error the work directory is removed and ``path`` is left as it was. Work directories that
+    killed processes left behind (``.NAME.PID.RANDOM.tmp`` or ``.old``) are removed first.
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    _remove_stale_work(path)
+    work = tempfile.mkdtemp(prefix=_work_prefix(path), suffix=".tmp", dir=parent)
+    try:
+        yield work
+        public_mode(work)
+        _replace_directory(work, path)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _work_prefix(path: str) -> str:
+    """Hidden work directories beside ``path`` are named ``.NAME.PID.RANDOM.tmp`` (or ``.old``)."""
+    return f".{os.path.basename(path)}.{os.getpid()}."
+
+
+def _remove_stale_work(path: str) -> None:
+    """Removes work directories for ``path`` left by processes that are gone (killed with SIGKILL or by a
+    power cut, when no clean-up could run); those of live processes stay."""
+    prefix = f".{os.path.basename(path)}."
+    parent = os.path.dirname(path)
+    for name in os.listdir(parent):
+        if not name.startswith(prefix):
+            continue
+        pid, _, rest = name[len(prefix) :].partition(".")  # "PID", "RANDOM.tmp"
+        random_part, _, suffix = rest.partition(".")
+        if not (pid.isdigit() and random_part and suffix in ("tmp", "old")):
+            continue
+        try:
+            os.kill(int(pid), 0)  # signal 0 only asks whether the process exists
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        except (PermissionError, OverflowError):
+            pass  # alive under another user, or not a pid
+
+
+def _replace_directory(work: str, path: str) -> None:
+    """Renames the finished ``work`` directory to ``path``, moving an old one aside only at the end."""
+    if not os.path.exists(path):
+        os.rename(work, path)
+        return
+    old = tempfile.mkdtemp(prefix=_work_prefix(path), suffix=".old", dir=os.path.dirname(path))
+    os.rmdir(old)
+    os.rename(path, old)
+    os.rename(work, path)
+    if os.path.isdir(old):
+        shutil.rmtree(old)
+    else:
+        os.remove(old)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
