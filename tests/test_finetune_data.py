@@ -445,3 +445,15 @@ def test_evaluate_each_task_by_hand():
     mlm = ft.Examples("masked_lm", {"labels": np.array([[-100, 1], [0, -100]])})
     out = ft.evaluate(mlm, {"logits": np.log(np.full((2, 2, 2), 0.5))})
     assert out["loss"] == pytest.approx(math.log(2)) and out["perplexity"] == pytest.approx(2.0)
+
+
+def test_loss_counts_count_what_each_task_averages_over():
+    ids = np.zeros((3, 5), np.int64)
+    assert ft.loss_counts("sequence_classification", {"input_ids": ids, "labels": np.array([0, 1, 1])}) == {
+        "examples": 3
+    }
+    labels = np.array([[-100, 2, -100, 1, -100], [-100] * 5, [0, -100, -100, -100, -100]])
+    assert ft.loss_counts("token_classification", {"input_ids": ids, "labels": labels}) == {"labels": 3}
+    # QA: a position at or past the sequence length (5) is clamped to it and ignored; a negative one clamps to 0.
+    qa = {"input_ids": ids, "start_positions": np.array([1, 5, 9]), "end_positions": np.array([[2], [-1], [4]])}
+    assert ft.loss_counts("question_answering", qa) == {"start": 1, "end": 3}

@@ -599,6 +599,25 @@ def shard(batch: Mapping[str, np.ndarray], rank: int, world: int) -> dict[str, n
     return {name: np.asarray(a)[rank * part : (rank + 1) * part] for name, a in batch.items()}
 
 
+def loss_counts(task: str, batch: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """How many items each term of a ``task`` model's loss averages over, counted on a whole global batch.
+
+    Each worker divides its rows' summed losses by these counts, so that the workers' shares add up to
+    the loss of the global batch however it is split. Examples for sequence classification and multiple
+    choice; labelled positions (``!= -100``) for token classification and masked LM; for question
+    answering, the start and the end positions inside the sequence (one clamped to the sequence length
+    is ignored, as the model's loss ignores it).
+    """
+    if task in ("token_classification", "masked_lm"):
+        return {"labels": int((np.asarray(batch["labels"]) != IGNORE_INDEX).sum())}
+    rows = len(batch["input_ids"])
+    if task == "question_answering":
+        length = np.asarray(batch["input_ids"]).shape[-1]
+        first = {k: np.asarray(batch[f"{k}_positions"]).reshape(rows, -1)[:, 0] for k in ("start", "end")}
+        return {k: int((np.clip(p, 0, length) != length).sum()) for k, p in first.items()}
+    return {"examples": rows}
+
+
 def in_order(
     arrays: Mapping[str, np.ndarray], batch_size: int, names: Sequence[str]
 ) -> Iterator[dict[str, np.ndarray]]:

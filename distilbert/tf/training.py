@@ -44,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from distilbert.common import validation
-from distilbert.common.finetune import shard
+from distilbert.common.finetune import loss_counts, shard
 from distilbert.common.losses import IGNORE_INDEX, problem_type_for
 from distilbert.common.outputs import ModelOutput
 
@@ -426,14 +426,10 @@ def _prepare(net, batch: Mapping[str, np.ndarray], step: int, world: int) -> dic
     infos = {name: _info(batch[name]) for name in batch if name not in LABEL_KEYS}
     shape = validation.check_inputs(net.config, rank=rank, **infos)
     validation.check_labels(net.config, net.task, shape, **{k: _info(batch[k]) for k in LABEL_KEYS if k in batch})
-    kind = _loss_kind(net, batch)
-    if kind == "question_answering":
-        length = batch["input_ids"].shape[-1]  # positions clamped to [0, T], T ignored
-        counts = [np.sum(np.clip(batch[k].reshape(-1), 0, length) != length) for k in wanted]
-    elif kind in ("regression", "multi_label_classification"):
+    if _loss_kind(net, batch) in ("regression", "multi_label_classification"):
         counts = [batch["labels"].size] * 2  # a mean over every label value
-    else:
-        counts = [np.sum(batch["labels"] != IGNORE_INDEX)] * 2
+    else:  # (start, end) for QA, else one count twice
+        counts = (list(loss_counts(net.task, batch).values()) * 2)[:2]
     # No labelled token in the whole batch: a loss and gradient of 0 (the model's own mean would be NaN).
     batch[_COUNTS] = np.tile(np.maximum(np.asarray(counts, np.float32), 1.0), (rows["input_ids"], 1))
     return batch
