@@ -132,3 +132,29 @@ def test_train_step_lowers_the_loss_and_accumulates_exactly(framework):
         t.train_step(accumulated, opt_acc, b, accum_steps=3)
     out = t.eval_step(full, b)
     assert out.loss is not None and np.asarray(out.logits).shape == (4, CONFIG.num_labels)
+
+
+def test_pt_adamw_runs_the_fused_kernel_and_matches_the_foreach_update():
+    import torch
+
+    from distilbert.pt import DistilBertForSequenceClassification
+
+    torch.manual_seed(0)
+    fused_model = DistilBertForSequenceClassification(CONFIG)
+    plain_model = DistilBertForSequenceClassification(CONFIG)
+    plain_model.load_state_dict(fused_model.state_dict())
+    fused = training("pt").adamw_with_warmup(fused_model, 1e-2, total_steps=4, weight_decay=0.1)
+    assert fused.defaults["fused"]
+    decay = [p for p in plain_model.parameters() if p.ndim >= 2]
+    rest = [p for p in plain_model.parameters() if p.ndim < 2]
+    plain = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}])
+    tensors = as_framework("pt", batch())
+    for model, optimizer in ((fused_model, fused), (plain_model, plain)):
+        for group in optimizer.param_groups:
+            group["lr"], group["eps"] = 1e-3, 1e-8  # the same step size in both
+        model.train(False)
+        model(**tensors).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    for (name, a), b in zip(fused_model.state_dict().items(), plain_model.state_dict().values()):
+        assert_close(a, b, atol=1e-6, name=name)
