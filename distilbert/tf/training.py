@@ -196,6 +196,23 @@ class AdamW(keras.optimizers.AdamW):
         correction2 = 1 - keras.ops.power(keras.ops.cast(self.beta_2, dtype), t)
         m = self._momentums[self._get_variable_index(variable)]
         v = self._velocities[self._get_variable_index(variable)]
+        if not tf.distribute.has_strategy() and dtype == "float32":
+            # TensorFlow's fused kernel: one pass over the tensor, not a dozen. It adds its epsilon to the
+            # uncorrected sqrt(v), so eps * sqrt(1 - beta_2^t) there is eps on sqrt(v_hat) here.
+            beta_1, beta_2 = keras.ops.cast(self.beta_1, dtype), keras.ops.cast(self.beta_2, dtype)
+            tf.raw_ops.ResourceApplyAdam(
+                var=variable.handle,
+                m=m.handle,
+                v=v.handle,
+                beta1_power=1 - correction1,
+                beta2_power=1 - correction2,
+                lr=lr,
+                beta1=beta_1,
+                beta2=beta_2,
+                epsilon=self.epsilon * keras.ops.sqrt(correction2),
+                grad=tf.convert_to_tensor(g),
+            )
+            return
         self.assign_add(m, (g - m) * (1 - self.beta_1))
         self.assign_add(v, (g * g - v) * (1 - self.beta_2))
         step = lr / correction1 * m / (keras.ops.sqrt(v) / keras.ops.sqrt(correction2) + self.epsilon)
