@@ -146,12 +146,8 @@ class Transformer(nn.Module):
     ):
         hidden, attentions = ((x,) if output_hidden_states else None), (() if output_attentions else None)
         last = len(self.layer) - 1
-        if (
-            output_attentions
-            or output_hidden_states
-            or self.layer[last].attention.attn_implementation == "flash_attention_2"
-        ):
-            first_token_only = False
+        flash = self.layer[last].attention.attn_implementation == "flash_attention_2"
+        first_token_only = first_token_only and not (output_attentions or output_hidden_states or flash)
         for i, layer in enumerate(self.layer):
             hm = None if head_mask is None else head_mask[i]
             first = first_token_only and i == last
