@@ -112,6 +112,7 @@ def child(framework: str, rows: int, seq: int, repeats: int, steps: int) -> dict
         "pruned_s": statistics.median(times["pruned"]),
         "full_s": statistics.median(times["full"]),
         "full_over_pruned": statistics.median(ratios),
+        "ratio_range": (min(ratios), max(ratios)),
         "runs": times,
     }
 
@@ -131,13 +132,15 @@ def main() -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
     print(f"one training step, distilbert-base sequence classification, {args.shape}, 1 thread, CPU seconds")
-    print(f"{'framework':<10}{'pruned':>10}{'full':>10}{'full/pruned':>13}")
+    print(f"{'framework':<10}{'pruned':>10}{'full':>10}{'full/pruned':>13}{'min..max':>16}")
     for framework in args.frameworks.split(","):
         cmd = [sys.executable, HERE, "--child", framework, "--shape", args.shape]
         cmd += ["--repeats", str(args.repeats), "--steps", str(args.steps)]
         out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
-        print(f"{framework:<10}{r['pruned_s']:>10.3f}{r['full_s']:>10.3f}{r['full_over_pruned']:>12.3f}x", flush=True)
+        low, high = r["ratio_range"]
+        ratio = f"{r['full_over_pruned']:>12.3f}x{low:>9.3f}..{high:.3f}"
+        print(f"{framework:<10}{r['pruned_s']:>10.3f}{r['full_s']:>10.3f}{ratio}", flush=True)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import SAME_ATOL, assert_close, ours, random_state, task_inputs, task_labels, tiny_config, to_torch
+from helpers import ATOL, assert_close, ours, random_state, task_inputs, task_labels, tiny_config, to_torch
 
 TASKS = ("sequence_classification", "multiple_choice")
 CONFIG = tiny_config()
@@ -26,12 +26,13 @@ def _batch(task):
 
 
 def _check_equal(pruned, full):
+    # ATOL, not exact: one row and T rows through a matmul may take differently blocked kernels.
     (loss_p, logits_p, grads_p), (loss_f, logits_f, grads_f) = pruned, full
-    assert_close(logits_p, logits_f, SAME_ATOL, "logits")
-    assert_close(loss_p, loss_f, SAME_ATOL, "loss")
+    assert_close(logits_p, logits_f, ATOL, "logits")
+    assert_close(loss_p, loss_f, ATOL, "loss")
     assert sorted(grads_p) == sorted(grads_f)
     for name in grads_f:
-        assert_close(grads_p[name], grads_f[name], SAME_ATOL, name)
+        assert_close(grads_p[name], grads_f[name], ATOL, name)
     assert any(np.abs(g).max() > 0 for g in grads_f.values())
 
 
@@ -86,9 +87,9 @@ def test_pt_first_token_only_inference(monkeypatch, pack):
         full = model(**args, output_hidden_states=True).logits
         base = model.distilbert(**args, first_token_only=True).last_hidden_state
         every = model.distilbert(**args).last_hidden_state
-    assert_close(pruned, full, SAME_ATOL, "logits")
+    assert_close(pruned, full, ATOL, "logits")
     assert base.shape == (6, 1, CONFIG.dim)
-    assert_close(base, every[:, :1], SAME_ATOL, "first row")
+    assert_close(base, every[:, :1], ATOL, "first row")
 
 
 def test_pt_other_heads_keep_every_row():
@@ -147,9 +148,9 @@ def test_tf_first_token_only_graph():
     model = ours("tf", task, CONFIG, random_state(CONFIG, task))
     inputs = task_inputs(CONFIG, task, batch=6)
     graph = tf.function(lambda x: model(x, training=False).logits)
-    assert_close(graph(dict(inputs)), model(dict(inputs), output_hidden_states=True).logits, SAME_ATOL, "logits")
+    assert_close(graph(dict(inputs)), model(dict(inputs), output_hidden_states=True).logits, ATOL, "logits")
     base = model.distilbert(dict(inputs), first_token_only=True).last_hidden_state
-    assert_close(base, model.distilbert(dict(inputs)).last_hidden_state[:, :1], SAME_ATOL, "first row")
+    assert_close(base, model.distilbert(dict(inputs)).last_hidden_state[:, :1], ATOL, "first row")
 
 
 # ------------------------------------------------------------------------------ Flax
