@@ -90,18 +90,21 @@ class MultiHeadSelfAttention(nnx.Module):
         self.out_lin = f.linear(config.dim, config.dim)
         self.dropout = f.dropout(config.attention_dropout)
 
-    def __call__(self, x, bias, head_mask, deterministic, output_attentions):
-        per_head = lambda y: y.astype(self.dtype).reshape(x.shape[:2] + (self.n_heads, -1)).swapaxes(1, 2)  # noqa
-        q = per_head(self.q_lin(x) / math.sqrt(self.head_dim))  # (B, H, T, Dh)
+    def __call__(self, x, bias, head_mask, deterministic, output_attentions, queries=None):
+        """``queries`` (B, Tq, D): attend from these rows only (keys and values still from every row of ``x``);
+        the output then has Tq rows. None: from every row of ``x``."""
+        queries = x if queries is None else queries
+        per_head = lambda y: y.astype(self.dtype).reshape(y.shape[:2] + (self.n_heads, -1)).swapaxes(1, 2)  # noqa
+        q = per_head(self.q_lin(queries) / math.sqrt(self.head_dim))  # (B, H, Tq, Dh)
         k, v = per_head(self.k_lin(x)), per_head(self.v_lin(x))  # (B, H, T, Dh) each
-        scores = ops.einsum("bhqd,bhkd->bhqk", q, k)  # (B, H, T, T), float32
+        scores = ops.einsum("bhqd,bhkd->bhqk", q, k)  # (B, H, Tq, T), float32
         if bias is not None:  # + 0 or finfo.min: where(mask, scores, min) exactly, and XLA fuses it better
             scores = scores + bias
-        weights = self.dropout(jax.nn.softmax(scores, axis=-1), deterministic=deterministic)  # (B, H, T, T)
+        weights = self.dropout(jax.nn.softmax(scores, axis=-1), deterministic=deterministic)  # (B, H, Tq, T)
         if head_mask is not None:
             weights = weights * head_mask[None, :, None, None]
-        context = ops.einsum("bhqk,bhkd->bhqd", weights.astype(self.dtype), v)  # (B, H, T, Dh)
-        out = self.out_lin(context.swapaxes(1, 2).reshape(x.shape))  # (B, T, D)
+        context = ops.einsum("bhqk,bhkd->bhqd", weights.astype(self.dtype), v)  # (B, H, Tq, Dh)
+        out = self.out_lin(context.swapaxes(1, 2).reshape(queries.shape))  # (B, Tq, D)
         return out, (weights if output_attentions else None)
 
 
@@ -124,23 +127,41 @@ class TransformerBlock(nnx.Module):
         self.ffn = FFN(config, f)
         self.output_layer_norm = f.norm(config.dim)
 
-    def __call__(self, x, bias, head_mask, deterministic, output_attentions):
-        attn, weights = self.attention(x, bias, head_mask, deterministic, output_attentions)
-        x = self.sa_layer_norm(attn + x)  # (B, T, D)
-        x = self.output_layer_norm(self.ffn(x, deterministic) + x)  # (B, T, D)
+    def __call__(self, x, bias, head_mask, deterministic, output_attentions, first_token_only=False):
+        """``first_token_only``: the output is the first token's row alone, (B, 1, D) (see ``Transformer``)."""
+        first = x[:, :1] if first_token_only else None  # (B, 1, D)
+        attn, weights = self.attention(x, bias, head_mask, deterministic, output_attentions, first)
+        x = self.sa_layer_norm(attn + (x if first is None else first))  # (B, T|1, D)
+        x = self.output_layer_norm(self.ffn(x, deterministic) + x)  # (B, T|1, D)
         return x, weights
 
 
 class Transformer(nnx.Module):
+    """The stack of blocks; ``first_token_only`` (the classifier heads) computes the last one for the first token.
+
+    The last block's keys and values still come from every token, but its query, ``out_lin``, LayerNorms
+    and FFN see the first token's row alone (about 2/12 of a block's FLOPs); the output is then (B, 1, D),
+    the full pass's first row. Ignored when hidden states or attentions are asked for. A static choice,
+    so each jit trace takes one path.
+    """
+
     def __init__(self, config: DistilBertConfig, f: _Factory, remat: bool):
         self.layer = nnx.List([TransformerBlock(config, f) for _ in range(config.n_layers)])
         self.remat = remat
 
-    def __call__(self, x, bias, head_mask, deterministic, output_attentions, output_hidden_states):
-        run = lambda block, x, bias, head_mask: block(x, bias, head_mask, deterministic, output_attentions)  # noqa
-        run = nnx.remat(run) if self.remat else run  # remat: recompute activations in the backward pass
+    def __call__(
+        self, x, bias, head_mask, deterministic, output_attentions, output_hidden_states, first_token_only=False
+    ):
+        def runner(first: bool):
+            def run(block, x, bias, head_mask):
+                return block(x, bias, head_mask, deterministic, output_attentions, first)
+
+            return nnx.remat(run) if self.remat else run  # remat: recompute activations in the backward pass
+
+        first_token_only = first_token_only and not (output_attentions or output_hidden_states)
         hidden, attentions = (x,), ()
         for i, block in enumerate(self.layer):
+            run = runner(first_token_only and i == len(self.layer) - 1)
             x, weights = run(block, x, bias, head_mask if head_mask is None or head_mask.ndim == 1 else head_mask[i])
             hidden, attentions = hidden + (x,), attentions + (weights,)
         return out_lib.BaseModelOutput(
@@ -171,6 +192,7 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
 
     task = "base"
     rank = 2  # of input_ids: (B, T); multiple choice: (B, C, T)
+    first_token_only = False  # True: the head reads the first token alone, so the last block computes only it
 
     def __init__(
         self,
@@ -223,7 +245,8 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
             self.config, output_attentions, output_hidden_states, return_dict
         )
         encoder = self if self.task == "base" else self.distilbert
-        base = encoder._encode(ids, embeds, mask, pos, heads, output_attentions, output_hidden_states, deterministic)
+        flags = (output_attentions, output_hidden_states, deterministic, self.first_token_only)
+        base = encoder._encode(ids, embeds, mask, pos, heads, *flags)
         out = self._head(base, deterministic, labels, shape)
         return out if return_dict else out.to_tuple()
 
@@ -255,15 +278,17 @@ class FlaxDistilBertModel(FlaxDistilBertPreTrainedModel):
         output_attentions=False,
         output_hidden_states=False,
         deterministic=None,
+        first_token_only=False,
     ) -> out_lib.BaseModelOutput:
-        """The forward pass on checked inputs (the heads call this)."""
+        """The forward pass on checked inputs (the heads call this; see ``Transformer`` for ``first_token_only``)."""
         bias = (
             None
             if attention_mask is None
             else jnp.where(attention_mask[:, None, None, :] != 0, 0.0, jnp.finfo(jnp.float32).min)
         )  # (B, 1, 1, T)
         x = self.embeddings(input_ids, inputs_embeds, position_ids, deterministic)  # (B, T, D)
-        return self.transformer(x, bias, head_mask, deterministic, output_attentions, output_hidden_states)
+        flags = (output_attentions, output_hidden_states, first_token_only)
+        return self.transformer(x, bias, head_mask, deterministic, *flags)
 
 
 class _Head(FlaxDistilBertPreTrainedModel):
@@ -331,6 +356,7 @@ class FlaxDistilBertForSequenceClassification(_Head):
     """
 
     task = "sequence_classification"
+    first_token_only = True  # and multiple choice, its subclass
 
     def _build(self, config: DistilBertConfig, f: _Factory) -> None:
         super()._build(config, f)

@@ -54,28 +54,36 @@ class MultiHeadSelfAttention(nn.Module):
         self.out_lin = nn.Linear(config.dim, config.dim)
         self.qkv: nn.Module | None = None  # distilbert.pt.quantize: q_lin, k_lin, v_lin as one int8 product
 
-    def forward(self, x, mask=None, head_mask=None, output_attentions=False, residual=None):
-        """Returns ``(out_lin(context) [+ residual], probabilities or None)``."""
+    def forward(self, x, mask=None, head_mask=None, output_attentions=False, residual=None, queries=None):
+        """Returns ``(out_lin(context) [+ residual], probabilities or None)``.
+
+        ``queries`` ``(B, Tq, dim)``: attend from these rows only (keys and values are still every row of
+        ``x``); the output and the probabilities then have ``Tq`` rows. None: every row of ``x``.
+        """
         B, T, C = x.shape
+        Tq = T if queries is None else queries.shape[1]
 
         def heads(t):
-            return t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+            return t.view(B, -1, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T|Tq, D)
 
-        if self.qkv is not None:
-            projected = self.qkv(x).split(C, dim=-1)  # (B, T, dim) each
+        if self.qkv is not None:  # one int8 product for all three: the query rows are sliced out of it
+            q, k, v = self.qkv(x).split(C, dim=-1)  # (B, T, dim) each
+            q = q if queries is None else q[:, :Tq]  # (B, Tq, dim); only the first rows are ever asked for
+        elif queries is None:
+            q, k, v = project_qkv(self, x, (self.q_lin, self.k_lin, self.v_lin))  # (B, T, dim) each
         else:
-            projected = project_qkv(self, x, (self.q_lin, self.k_lin, self.v_lin))  # (B, T, dim) each
-        q, k, v = (heads(t) for t in projected)  # (B, H, T, D) each
+            q, k, v = linear(queries, self.q_lin), linear(x, self.k_lin), linear(x, self.v_lin)  # (B, Tq|T, dim)
+        q, k, v = heads(q), heads(k), heads(v)  # (B, H, Tq, D), (B, H, T, D), (B, H, T, D)
         p = self.dropout_p if self.training else 0.0
         weights, impl = None, self.attn_implementation
         if impl == "eager" or output_attentions or head_mask is not None:  # fused kernels expose no weights
-            ctx, weights = eager_attention(q, k, v, mask, p, head_mask)  # (B, H, T, D), (B, H, T, T)
+            ctx, weights = eager_attention(q, k, v, mask, p, head_mask)  # (B, H, Tq, D), (B, H, Tq, T)
         elif impl == "sdpa":
-            ctx = sdpa_attention(q, k, v, mask, p)  # (B, H, T, D)
+            ctx = sdpa_attention(q, k, v, mask, p)  # (B, H, Tq, D)
         else:
-            ctx = flash_attention(q, k, v, mask, p)  # (B, H, T, D)
-        ctx = ctx.transpose(1, 2).reshape(B, T, C)  # (B, T, dim)
-        return linear(ctx, self.out_lin, residual=residual), weights  # (B, T, dim)
+            ctx = flash_attention(q, k, v, mask, p)  # (B, H, T, D): flash blocks never pass queries
+        ctx = ctx.transpose(1, 2).reshape(B, Tq, C)  # (B, Tq, dim)
+        return linear(ctx, self.out_lin, residual=residual), weights  # (B, Tq, dim)
 
 
 class FFN(nn.Module):
@@ -106,15 +114,26 @@ class TransformerBlock(nn.Module):
         self.ffn = FFN(config)
         self.output_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
 
-    def forward(self, x, mask=None, head_mask=None, output_attentions=False):
-        sa, weights = self.attention(x, mask, head_mask, output_attentions, residual=x)  # x + attention: (B, T, dim)
-        x = self.sa_layer_norm(sa)  # (B, T, dim)
-        x = self.output_layer_norm(self.ffn(x, residual=x))  # (B, T, dim)
+    def forward(self, x, mask=None, head_mask=None, output_attentions=False, first_token_only=False):
+        """``first_token_only``: the output is the first token's row alone, ``(B, 1, dim)`` (see ``Transformer``)."""
+        # Contiguous: oneDNN's fused kernels take dense rows; the copy is B * dim numbers.
+        first = x[:, :1].contiguous() if first_token_only else None  # (B, 1, dim)
+        residual = x if first is None else first
+        sa, weights = self.attention(x, mask, head_mask, output_attentions, residual=residual, queries=first)
+        x = self.sa_layer_norm(sa)  # x + attention: (B, T|1, dim)
+        x = self.output_layer_norm(self.ffn(x, residual=x))  # (B, T|1, dim)
         return x, weights
 
 
 class Transformer(nn.Module):
-    """The stack of ``n_layers`` blocks, collecting hidden states and attentions on request."""
+    """The stack of ``n_layers`` blocks, collecting hidden states and attentions on request.
+
+    ``first_token_only=True`` (the classifier heads, which read the first token alone) runs the last block
+    for the first token's row only: its keys and values still come from every token, but its query,
+    ``out_lin``, LayerNorms and FFN see one row, so it costs about 2/12 of a full block. The output is
+    then ``(B, 1, dim)``, the full pass's first row. It is ignored when hidden states or attentions are
+    asked for (they hold every row) and with ``flash_attention_2`` (its kernel takes all rows).
+    """
 
     def __init__(self, config):
         super().__init__()
@@ -122,15 +141,21 @@ class Transformer(nn.Module):
         self.gradient_checkpointing = False
         self.checkpoint_kwargs: dict = {}
 
-    def forward(self, x, mask=None, head_mask=None, output_attentions=False, output_hidden_states=False):
+    def forward(
+        self, x, mask=None, head_mask=None, output_attentions=False, output_hidden_states=False, first_token_only=False
+    ):
         hidden, attentions = ((x,) if output_hidden_states else None), (() if output_attentions else None)
+        last = len(self.layer) - 1
+        flash = self.layer[last].attention.attn_implementation == "flash_attention_2"
+        first_token_only = first_token_only and not (output_attentions or output_hidden_states or flash)
         for i, layer in enumerate(self.layer):
             hm = None if head_mask is None else head_mask[i]
+            first = first_token_only and i == last
             if self.gradient_checkpointing and self.training:
                 kw = {"use_reentrant": False, **self.checkpoint_kwargs}
-                x, weights = checkpoint(layer, x, mask, hm, output_attentions, **kw)  # (B, T, dim)
+                x, weights = checkpoint(layer, x, mask, hm, output_attentions, first, **kw)  # (B, T|1, dim)
             else:
-                x, weights = layer(x, mask, hm, output_attentions)  # (B, T, dim)
+                x, weights = layer(x, mask, hm, output_attentions, first)  # (B, T|1, dim)
             if output_hidden_states:
                 hidden = hidden + (x,)
             if output_attentions:
@@ -171,6 +196,7 @@ class DistilBertModel(DistilBertPreTrainedModel):
         return_dict=None,
         position_ids=None,
         token_type_ids=None,
+        first_token_only=False,
     ):
         """Encodes a batch.
 
@@ -181,6 +207,9 @@ class DistilBertModel(DistilBertPreTrainedModel):
             output_attentions / output_hidden_states / return_dict: As the reference.
             position_ids: ``(T,)``, ``(1, T)`` or ``(B, T)`` positions (default ``0..T-1``).
             token_type_ids: Accepted for BERT tokenizers' output; must be all zeros.
+            first_token_only: Compute only the first token's row in the last block (fewer FLOPs, same
+                numbers): ``last_hidden_state`` is then ``(B, 1, dim)``. Ignored when hidden states or
+                attentions are asked for, and with ``flash_attention_2``.
 
         Inputs are checked by :mod:`distilbert.common.validation` (the same rules in every backend).
         """
@@ -190,7 +219,8 @@ class DistilBertModel(DistilBertPreTrainedModel):
         _check(self.config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, head_mask)
         x = self.embeddings(input_ids, inputs_embeds, position_ids)  # (B, T, dim)
         mask = None if attention_mask is None else (attention_mask != 0)[:, None, None, :]  # (B, 1, 1, T)
-        result = self.transformer(x, mask, self._head_mask(head_mask), output_attentions, output_hidden_states)
+        hm = self._head_mask(head_mask)
+        result = self.transformer(x, mask, hm, output_attentions, output_hidden_states, first_token_only)
         return result if return_dict else result.to_tuple()
 
 
@@ -198,6 +228,7 @@ class _Head(DistilBertPreTrainedModel):
     """A task head over ``self.distilbert``; subclasses define ``_head(hidden, labels) -> (loss, logits)``."""
 
     output_class = out.MaskedLMOutput
+    first_token_only = False  # True: the head reads the first token alone, so the last block computes only it
 
     def forward(
         self,
@@ -223,6 +254,7 @@ class _Head(DistilBertPreTrainedModel):
             position_ids,
             token_type_ids,
         )
+        # (B, 1) when the last block computed the first token only: the pooled heads' labels read only B
         check_labels(self.config, self.task, base.last_hidden_state.shape[:2], labels)
         loss, logits = self._head(base.last_hidden_state, labels)
         result = self.output_class(
@@ -231,7 +263,8 @@ class _Head(DistilBertPreTrainedModel):
         return result if self._flags(None, None, return_dict)[2] else result.to_tuple()
 
     def _encode(self, ids, mask, head_mask, embeds, attentions, hidden, positions, token_types) -> out.BaseModelOutput:
-        return self.distilbert(ids, mask, head_mask, embeds, attentions, hidden, True, positions, token_types)
+        args = (ids, mask, head_mask, embeds, attentions, hidden, True, positions, token_types)
+        return self.distilbert(*args, first_token_only=self.first_token_only)
 
     def _pool(self, h):
         """The first token through ``pre_classifier``, ReLU and dropout."""
@@ -286,6 +319,7 @@ class DistilBertForSequenceClassification(_Head):
 
     task = "sequence_classification"
     output_class = out.SequenceClassifierOutput
+    first_token_only = True
 
     def __init__(self, config, attn_implementation=None):
         super().__init__(config, attn_implementation)
@@ -322,6 +356,7 @@ class DistilBertForMultipleChoice(_Head):
 
     task = "multiple_choice"
     output_class = out.MultipleChoiceModelOutput
+    first_token_only = True
 
     def __init__(self, config, attn_implementation=None):
         super().__init__(config, attn_implementation)

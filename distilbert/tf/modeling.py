@@ -94,25 +94,30 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.dropout = keras.layers.Dropout(config.attention_dropout, dtype=d)
         self.built = True
 
-    def call(self, x, keep, head_mask=None, training=False):
-        """``x`` (B * T, D), ``keep`` (B, 1, 1, T) bool; returns the output and the attention weights."""
-        batch, length = tf.shape(keep)[0], tf.shape(keep)[3]
+    def call(self, x, keep, head_mask=None, training=False, queries=None):
+        """``x`` (B * T, D), ``keep`` (B, 1, 1, T) bool; returns the output and the attention weights.
+
+        ``queries`` (B * Tq, D): attend from these rows only (keys and values still from every row of ``x``);
+        the output is then (B * Tq, D). None: from every row of ``x``.
+        """
+        batch = tf.shape(keep)[0]
 
         def split(t):  # (B*T, D) -> (B, H, T, Dh)
-            return tf.transpose(tf.reshape(t, (batch, length, self.n_heads, self.head_dim)), (0, 2, 1, 3))
+            return tf.transpose(tf.reshape(t, (batch, -1, self.n_heads, self.head_dim)), (0, 2, 1, 3))
 
-        q = tf.cast(split(self.q_lin(x)), tf.float32) / math.sqrt(self.head_dim)  # (B, H, T, Dh)
+        q = self.q_lin(x if queries is None else queries)  # (B*Tq, D)
+        q = tf.cast(split(q), tf.float32) / math.sqrt(self.head_dim)  # (B, H, Tq, Dh)
         k = tf.cast(split(self.k_lin(x)), tf.float32)  # (B, H, T, Dh)
         v = split(self.v_lin(x))  # (B, H, T, Dh)
-        scores = tf.matmul(q, k, transpose_b=True)  # (B, H, T, T)
+        scores = tf.matmul(q, k, transpose_b=True)  # (B, H, Tq, T)
         scores = tf.where(keep, scores, tf.float32.min)  # a fully masked row stays finite (uniform)
-        weights = tf.nn.softmax(scores, axis=-1)  # (B, H, T, T)
+        weights = tf.nn.softmax(scores, axis=-1)  # (B, H, Tq, T)
         weights = self.dropout(weights, training=training)
         if head_mask is not None:
             weights = weights * tf.cast(head_mask, weights.dtype)  # (1, H, 1, 1)
-        context = tf.matmul(tf.cast(weights, v.dtype), v)  # (B, H, T, Dh)
-        context = tf.reshape(tf.transpose(context, (0, 2, 1, 3)), (-1, self.n_heads * self.head_dim))  # (B*T, D)
-        return self.out_lin(context), weights  # (B*T, D), (B, H, T, T)
+        context = tf.matmul(tf.cast(weights, v.dtype), v)  # (B, H, Tq, Dh)
+        context = tf.reshape(tf.transpose(context, (0, 2, 1, 3)), (-1, self.n_heads * self.head_dim))  # (B*Tq, D)
+        return self.out_lin(context), weights  # (B*Tq, D), (B, H, Tq, T)
 
 
 class FFN(keras.layers.Layer):
@@ -139,13 +144,25 @@ class TransformerBlock(keras.layers.Layer):
         self.output_layer_norm = _layer_norm("output_layer_norm", d, config.dim)
         self.built = True
 
-    def call(self, x, keep, head_mask=None, training=False):
-        attended, weights = self.attention(x, keep, head_mask, training=training)
-        x = self.sa_layer_norm(attended + x)  # (B*T, D)
-        return self.output_layer_norm(self.ffn(x, training=training) + x), weights  # (B*T, D)
+    def call(self, x, keep, head_mask=None, training=False, first_token_only=False):
+        """``first_token_only``: the output is each sequence's first row alone, (B, D) (see ``Transformer``)."""
+        first = None
+        if first_token_only:
+            shape = tf.shape(keep)  # [B, 1, 1, T]
+            first = tf.reshape(x, (shape[0], shape[3], -1))[:, 0]  # (B, D)
+        attended, weights = self.attention(x, keep, head_mask, training=training, queries=first)
+        x = self.sa_layer_norm(attended + (x if first is None else first))  # (B*T|B, D)
+        return self.output_layer_norm(self.ffn(x, training=training) + x), weights  # (B*T|B, D)
 
 
 class Transformer(keras.layers.Layer):
+    """The stack of blocks; ``first_token_only`` (the classifier heads) computes the last one for the first token.
+
+    The last block's keys and values still come from every token, but its query, ``out_lin``, LayerNorms
+    and FFN see the first token's row alone (about 2/12 of a block's FLOPs); the output is then (B, D),
+    the full pass's first rows. Ignored when hidden states or attentions are asked for.
+    """
+
     def __init__(self, config: DistilBertConfig, **kwargs):
         super().__init__(**kwargs)
         self.layer = [
@@ -153,12 +170,24 @@ class Transformer(keras.layers.Layer):
         ]
         self.built = True
 
-    def call(self, x, keep, head_mask=None, output_attentions=False, output_hidden_states=False, training=False):
+    def call(
+        self,
+        x,
+        keep,
+        head_mask=None,
+        output_attentions=False,
+        output_hidden_states=False,
+        training=False,
+        first_token_only=False,
+    ):
         hidden_states, attentions = (), ()
+        first_token_only = first_token_only and not (output_attentions or output_hidden_states)
         for i, block in enumerate(self.layer):
             if output_hidden_states:
                 hidden_states += (x,)
-            x, weights = block(x, keep, None if head_mask is None else head_mask[i], training=training)
+            first = first_token_only and i == len(self.layer) - 1
+            hm = None if head_mask is None else head_mask[i]
+            x, weights = block(x, keep, hm, training=training, first_token_only=first)
             if output_attentions:
                 attentions += (weights,)
         if output_hidden_states:
@@ -198,7 +227,14 @@ class TFDistilBertModel(TFDistilBertPreTrainedModel):
         training=False,
         position_ids=None,
         token_type_ids=None,
+        first_token_only=False,
     ):
+        """Encodes a batch (arguments as the reference's).
+
+        ``first_token_only=True`` computes only the first token's row in the last block (fewer FLOPs, the
+        same numbers): ``last_hidden_state`` is then (B, 1, D). Ignored when hidden states or attentions
+        are asked for.
+        """
         output_attentions, output_hidden_states, _ = self._flags(output_attentions, output_hidden_states, None)
         bad = validate(self.config, input_ids, attention_mask, inputs_embeds, position_ids, token_type_ids, head_mask)
         if bad is not None:  # graph mode: the assertions run before the gathers that would fail on bad ids
@@ -220,11 +256,13 @@ class TFDistilBertModel(TFDistilBertPreTrainedModel):
             training=training,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            first_token_only=first_token_only,
         )
+        pruned = first_token_only and not (output_attentions or output_hidden_states)
         return self._output(
             out.TFBaseModelOutput,
             return_dict,
-            last_hidden_state=tf.reshape(x, shape),
+            last_hidden_state=tf.reshape(x, (shape[0], 1, shape[2]) if pruned else shape),
             hidden_states=hidden and tuple(tf.reshape(h, shape) for h in hidden),
             attentions=attentions,
         )
@@ -242,6 +280,7 @@ class _Head(TFDistilBertPreTrainedModel):
     """A head over ``self.distilbert``; subclasses give ``_head(hidden, labels, training) -> (loss, logits)``."""
 
     output_class = None
+    first_token_only = False  # True: the head reads the first token alone, so the last block computes only it
 
     def __init__(self, config=None, **kwargs):
         super().__init__(config, **kwargs)
@@ -259,6 +298,7 @@ class _Head(TFDistilBertPreTrainedModel):
             training=training,
             position_ids=positions,
             token_type_ids=token_types,
+            first_token_only=self.first_token_only,
         )
 
     @unpack_inputs
@@ -288,6 +328,7 @@ class _Head(TFDistilBertPreTrainedModel):
             position_ids,
             token_type_ids,
         )
+        # (B, 1) when the last block computed the first token only: the pooled heads' labels read only B
         check_labels(self.config, self.task, o.last_hidden_state.shape[:2], labels)
         loss, logits = self._head(o.last_hidden_state, labels, training)
         return self._output(
@@ -352,6 +393,7 @@ class TFDistilBertForSequenceClassification(_Head):
     """
 
     task, output_class = "sequence_classification", out.TFSequenceClassifierOutput
+    first_token_only = True
 
     def __init__(self, config=None, **kwargs):
         super().__init__(config, **kwargs)
@@ -384,6 +426,7 @@ class TFDistilBertForMultipleChoice(_Head):
     """
 
     task, output_class = "multiple_choice", out.TFMultipleChoiceModelOutput
+    first_token_only = True
 
     def __init__(self, config=None, **kwargs):
         super().__init__(config, **kwargs)
