@@ -8,7 +8,8 @@ the sequence). Per framework, in its own process (so that their thread pools do 
   in a plain PyTorch loop, and KerasHub's ``DistilBertTextClassifier`` under ``fit`` on Keras' torch backend;
 - ``tf``: our model under Keras ``compile``/``fit`` vs transformers' ``TFDistilBertForSequenceClassification``
   under tf-keras ``fit``, and KerasHub under ``fit`` on the TensorFlow backend;
-- ``flax``: ``distilbert.flax.training.train_step`` (``nnx.jit``) and ``make_train_step`` (``jax.jit``) vs
+- ``flax``: ``distilbert.flax.training.make_train_step`` (``jax.jit``, what ``finetune`` runs) and ``train_step``
+  (``nnx.jit``) vs
   transformers' ``FlaxDistilBertForSequenceClassification`` with an optax ``jax.jit`` step, and KerasHub under
   ``fit`` on the JAX backend.
 
@@ -208,8 +209,8 @@ def flax_contenders(batch, layers: int) -> dict:
         return float(loss)
 
     return {
+        "distilbert.flax make_train_step (jax.jit, as finetune)": ours_functional,
         "distilbert.flax train_step (nnx.jit)": ours_nnx,
-        "distilbert.flax make_train_step (jax.jit)": ours_functional,
         "transformers 4.57.6 Flax jax.jit step": ref,
         "KerasHub fit (jax backend)": kerashub_contender(batch, layers),
     }

@@ -23,8 +23,7 @@ import torch.nn.functional as F
 
 from distilbert.common.distillation import COSINE_EPS, TERMS, DistillationConfig, learning_rate_at, plan_loss
 from distilbert.common.losses import IGNORE_INDEX
-
-BETAS, EPS = (0.9, 0.999), 1e-8
+from distilbert.pt.training import adamw
 
 
 # ------------------------------------------------------------------------------------ the loss
@@ -142,13 +141,9 @@ def _per_token(student) -> bool:
 
 
 def make_optimizer(student, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW over the student's trainable parameters; matrices decay, 1-D parameters (biases, LayerNorm) do not."""
-    params = [p for p in student.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=learning_rate, betas=BETAS, eps=EPS)
+    """AdamW over the student's trainable parameters; matrices decay, 1-D parameters (biases, LayerNorm) do not
+    (:func:`distilbert.pt.training.adamw`)."""
+    return adamw(student, learning_rate, weight_decay)
 
 
 def train_step(

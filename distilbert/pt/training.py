@@ -76,6 +76,7 @@ from distilbert.common.losses import IGNORE_INDEX
 
 __all__ = [
     "linear_schedule",
+    "adamw",
     "adamw_with_warmup",
     "loss_fn",
     "train_step",
@@ -107,6 +108,24 @@ def linear_schedule(learning_rate: float, total_steps: int, warmup_steps: int = 
     return schedule
 
 
+def adamw(model: torch.nn.Module, learning_rate: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
+    """AdamW (betas 0.9/0.999, eps 1e-8) over ``model``'s trainable parameters, PyTorch's fused kernel where
+    it runs (CPU and CUDA, unsharded parameters).
+
+    Weight decay applies to parameters of rank 2 and above (Linear weights, embeddings), not to biases
+    and LayerNorm parameters.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    # The fused kernel updates each tensor in one pass (the default foreach path makes about ten); FSDP2's
+    # sharded DTensor parameters keep the foreach path.
+    fused = all(p.device.type in ("cpu", "cuda") and not isinstance(p, DTensor) for p in params)
+    return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.999), eps=1e-8, fused=fused or None)
+
+
 def adamw_with_warmup(
     model: torch.nn.Module,
     learning_rate: float,
@@ -117,21 +136,12 @@ def adamw_with_warmup(
 ) -> torch.optim.AdamW:
     """AdamW over ``model``'s trainable parameters with :func:`linear_schedule` and global-norm clipping.
 
-    The update is PyTorch's fused AdamW kernel where it runs (CPU and CUDA, unsharded parameters).
-    Weight decay applies to parameters of rank 2 and above (Linear weights, embeddings), not to biases
-    and LayerNorm parameters. Each ``optimizer.step()`` first clips the gradients' global norm to
+    The optimiser is :func:`adamw`'s. Each ``optimizer.step()`` first clips the gradients' global norm to
     ``max_grad_norm`` (None: no clipping), then updates, then advances the schedule
     (``optimizer.lr_scheduler``, saved with ``optimizer.lr_scheduler.state_dict()``).
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    # The fused kernel updates each tensor in one pass (the default foreach path makes about ten); FSDP2's
-    # sharded DTensor parameters keep the foreach path.
-    fused = all(p.device.type in ("cpu", "cuda") and not isinstance(p, DTensor) for p in params)
-    optimizer = torch.optim.AdamW(groups, lr=learning_rate, eps=1e-8, fused=fused or None)
+    optimizer = adamw(model, learning_rate, weight_decay)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     schedule = linear_schedule(learning_rate, total_steps, warmup_steps)
     optimizer.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: schedule(step) / learning_rate if learning_rate else 0.0
