@@ -209,7 +209,7 @@ def flax_contenders(batch, layers: int) -> dict:
         return float(loss)
 
     return {
-        "distilbert.flax make_train_step (jax.jit, as finetune)": ours_functional,
+        "distilbert.flax make_train_step (jax.jit)": ours_functional,
         "distilbert.flax train_step (nnx.jit)": ours_nnx,
         "transformers 4.57.6 Flax jax.jit step": ref,
         "KerasHub fit (jax backend)": kerashub_contender(batch, layers),
