@@ -113,6 +113,7 @@ class Int8Linear(nn.Module):
         bias = linear.bias.detach().float() if linear.bias is not None else None
         self.register_buffer("bias", bias)
         self._packed: torch.Tensor | None = None
+        self._sums: torch.Tensor | None = None
 
     @classmethod
     def concatenated(cls, linears: list[nn.Linear]) -> Int8Linear:
@@ -127,6 +128,11 @@ class Int8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel weights"
+
+    def _column_sums(self) -> torch.Tensor:
+        if self._sums is None:
+            self._sums = self.weight_int8.float().sum(dim=1) * self.weight_scale  # (out,)
+        return self._sums
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -151,27 +157,52 @@ class Int8Linear(nn.Module):
         x2 = x.reshape(-1, self.in_features).float()  # (N, in)
         if x2.shape[0] == 0:
             return x.new_zeros(*lead, self.out_features, dtype=torch.float32)
-        qx, x_scale, x_zero = _quantize_input(x2)  # (N, in) uint8
-        args = (qx, x_scale, x_zero, self._packed, self.weight_scale, self.weight_zero_point)
-        if residual is not None:
-            other = residual.reshape(-1, self.out_features).float()  # (N, out)
-            y = torch.ops.onednn.qlinear_pointwise.binary(
-                *args, other, self.bias, 1.0, 0, torch.float32, 1.0, 0, "add", 1.0, "none", [], ""
-            )  # (N, out)
+        qx, row_scale, row_zero = _quantize_rows(x2)  # (N, in) uint8, (N, 1), (N, 1)
+        # oneDNN takes one input scale per tensor, so the product runs with scale 1 and each row's own
+        # scale comes after it, with the bias (as PyTorch's own compiler lowers per-token int8 products).
+        y = torch.ops.onednn.qlinear_pointwise(
+            qx,
+            1.0,
+            0,
+            self._packed,
+            self.weight_scale,
+            self.weight_zero_point,
+            None,
+            1.0,
+            0,
+            torch.float32,
+            "none",
+            [],
+            "",
+        )  # (N, out): the int32 sums times the weight scales
+        # In place on the kernel's output (new (N, out) buffers cost page faults as large as the work here).
+        y.addr_(row_zero[:, 0], self._column_sums(), alpha=-1.0)  # the rows' zero points taken out
+        if self.bias is not None:
+            torch.addcmul(self.bias, y, row_scale, out=y)
         else:
-            post = activation or "none"
-            algorithm = "none" if post == "gelu" else ""  # "none": the exact erf GELU
-            y = torch.ops.onednn.qlinear_pointwise(
-                *args, self.bias, 1.0, 0, torch.float32, post, [], algorithm
-            )  # (N, out)
+            y.mul_(row_scale)
+        if residual is not None:
+            y.add_(residual.reshape(-1, self.out_features))
+        elif activation == "gelu":
+            torch.ops.aten.gelu_(y)  # the exact erf GELU, as the float model's
+        elif activation == "relu":
+            y.relu_()
         return y.view(*lead, self.out_features)
 
 
-def _quantize_input(x: torch.Tensor) -> tuple[torch.Tensor, float, int]:
-    """``x`` as uint8 with one scale and zero point spanning its range and zero (asymmetric, 8 bits)."""
-    qt = torch.quantize_per_tensor_dynamic(x, torch.quint8, False)  # one fused pass over x
-    try:  # the same bytes seen as a plain uint8 tensor, without the copy int_repr() makes
-        qx = torch.empty(0, dtype=torch.uint8).set_(qt.untyped_storage(), 0, qt.shape, qt.stride())
-    except (RuntimeError, TypeError):
-        qx = qt.int_repr()
-    return qx, qt.q_scale(), qt.q_zero_point()
+def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``x`` (N, in) as uint8 codes, with the scales and zero points (N, 1) of its rows.
+
+    Each row (token) gets its own scale and zero point spanning its range and 0: a few tokens of a real
+    network carry activations many times larger than the rest, and one scale over the tensor leaves
+    the others a handful of levels (docs/export.md, "int8 accuracy"). The codes are uint8 because
+    oneDNN's int8 products on CPUs without AMX take uint8 inputs at full speed and int8 ones only
+    through a slow reference kernel. The range is spread over 254 steps, not 255, so that
+    ``round(x / scale + zero)`` stays in 0..254 without a clamp.
+    """
+    low = x.amin(dim=1, keepdim=True).clamp_(max=0.0)
+    high = x.amax(dim=1, keepdim=True).clamp_(min=0.0)
+    scale = (high - low).div_(254.0).clamp_(min=1e-12)  # (N, 1); a zero row keeps a usable scale
+    zero = torch.div(low, scale).neg_().round_()  # (N, 1): the code of 0.0
+    codes = torch.addcmul(zero, x, scale.reciprocal()).round_().to(torch.uint8)
+    return codes, scale, zero
