@@ -186,8 +186,8 @@ def test_int8_file_is_about_a_quarter_and_quantizes_every_matmul_weight(int8_pai
         assert attrs["bits"] == 8 and attrs["accuracy_level"] == 4, attrs  # int8 products, inputs per row
         assert onnx.numpy_helper.to_array(weights[node.input[2]]).size >= attrs["N"]  # scales per channel
     assert not [n.name for n in proto.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
-    tables = [w for w in weights.values() if w.data_type == onnx.TensorProto.INT8]
-    assert len(tables) >= 2  # the word and position embeddings
+    tables = [weights[n.input[0]] for n in proto.graph.node if n.op_type == "Gather" and n.input[0] in weights]
+    assert len(tables) >= 2 and all(t.data_type == onnx.TensorProto.UINT8 for t in tables)  # words, positions
     assert {p.key: p.value for p in proto.metadata_props}["quantization"] == "int8 dynamic"
 
 

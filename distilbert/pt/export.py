@@ -151,8 +151,10 @@ def _quantize_int8(float_path: str, path: str) -> None:
     # The MatMuls: onnxruntime's own dynamic quantization (DynamicQuantizeLinear + MatMulInteger) gives
     # each input one scale over the whole tensor, which costs too much on real networks (docs/export.md,
     # "int8 accuracy"); MatMulNBits quantizes its input per row and block instead (accuracy_level 4).
+    proto = onnx.load(float_path)
+    _gemms_as_matmuls(proto)  # the heads' 2-D Linear layers, which MatMulNBits does not take as Gemm
     nbits = MatMulNBitsQuantizer(
-        float_path, bits=8, block_size=INT8_BLOCK, is_symmetric=True, accuracy_level=4, op_types_to_quantize=("MatMul",)
+        proto, bits=8, block_size=INT8_BLOCK, is_symmetric=True, accuracy_level=4, op_types_to_quantize=("MatMul",)
     )
     nbits.process()
     matmuls_path = path + ".matmuls"
@@ -166,6 +168,37 @@ def _quantize_int8(float_path: str, path: str) -> None:
         quantized, {**{p.key: p.value for p in quantized.metadata_props}, "quantization": "int8 dynamic"}
     )
     onnx.save_model(quantized, path)
+
+
+def _gemms_as_matmuls(proto) -> None:
+    """Rewrites each ``Gemm(x, W, b)`` with a constant ``W`` (no transposed ``x``, unit alpha and beta) as
+    ``MatMul(x, W') + b``, ``W'`` the weight as (in, out), in place."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    weights = {init.name: init for init in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        plain = attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 and not attrs.get("transA", 0)
+        if node.op_type != "Gemm" or not plain or node.input[1] not in weights:
+            nodes.append(node)
+            continue
+        w = numpy_helper.to_array(weights[node.input[1]])
+        name = f"{node.input[1]}_in_out"
+        graph.initializer.append(numpy_helper.from_array(w.T.copy() if attrs.get("transB", 0) else w, name))
+        bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        product = f"{node.output[0]}_product" if bias else node.output[0]
+        nodes.append(onnx.helper.make_node("MatMul", [node.input[0], name], [product], name=f"{node.name}_matmul"))
+        if bias:
+            nodes.append(onnx.helper.make_node("Add", [product, bias], [node.output[0]], name=f"{node.name}_bias"))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in graph.node for name in node.input}
+    kept = [init for init in graph.initializer if init.name in used]  # the (out, in) copies go
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
 
 
 def _set_metadata(proto, config: DistilBertConfig, task: str) -> None:
