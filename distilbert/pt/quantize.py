@@ -2,10 +2,12 @@
 
 ``quantize(model, "int8")`` returns a copy of ``model`` whose matrix products run in int8: each
 Linear layer of the encoder (and of the masked-LM head) keeps its weight as int8, one symmetric
-scale per output channel, and at every call the layer's input is quantised to uint8 with one scale
-and zero point measured on that input (dynamic quantisation, as onnxruntime's ``quantize_dynamic``
-does). The product accumulates in int32 and comes back to float32 with the bias, and with the GELU
-or the residual add that follows it, in one oneDNN kernel (``onednn::qlinear_pointwise``). The
+scale per output channel, and at every call the layer's input is quantised to uint8 row by row
+(token by token): each row gets the scale and zero point that span its own range and 0 (dynamic
+quantisation, as LiteRT's kernels do it; one scale over the whole input, as onnxruntime's
+``quantize_dynamic`` takes, loses too much on real networks, docs/export.md "int8 accuracy"). The
+product accumulates in int32 in oneDNN (``onednn::qlinear_pointwise``); the rows' zero points and
+scales, the bias and the GELU or residual add that follows come after it, in place on its output. The
 query, key and value projections become one product, so a layer's input is quantised once for the
 three. Embeddings, LayerNorms, softmax attention and the small output layers (``pre_classifier``,
 ``classifier``, ``qa_outputs``) stay float32: they hold little of the work and much of the accuracy.
@@ -18,7 +20,6 @@ no gradients, and it cannot be saved as a checkpoint (save the float model inste
 from __future__ import annotations
 
 import copy
-import warnings
 
 import torch
 from torch import nn
@@ -65,9 +66,6 @@ def quantize(model: nn.Module, dtype: str = "int8") -> nn.Module:
             "this PyTorch build has no oneDNN int8 kernels (torch.ops.onednn.qlinear_pointwise); "
             "use an x86-64 build of PyTorch with oneDNN (the default Linux and Windows wheels)"
         )
-    # The activations are quantised with torch.quantize_per_tensor_dynamic, whose quantised-tensor
-    # type PyTorch has deprecated; the warning is about that type, which never leaves this module.
-    warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
     q = copy.deepcopy(model).float().eval()
     for p in q.parameters():
         p.requires_grad_(False)
@@ -91,10 +89,10 @@ def available() -> bool:
 
 
 class Int8Linear(nn.Module):
-    """A Linear layer with int8 weights (symmetric, per output channel) and dynamic uint8 inputs.
+    """A Linear layer with int8 weights (symmetric, per output channel) and dynamic uint8 inputs (per row).
 
     ``forward(x, activation=None, residual=None)`` computes ``activation(x @ W.T + b)`` or
-    ``x @ W.T + b + residual`` in float32 (the epilogue runs inside the int8 kernel); called as
+    ``x @ W.T + b + residual`` in float32 (the epilogue runs in place on the kernel's output); called as
     ``layer(x)`` it is a drop-in for the ``nn.Linear`` it was made from. The buffers
     ``weight_int8``, ``weight_scale`` and ``bias`` are its state; the kernel's packed copy of the
     weight is rebuilt from them after copying or unpickling.
@@ -137,6 +135,7 @@ class Int8Linear(nn.Module):
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_packed"] = None  # an opaque oneDNN tensor: neither copied nor pickled, repacked on use
+        state["_sums"] = None  # derived from the buffers, recomputed on use
         return state
 
     def __deepcopy__(self, memo):
