@@ -80,7 +80,7 @@ def export(
         model: A model of this backend; exported in eval mode (its mode is restored after).
         directory: An existing directory.
         format: ``"onnx"``.
-        quantize: ``None`` (float32) or ``"int8"`` (dynamic int8 weights, per output channel).
+        quantize: ``None`` (float32) or ``"int8"`` (int8 weights, inputs quantized per row at run time).
         opset: The ONNX opset (>= 18); ``None`` takes the exporter's default.
 
     Returns:
