@@ -223,7 +223,9 @@ def test_int8_sentence_does_not_depend_on_the_rest_of_the_batch(int8_pair):
     inputs["attention_mask"][:] = 1
     together = runner(**inputs)["logits"]
     alone = runner(**{k: v[:1] for k, v in inputs.items()})["logits"]
-    np.testing.assert_allclose(alone, together[:1], atol=1e-5, rtol=0)
+    # One scale over the batch moves the logits here by 1.5% of their size; per row they agree to float
+    # rounding (1e-7), or to a code rounded the other way by it in a later layer.
+    np.testing.assert_allclose(alone, together[:1], atol=1e-3 * np.abs(together).max(), rtol=0)
 
 
 def test_optimum_loads_an_int8_export(tmp_path):
