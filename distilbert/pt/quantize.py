@@ -2,10 +2,12 @@
 
 ``quantize(model, "int8")`` returns a copy of ``model`` whose matrix products run in int8: each
 Linear layer of the encoder (and of the masked-LM head) keeps its weight as int8, one symmetric
-scale per output channel, and at every call the layer's input is quantised to uint8 with one scale
-and zero point measured on that input (dynamic quantisation, as onnxruntime's ``quantize_dynamic``
-does). The product accumulates in int32 and comes back to float32 with the bias, and with the GELU
-or the residual add that follows it, in one oneDNN kernel (``onednn::qlinear_pointwise``). The
+scale per output channel, and at every call the layer's input is quantised to uint8 row by row
+(token by token): each row gets the scale and zero point that span its own range and 0 (dynamic
+quantisation, as LiteRT's kernels do it; one scale over the whole input, as onnxruntime's
+``quantize_dynamic`` takes, loses too much on real networks, docs/export.md "int8 accuracy"). The
+product accumulates in int32 in oneDNN (``onednn::qlinear_pointwise``); the rows' zero points and
+scales, the bias and the GELU or residual add that follows come after it, in place on its output. The
 query, key and value projections become one product, so a layer's input is quantised once for the
 three. Embeddings, LayerNorms, softmax attention and the small output layers (``pre_classifier``,
 ``classifier``, ``qa_outputs``) stay float32: they hold little of the work and much of the accuracy.
@@ -18,7 +20,6 @@ no gradients, and it cannot be saved as a checkpoint (save the float model inste
 from __future__ import annotations
 
 import copy
-import warnings
 
 import torch
 from torch import nn
@@ -65,9 +66,6 @@ def quantize(model: nn.Module, dtype: str = "int8") -> nn.Module:
             "this PyTorch build has no oneDNN int8 kernels (torch.ops.onednn.qlinear_pointwise); "
             "use an x86-64 build of PyTorch with oneDNN (the default Linux and Windows wheels)"
         )
-    # The activations are quantised with torch.quantize_per_tensor_dynamic, whose quantised-tensor
-    # type PyTorch has deprecated; the warning is about that type, which never leaves this module.
-    warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
     q = copy.deepcopy(model).float().eval()
     for p in q.parameters():
         p.requires_grad_(False)
@@ -91,10 +89,10 @@ def available() -> bool:
 
 
 class Int8Linear(nn.Module):
-    """A Linear layer with int8 weights (symmetric, per output channel) and dynamic uint8 inputs.
+    """A Linear layer with int8 weights (symmetric, per output channel) and dynamic uint8 inputs (per row).
 
     ``forward(x, activation=None, residual=None)`` computes ``activation(x @ W.T + b)`` or
-    ``x @ W.T + b + residual`` in float32 (the epilogue runs inside the int8 kernel); called as
+    ``x @ W.T + b + residual`` in float32 (the epilogue runs in place on the kernel's output); called as
     ``layer(x)`` it is a drop-in for the ``nn.Linear`` it was made from. The buffers
     ``weight_int8``, ``weight_scale`` and ``bias`` are its state; the kernel's packed copy of the
     weight is rebuilt from them after copying or unpickling.
@@ -113,6 +111,7 @@ class Int8Linear(nn.Module):
         bias = linear.bias.detach().float() if linear.bias is not None else None
         self.register_buffer("bias", bias)
         self._packed: torch.Tensor | None = None
+        self._sums: torch.Tensor | None = None
 
     @classmethod
     def concatenated(cls, linears: list[nn.Linear]) -> Int8Linear:
@@ -128,9 +127,15 @@ class Int8Linear(nn.Module):
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel weights"
 
+    def _column_sums(self) -> torch.Tensor:
+        if self._sums is None:
+            self._sums = self.weight_int8.float().sum(dim=1) * self.weight_scale  # (out,)
+        return self._sums
+
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_packed"] = None  # an opaque oneDNN tensor: neither copied nor pickled, repacked on use
+        state["_sums"] = None  # derived from the buffers, recomputed on use
         return state
 
     def __deepcopy__(self, memo):
@@ -151,27 +156,52 @@ class Int8Linear(nn.Module):
         x2 = x.reshape(-1, self.in_features).float()  # (N, in)
         if x2.shape[0] == 0:
             return x.new_zeros(*lead, self.out_features, dtype=torch.float32)
-        qx, x_scale, x_zero = _quantize_input(x2)  # (N, in) uint8
-        args = (qx, x_scale, x_zero, self._packed, self.weight_scale, self.weight_zero_point)
-        if residual is not None:
-            other = residual.reshape(-1, self.out_features).float()  # (N, out)
-            y = torch.ops.onednn.qlinear_pointwise.binary(
-                *args, other, self.bias, 1.0, 0, torch.float32, 1.0, 0, "add", 1.0, "none", [], ""
-            )  # (N, out)
+        qx, row_scale, row_zero = _quantize_rows(x2)  # (N, in) uint8, (N, 1), (N, 1)
+        # oneDNN takes one input scale per tensor, so the product runs with scale 1 and each row's own
+        # scale comes after it, with the bias (as PyTorch's own compiler lowers per-token int8 products).
+        y = torch.ops.onednn.qlinear_pointwise(
+            qx,
+            1.0,
+            0,
+            self._packed,
+            self.weight_scale,
+            self.weight_zero_point,
+            None,
+            1.0,
+            0,
+            torch.float32,
+            "none",
+            [],
+            "",
+        )  # (N, out): the int32 sums times the weight scales
+        # In place on the kernel's output (new (N, out) buffers cost page faults as large as the work here).
+        y.addr_(row_zero[:, 0], self._column_sums(), alpha=-1.0)  # the rows' zero points taken out
+        if self.bias is not None:
+            torch.addcmul(self.bias, y, row_scale, out=y)
         else:
-            post = activation or "none"
-            algorithm = "none" if post == "gelu" else ""  # "none": the exact erf GELU
-            y = torch.ops.onednn.qlinear_pointwise(
-                *args, self.bias, 1.0, 0, torch.float32, post, [], algorithm
-            )  # (N, out)
+            y.mul_(row_scale)
+        if residual is not None:
+            y.add_(residual.reshape(-1, self.out_features))
+        elif activation == "gelu":
+            torch.ops.aten.gelu_(y)  # the exact erf GELU, as the float model's
+        elif activation == "relu":
+            y.relu_()
         return y.view(*lead, self.out_features)
 
 
-def _quantize_input(x: torch.Tensor) -> tuple[torch.Tensor, float, int]:
-    """``x`` as uint8 with one scale and zero point spanning its range and zero (asymmetric, 8 bits)."""
-    qt = torch.quantize_per_tensor_dynamic(x, torch.quint8, False)  # one fused pass over x
-    try:  # the same bytes seen as a plain uint8 tensor, without the copy int_repr() makes
-        qx = torch.empty(0, dtype=torch.uint8).set_(qt.untyped_storage(), 0, qt.shape, qt.stride())
-    except (RuntimeError, TypeError):
-        qx = qt.int_repr()
-    return qx, qt.q_scale(), qt.q_zero_point()
+def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``x`` (N, in) as uint8 codes, with the scales and zero points (N, 1) of its rows.
+
+    Each row (token) gets its own scale and zero point spanning its range and 0: a few tokens of a real
+    network carry activations many times larger than the rest, and one scale over the tensor leaves
+    the others a handful of levels (docs/export.md, "int8 accuracy"). The codes are uint8 because
+    oneDNN's int8 products on CPUs without AMX take uint8 inputs at full speed and int8 ones only
+    through a slow reference kernel. The range is spread over 254 steps, not 255, so that
+    ``round(x / scale + zero)`` stays in 0..254 without a clamp.
+    """
+    low = x.amin(dim=1, keepdim=True).clamp_(max=0.0)
+    high = x.amax(dim=1, keepdim=True).clamp_(min=0.0)
+    scale = (high - low).div_(254.0).clamp_(min=1e-12)  # (N, 1); a zero row keeps a usable scale
+    zero = torch.div(low, scale).neg_().round_()  # (N, 1): the code of 0.0
+    codes = torch.addcmul(zero, x, scale.reciprocal()).round_().to(torch.uint8)
+    return codes, scale, zero
