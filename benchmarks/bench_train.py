@@ -14,7 +14,7 @@ the sequence). Per framework, in its own process (so that their thread pools do 
   ``fit`` on the JAX backend.
 
 Within a framework the contenders run in turn, in a rotating order, ``--steps`` steps a run, so that load from
-other processes hits all alike; tokens/s are medians of ``--repeats`` runs after ``--warmup``, and each
+other processes hits all alike (a Keras ``fit`` run counts its steps' own time, from a callback: :func:`step_timer`); tokens/s are medians of ``--repeats`` runs after ``--warmup``, and each
 peer's ratio is the median of the paired ratios (ours/peer > 1: ours is faster). Then ``torchrun`` DDP with 1 and
 with 2 workers runs ``distilbert.pt.training.finetune`` on the same global batches (the cores split between
 the workers).
@@ -121,6 +121,7 @@ def pt_contenders(batch, layers: int) -> dict:
 
 
 def tf_contenders(batch, layers: int) -> dict:
+    import keras
     import tensorflow as tf
     import transformers
 
@@ -140,15 +141,17 @@ def tf_contenders(batch, layers: int) -> dict:
     hf.compile(optimizer=hf_opt)  # no loss: the model's own, labels in the input dict
     hf_data = tf.data.Dataset.from_tensors({k: tf.constant(v) for k, v in batch.items()}).repeat()
 
-    def fit(model, ds):
+    def fit(model, ds, callback_class):
         def run(steps: int):
-            return float(model.fit(ds, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0).history["loss"][-1])
+            timer = step_timer(callback_class)
+            history = model.fit(ds, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0, callbacks=[timer])
+            return float(history.history["loss"][-1]), timer.seconds
 
         return run
 
     return {
-        "distilbert.tf Keras fit": fit(ours, data),
-        "transformers 4.57.6 TF (tf-keras) fit": fit(hf, hf_data),
+        "distilbert.tf Keras fit": fit(ours, data, keras.callbacks.Callback),
+        "transformers 4.57.6 TF (tf-keras) fit": fit(hf, hf_data, tf_keras.callbacks.Callback),
         "KerasHub fit (tensorflow backend)": kerashub_contender(batch, layers),
     }
 
@@ -235,10 +238,31 @@ def kerashub_contender(batch, layers: int):
 
     def run(steps: int):
         xs = {k: np.concatenate([v] * steps) for k, v in x.items()}
-        history = model.fit(xs, np.concatenate([y] * steps), batch_size=rows, epochs=1, shuffle=False, verbose=0)
-        return float(history.history["loss"][-1])
+        timer = step_timer(keras.callbacks.Callback)
+        history = model.fit(
+            xs, np.concatenate([y] * steps), batch_size=rows, epochs=1, shuffle=False, verbose=0, callbacks=[timer]
+        )
+        return float(history.history["loss"][-1]), timer.seconds
 
     return run
+
+
+def step_timer(callback_class):
+    """A ``fit`` callback adding up the seconds of the training steps alone. A ``fit`` call also sets up
+    and tears down (several seconds on these machines, at random, in tf-keras and Keras alike), which a
+    real epoch of thousands of steps pays once; timing whole calls of a few steps measured that instead."""
+
+    class StepTimer(callback_class):
+        seconds = 0.0
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            float((logs or {}).get("loss", 0.0))  # waits for the step (JAX dispatches asynchronously)
+            self.seconds += time.perf_counter() - self.start
+
+    return StepTimer()
 
 
 CONTENDERS = {"pt": pt_contenders, "tf": tf_contenders, "flax": flax_contenders}
@@ -278,6 +302,8 @@ def section(framework: str, shapes: list[tuple[int, int]], layers: int, warmup: 
                     start = time.perf_counter()
                     loss = runners[name]()
                     elapsed = time.perf_counter() - start
+                    if isinstance(loss, tuple):  # (loss, seconds of the steps themselves), from a fit
+                        loss, elapsed = loss
                     if not np.isfinite(loss):
                         raise FloatingPointError(f"loss {loss}")
                 except Exception as exc:  # noqa: BLE001 -- a peer that fails is reported, not fatal
