@@ -14,8 +14,9 @@ the sequence). Per framework, in its own process (so that their thread pools do 
   ``fit`` on the JAX backend.
 
 Within a framework the contenders run in turn, in a rotating order, ``--steps`` steps a run, so that load from
-other processes hits all alike (a Keras ``fit`` run counts its steps' own time, from a callback: :func:`step_timer`); tokens/s are medians of ``--repeats`` runs after ``--warmup``, and each
-peer's ratio is the median of the paired ratios (ours/peer > 1: ours is faster). Then ``torchrun`` DDP with 1 and
+other processes hits all alike (a Keras ``fit`` run counts its steps' own time, from a callback:
+:func:`step_timer`); tokens/s are medians of ``--repeats`` runs after ``--warmup``, and each peer's ratio is
+the median of the paired ratios (ours/peer > 1: ours is faster). Then ``torchrun`` DDP with 1 and
 with 2 workers runs ``distilbert.pt.training.finetune`` on the same global batches (the cores split between
 the workers).
 
