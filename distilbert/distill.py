@@ -42,17 +42,15 @@ from typing import Any
 
 import numpy as np
 
-from distilbert.common import files
 from distilbert.common.bert import (
     check_layers,
     is_bert_checkpoint,
     read_bert_checkpoint,
     sentence_transformers_files,
-    tokenizer_config_for_distilbert,
 )
 from distilbert.common.checkpoint import init_state, load_state
 from distilbert.common.config import DistilBertConfig
-from distilbert.common.convert import TOKENIZER_FILES
+from distilbert.common.convert import copy_tokenizer
 from distilbert.common.distillation import DistillationConfig, mask_tokens, token_counts, token_weights
 from distilbert.common.hub import resolve_dir
 from distilbert.common.names import TIED, task_prefix, weight_table
@@ -286,18 +284,6 @@ def _parameters(config: DistilBertConfig, task: str) -> int:
     return sum(int(np.prod(spec.shape)) for spec in weight_table(config, task) if spec.kind != TIED)
 
 
-def _copy_tokenizer(teacher: _Model, directory: str) -> None:
-    for name in TOKENIZER_FILES:
-        src = os.path.join(teacher.directory, name)
-        if not os.path.isfile(src):
-            continue
-        if name == "tokenizer_config.json" and teacher.is_bert:
-            with open(src, encoding="utf-8") as fh:
-                files.atomic_write_json(os.path.join(directory, name), tokenizer_config_for_distilbert(json.load(fh)))
-        else:
-            shutil.copy2(src, os.path.join(directory, name))
-
-
 # -------------------------------------------------------------------------------------- the run
 def distill_command(
     teacher: str,
@@ -470,7 +456,7 @@ def distill_command(
     # The result: the framework's format, the tokenizer and the recipe, moved into OUT when complete.
     with result_directory(out) as work:
         student_net.save_pretrained(work)
-        _copy_tokenizer(teacher_model, work)
+        copy_tokenizer(teacher_model.directory, work, teacher_model.is_bert)
         config.to_json_file(os.path.join(work, "distillation.json"))
         for rel in sentence_transformers_files(teacher_model.directory):
             src, dst = os.path.join(teacher_model.directory, rel), os.path.join(work, rel)

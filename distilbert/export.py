@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import shutil
 import sys
 from dataclasses import dataclass, field
 
@@ -26,7 +25,7 @@ import numpy as np
 from distilbert.common import files
 from distilbert.common.checkpoint import available_formats, open_native, pick_format, write_config
 from distilbert.common.config import DistilBertConfig
-from distilbert.common.convert import TOKENIZER_FILES
+from distilbert.common.convert import copy_tokenizer
 from distilbert.common.hub import resolve_dir
 from distilbert.common.names import TASKS
 from distilbert.frameworks import EXTRAS, NAMES, from_pretrained, run
@@ -206,9 +205,7 @@ def export_command(
     with files.atomic_directory(out) as work:
         artefact = backend.export(net, work, format=format, quantize=quantize, opset=opset)
         write_config(work, net.config, task, framework)
-        for name in TOKENIZER_FILES:
-            if os.path.isfile(os.path.join(directory, name)):
-                shutil.copy2(os.path.join(directory, name), os.path.join(work, name))
+        copy_tokenizer(directory, work, is_bert=False)
         result = ExportResult(
             out, os.path.relpath(artefact, work), format, framework, task, quantize, sorted(os.listdir(work))
         )

@@ -200,7 +200,7 @@ def convert(
                 )
                 count = len(rows)
         write_config(work, config, task, others[to].framework if to in others else to)
-        _copy_tokenizer(src_dir, work, source.is_bert)
+        copy_tokenizer(src_dir, work, source.is_bert)
         for name in carried:  # a sentence-transformers directory stays one
             (shutil.copytree if os.path.isdir(os.path.join(src_dir, name)) else shutil.copy2)(
                 os.path.join(src_dir, name), os.path.join(work, name)
@@ -208,9 +208,10 @@ def convert(
     return Conversion(path, fmt, task, dst, sorted(os.listdir(dst)), count, source.dropped)
 
 
-def _copy_tokenizer(src_dir: str, work: str, is_bert: bool) -> None:
-    """Copies the tokenizer files; a BERT's ``tokenizer_config.json`` stops asking for ``token_type_ids``
-    (DistilBERT takes none, and sentence-transformers passes the model whatever the tokenizer emits)."""
+def copy_tokenizer(src_dir: str, work: str, is_bert: bool) -> None:
+    """Copies the tokenizer files that ``src_dir`` has into ``work``; a BERT's ``tokenizer_config.json``
+    stops asking for ``token_type_ids`` (DistilBERT takes none, and sentence-transformers passes the model
+    whatever the tokenizer emits)."""
     for name in TOKENIZER_FILES:
         path = os.path.join(src_dir, name)
         if not os.path.isfile(path):
