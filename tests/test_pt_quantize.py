@@ -118,6 +118,33 @@ def test_int8_inputs_are_quantized_row_by_row():
         torch.testing.assert_close(layer(x[1:2]), got[1:2], atol=1e-6, rtol=0)
 
 
+def test_int8_row_codes_round_to_nearest_and_span_0_to_255():
+    """Every code is the nearest level of its value (within a rounding tie), the row's least value
+    maps near 0 and its greatest near 254, and nothing wraps past 255 (a code off by 256 would show
+    as an error of ~255 scales), for mixed, one-signed, zero, tiny and huge rows."""
+    from distilbert.pt.quantize import _quantize_rows
+
+    g = torch.Generator().manual_seed(3)
+    rows = [
+        torch.randn(200, generator=g),
+        torch.rand(200, generator=g),  # all positive: zero point 0
+        -torch.rand(200, generator=g),  # all negative: zero point 254
+        torch.zeros(200),
+        torch.randn(200, generator=g) * 1e-30,
+        torch.randn(200, generator=g) * 1e30,
+        torch.linspace(-3.0, 5.0, 200),  # the extremes and many ties in between
+    ]
+    x = torch.stack(rows)  # (7, 200)
+    codes, scale, zero = _quantize_rows(x)
+    assert codes.dtype == torch.uint8 and codes.shape == x.shape and scale.shape == zero.shape == (7, 1)
+    back = (codes.double() - zero.double()) * scale.double()  # (7, 200)
+    error = (back - x.double()).abs() / scale.double()  # in levels
+    assert float(error.max()) <= 0.5 + 1e-3, float(error.max())
+    spread = codes.amax(dim=1).int() - codes.amin(dim=1).int()  # (7,)
+    assert spread[[0, 5, 6]].tolist() == [254] * 3, spread.tolist()  # rows spanning 0: the full range
+    assert int(codes[1].max()) == 254 and int(zero[1]) == 0 and int(codes[2].min()) == 0 and int(zero[2]) == 254
+    assert codes[3].eq(codes[3, 0]).all()
+
 def test_int8_fused_epilogues_match_their_float_forms():
     torch.manual_seed(1)
     linear = torch.nn.Linear(32, 40)
