@@ -145,6 +145,7 @@ def test_int8_row_codes_round_to_nearest_and_span_0_to_255():
     assert int(codes[1].max()) == 254 and int(zero[1]) == 0 and int(codes[2].min()) == 0 and int(zero[2]) == 254
     assert codes[3].eq(codes[3, 0]).all()
 
+
 def test_int8_fused_epilogues_match_their_float_forms():
     torch.manual_seed(1)
     linear = torch.nn.Linear(32, 40)
