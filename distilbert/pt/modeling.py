@@ -54,36 +54,55 @@ class MultiHeadSelfAttention(nn.Module):
         self.out_lin = nn.Linear(config.dim, config.dim)
         self.qkv: nn.Module | None = None  # distilbert.pt.quantize: q_lin, k_lin, v_lin as one int8 product
 
-    def forward(self, x, mask=None, head_mask=None, output_attentions=False, residual=None, queries=None):
+    def forward(self, x, mask=None, head_mask=None, output_attentions=False, residual=None, queries=None, packing=None):
         """Returns ``(out_lin(context) [+ residual], probabilities or None)``.
 
         ``queries`` ``(B, Tq, dim)``: attend from these rows only (keys and values are still every row of
         ``x``); the output and the probabilities then have ``Tq`` rows. None: every row of ``x``.
+        ``packing`` (a :class:`Packing`): ``x`` is ``(1, N, dim)``, the batch's real tokens only, and so
+        is the output (``(B, Tq, dim)`` with ``queries``). The projections run on those rows; attention
+        runs sequence by sequence on their real tokens (:meth:`Packing.attend`), or, where the
+        probabilities, a head mask, queries or flash attention need the padded layout, on that.
         """
-        B, T, C = x.shape
+        C = x.shape[-1]
+        B, T = (x.shape[0], x.shape[1]) if packing is None else (packing.batch, packing.length)
         Tq = T if queries is None else queries.shape[1]
+        p = self.dropout_p if self.training else 0.0
+        impl = self.attn_implementation
+        explicit = impl == "eager" or output_attentions or head_mask is not None  # fused kernels expose no weights
 
-        def heads(t):
-            return t.view(B, -1, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T|Tq, D)
-
-        if self.qkv is not None:  # one int8 product for all three: the query rows are sliced out of it
-            q, k, v = self.qkv(x).split(C, dim=-1)  # (B, T, dim) each
-            q = q if queries is None else q[:, :Tq]  # (B, Tq, dim); only the first rows are ever asked for
+        if self.qkv is not None:  # one int8 product for all three
+            q, k, v = self.qkv(x).split(C, dim=-1)  # (B, T, dim) each (packed: (1, N, dim))
         elif queries is None:
             q, k, v = project_qkv(self, x, (self.q_lin, self.k_lin, self.v_lin))  # (B, T, dim) each
         else:
             q, k, v = linear(queries, self.q_lin), linear(x, self.k_lin), linear(x, self.v_lin)  # (B, Tq|T, dim)
+        if packing is not None and queries is None and not (output_attentions or head_mask is not None):
+            if impl != "flash_attention_2":
+                ctx = packing.attend(q, k, v, self.n_heads, p, eager=impl == "eager")  # (1, N, dim)
+                return linear(ctx, self.out_lin, residual=residual), None  # (1, N, dim)
+        if packing is not None:  # the padded layout, zeros at the padded positions (masked out below)
+            if queries is None or self.qkv is not None:  # q came from x's rows (else from the queries)
+                q = packing.pad(q)  # (B, T, dim)
+            k, v = packing.pad(k), packing.pad(v)  # (B, T, dim)
+        if self.qkv is not None and queries is not None:
+            q = q[:, :Tq]  # (B, Tq, dim): the query rows sliced out of the joint product
+
+        def heads(t):
+            return t.view(B, -1, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T|Tq, D)
+
         q, k, v = heads(q), heads(k), heads(v)  # (B, H, Tq, D), (B, H, T, D), (B, H, T, D)
-        p = self.dropout_p if self.training else 0.0
-        weights, impl = None, self.attn_implementation
-        if impl == "eager" or output_attentions or head_mask is not None:  # fused kernels expose no weights
+        weights = None
+        if explicit:
             ctx, weights = eager_attention(q, k, v, mask, p, head_mask)  # (B, H, Tq, D), (B, H, Tq, T)
         elif impl == "sdpa":
             ctx = sdpa_attention(q, k, v, mask, p)  # (B, H, Tq, D)
         else:
             ctx = flash_attention(q, k, v, mask, p)  # (B, H, T, D): flash blocks never pass queries
         ctx = ctx.transpose(1, 2).reshape(B, Tq, C)  # (B, Tq, dim)
-        return linear(ctx, self.out_lin, residual=residual), weights  # (B, Tq, dim)
+        if packing is not None and queries is None:
+            ctx = packing.pack(ctx)  # (1, N, dim): the real tokens' rows
+        return linear(ctx, self.out_lin, residual=residual), weights  # (B, Tq, dim) or (1, N, dim)
 
 
 class FFN(nn.Module):
@@ -114,12 +133,18 @@ class TransformerBlock(nn.Module):
         self.ffn = FFN(config)
         self.output_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
 
-    def forward(self, x, mask=None, head_mask=None, output_attentions=False, first_token_only=False):
-        """``first_token_only``: the output is the first token's row alone, ``(B, 1, dim)`` (see ``Transformer``)."""
+    def forward(self, x, mask=None, head_mask=None, output_attentions=False, first_token_only=False, packing=None):
+        """``first_token_only``: the output is the first token's row alone, ``(B, 1, dim)`` (see ``Transformer``).
+
+        ``packing``: ``x`` is ``(1, N, dim)``, the real tokens only (see :class:`Packing`), and so is the
+        output, unless ``first_token_only`` (then ``(B, 1, dim)`` as without it).
+        """
         # Contiguous: oneDNN's fused kernels take dense rows; the copy is B * dim numbers.
-        first = x[:, :1].contiguous() if first_token_only else None  # (B, 1, dim)
+        first = None
+        if first_token_only:
+            first = (x if packing is None else packing.pad(x))[:, :1].contiguous()  # (B, 1, dim)
         residual = x if first is None else first
-        sa, weights = self.attention(x, mask, head_mask, output_attentions, residual=residual, queries=first)
+        sa, weights = self.attention(x, mask, head_mask, output_attentions, residual, first, packing)
         x = self.sa_layer_norm(sa)  # x + attention: (B, T|1, dim)
         x = self.output_layer_norm(self.ffn(x, residual=x))  # (B, T|1, dim)
         return x, weights
@@ -133,6 +158,10 @@ class Transformer(nn.Module):
     ``out_lin``, LayerNorms and FFN see one row, so it costs about 2/12 of a full block. The output is
     then ``(B, 1, dim)``, the full pass's first row. It is ignored when hidden states or attentions are
     asked for (they hold every row) and with ``flash_attention_2`` (its kernel takes all rows).
+
+    ``packing`` (a :class:`Packing`, ``DistilBertModel``'s ``skip_padding``): ``x`` holds the real tokens
+    only, ``(1, N, dim)``; every block's products, LayerNorms and FFN run on those rows, and the outputs
+    are scattered back to ``(B, T, dim)`` with zeros at the padded positions.
     """
 
     def __init__(self, config):
@@ -142,9 +171,19 @@ class Transformer(nn.Module):
         self.checkpoint_kwargs: dict = {}
 
     def forward(
-        self, x, mask=None, head_mask=None, output_attentions=False, output_hidden_states=False, first_token_only=False
+        self,
+        x,
+        mask=None,
+        head_mask=None,
+        output_attentions=False,
+        output_hidden_states=False,
+        first_token_only=False,
+        packing=None,
     ):
-        hidden, attentions = ((x,) if output_hidden_states else None), (() if output_attentions else None)
+        def padded(t):
+            return t if packing is None else packing.pad(t)  # (B, T, dim)
+
+        hidden, attentions = ((padded(x),) if output_hidden_states else None), (() if output_attentions else None)
         last = len(self.layer) - 1
         flash = self.layer[last].attention.attn_implementation == "flash_attention_2"
         first_token_only = first_token_only and not (output_attentions or output_hidden_states or flash)
@@ -153,14 +192,80 @@ class Transformer(nn.Module):
             first = first_token_only and i == last
             if self.gradient_checkpointing and self.training:
                 kw = {"use_reentrant": False, **self.checkpoint_kwargs}
-                x, weights = checkpoint(layer, x, mask, hm, output_attentions, first, **kw)  # (B, T|1, dim)
+                x, weights = checkpoint(layer, x, mask, hm, output_attentions, first, packing, **kw)  # (B, T|1, dim)
             else:
-                x, weights = layer(x, mask, hm, output_attentions, first)  # (B, T|1, dim)
+                x, weights = layer(x, mask, hm, output_attentions, first, packing)  # (B, T|1, dim) or (1, N, dim)
             if output_hidden_states:
-                hidden = hidden + (x,)
+                hidden = hidden + (padded(x),)
             if output_attentions:
                 attentions = attentions + (weights,)
+        if packing is not None:  # padded positions are 0 (the first token's, too, where it is padding)
+            x = x * packing.first_is_real[:, :, None] if first_token_only else padded(x)  # (B, 1|T, dim)
         return out.BaseModelOutput(last_hidden_state=x, hidden_states=hidden, attentions=attentions)
+
+
+class Packing:
+    """Where a padded batch's real tokens sit: ``pack`` takes them out, ``pad`` puts them back.
+
+    ``rows`` ``(N,)``: the flat indices (into ``B * T``) of the tokens whose ``attention_mask`` is not 0.
+    ``pack(t)``: ``(B, T, C)`` -> ``(1, N, C)``; ``pad(t)``: ``(1, N, C)`` -> ``(B, T, C)``, zeros at the
+    padded positions. Both are differentiable (index_select and index_copy).
+    """
+
+    def __init__(self, attention_mask: torch.Tensor):
+        self.batch, self.length = attention_mask.shape
+        real = attention_mask != 0  # (B, T)
+        self.rows = real.reshape(-1).nonzero().squeeze(1)  # (N,)
+        # Each sequence's real tokens are one run of the packed rows (in order): (start, length) per
+        # sequence that has any.
+        lengths = real.sum(dim=1).tolist()  # B ints
+        starts = [0]
+        for n in lengths[:-1]:
+            starts.append(starts[-1] + n)
+        self.segments = [(s, n) for s, n in zip(starts, lengths) if n > 0]
+        self.first_is_real = real[:, :1]  # (B, 1): whether each sequence's first token is a real one
+
+    @classmethod
+    def of(cls, attention_mask: torch.Tensor | None) -> Packing | None:
+        """A packing for ``attention_mask`` ``(B, T)``, or None where there is no padding to skip.
+
+        None also while tracing, exporting or compiling: the number of real tokens is data, and a graph
+        would fix it to the example's.
+        """
+        if attention_mask is None or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return None
+        if torch.compiler.is_compiling() or bool((attention_mask != 0).all()):
+            return None
+        return cls(attention_mask)
+
+    def pack(self, t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(self.batch * self.length, t.shape[-1]).index_select(0, self.rows)[None]  # (1, N, C)
+
+    def attend(self, q, k, v, n_heads: int, dropout_p: float, eager: bool = False) -> torch.Tensor:
+        """Softmax attention within each sequence's real tokens; ``q``, ``k``, ``v`` and the result
+        ``(1, N, dim)``.
+
+        The same numbers as attention over the padded batch with its key mask, at the real query rows:
+        the padded keys get no weight there, and the padded queries are never computed. One kernel call
+        per sequence (``eager``: the explicit softmax, else PyTorch's ``scaled_dot_product_attention``).
+        """
+        dim = q.shape[-1]
+        parts = []
+        for start, n in self.segments:
+
+            def heads(t, start=start, n=n):
+                return t[0, start : start + n].view(1, n, n_heads, dim // n_heads).transpose(1, 2)  # (1, H, n, D)
+
+            if eager:
+                ctx, _ = eager_attention(heads(q), heads(k), heads(v), None, dropout_p)
+            else:
+                ctx = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), dropout_p=dropout_p)
+            parts.append(ctx[0].transpose(0, 1).reshape(n, dim))  # (n, dim)
+        return (torch.cat(parts) if parts else q[0, :0])[None]  # (1, N, dim)
+
+    def pad(self, t: torch.Tensor) -> torch.Tensor:
+        flat = t.new_zeros(self.batch * self.length, t.shape[-1]).index_copy(0, self.rows, t.reshape(-1, t.shape[-1]))
+        return flat.view(self.batch, self.length, t.shape[-1])  # (B, T, C)
 
 
 class DistilBertModel(DistilBertPreTrainedModel):
@@ -197,6 +302,7 @@ class DistilBertModel(DistilBertPreTrainedModel):
         position_ids=None,
         token_type_ids=None,
         first_token_only=False,
+        skip_padding=None,
     ):
         """Encodes a batch.
 
@@ -210,6 +316,12 @@ class DistilBertModel(DistilBertPreTrainedModel):
             first_token_only: Compute only the first token's row in the last block (fewer FLOPs, same
                 numbers): ``last_hidden_state`` is then ``(B, 1, dim)``. Ignored when hidden states or
                 attentions are asked for, and with ``flash_attention_2``.
+            skip_padding: Run the blocks on the real tokens only (where ``attention_mask`` is not 0): the
+                products, LayerNorms and FFN skip the padding, which in a padded batch is often a quarter
+                of the work. The real tokens' outputs are the same as without it (to float rounding); the
+                outputs at padded positions, which the reference computes but nothing should read, are 0
+                (and the attention probabilities of padded query rows are not the reference's). None: the
+                model's ``skip_padding`` attribute (False unless set).
 
         Inputs are checked by :mod:`distilbert.common.validation` (the same rules in every backend).
         """
@@ -220,7 +332,10 @@ class DistilBertModel(DistilBertPreTrainedModel):
         x = self.embeddings(input_ids, inputs_embeds, position_ids)  # (B, T, dim)
         mask = None if attention_mask is None else (attention_mask != 0)[:, None, None, :]  # (B, 1, 1, T)
         hm = self._head_mask(head_mask)
-        result = self.transformer(x, mask, hm, output_attentions, output_hidden_states, first_token_only)
+        skip = self.skip_padding if skip_padding is None else skip_padding
+        packing = Packing.of(attention_mask) if skip else None
+        x = x if packing is None else packing.pack(x)  # (B, T, dim) or (1, N, dim)
+        result = self.transformer(x, mask, hm, output_attentions, output_hidden_states, first_token_only, packing)
         return result if return_dict else result.to_tuple()
 
 
@@ -264,7 +379,8 @@ class _Head(DistilBertPreTrainedModel):
 
     def _encode(self, ids, mask, head_mask, embeds, attentions, hidden, positions, token_types) -> out.BaseModelOutput:
         args = (ids, mask, head_mask, embeds, attentions, hidden, True, positions, token_types)
-        return self.distilbert(*args, first_token_only=self.first_token_only)
+        skip = True if self.skip_padding else None  # None: the encoder's own setting
+        return self.distilbert(*args, first_token_only=self.first_token_only, skip_padding=skip)
 
     def _pool(self, h):
         """The first token through ``pre_classifier``, ReLU and dropout."""

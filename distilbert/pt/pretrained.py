@@ -53,6 +53,10 @@ class DistilBertPreTrainedModel(nn.Module):
     task = "base"
     base_model_prefix = "distilbert"
     supports_gradient_checkpointing = True
+    # True: the encoder runs on the real tokens of a padded batch only (DistilBertModel.forward's
+    # ``skip_padding``); the outputs at padded positions are then 0. Set it on a model to apply it to
+    # every call (a head's setting is handed to its encoder).
+    skip_padding = False
 
     def __init__(self, config: DistilBertConfig, attn_implementation: str | None = None):
         super().__init__()

@@ -1,0 +1,198 @@
+"""``skip_padding``: the PyTorch encoder runs on a padded batch's real tokens only.
+
+With ``skip_padding=True`` (a ``DistilBertModel`` call argument, or the ``skip_padding`` attribute of any
+model) the products, LayerNorms and FFN see the real tokens packed into ``(1, N, dim)``, and attention runs
+sequence by sequence. These tests check that the packed path is taken (the first FFN sees N rows), that
+every output at a real token and every gradient equal the reference's (or the padded path's) at 1e-5,
+and that the padded positions come out 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import (
+    ATOL,
+    assert_close,
+    numpy_outputs,
+    oracle_pt_model,
+    ours,
+    random_state,
+    task_inputs,
+    task_labels,
+    tiny_config,
+    to_torch,
+)
+
+from distilbert.common.names import TASK_CLASSES
+
+CONFIG = tiny_config()
+TOKEN_OUTPUTS = {"masked_lm": ("logits",), "token_classification": ("logits",), "question_answering": ()}
+LABELLED = ("masked_lm", "token_classification", "sequence_classification", "multiple_choice")
+
+
+def _inputs(task, batch=5, seq=9):
+    inputs = task_inputs(CONFIG, task, batch=batch, seq=seq)
+    labels = task_labels(CONFIG, task, inputs) if task in LABELLED else {}
+    return inputs, labels
+
+
+def _spy_rows(model):
+    """The first block's FFN input shapes, as the model runs."""
+    seen = []
+    model.distilbert.transformer.layer[0].ffn.register_forward_hook(lambda m, a, o: seen.append(tuple(a[0].shape)))
+    return seen
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+@pytest.mark.parametrize("task", sorted(TASK_CLASSES))
+def test_pt_skip_padding_matches_the_reference_at_real_tokens(task, impl):
+    state = random_state(CONFIG, task)
+    model = ours("pt", task, CONFIG, state, attn_implementation=impl).eval()
+    model.skip_padding = True
+    inputs, labels = _inputs(task)
+    real = inputs["attention_mask"].astype(bool)
+    encoder = model if task == "base" else model.distilbert
+    seen = []
+    encoder.transformer.layer[0].ffn.register_forward_hook(lambda m, a, o: seen.append(tuple(a[0].shape)))
+    with torch.no_grad():
+        got = numpy_outputs(model(**to_torch({**inputs, **labels})))
+        want = numpy_outputs(oracle_pt_model(CONFIG, task, state)(**to_torch({**inputs, **labels})))
+    assert seen == [(1, int(real.sum()), CONFIG.dim)], seen  # the packed rows, not B * T
+    assert sorted(got) == sorted(want)
+    for name, value in want.items():
+        if name == "last_hidden_state":
+            assert_close(got[name][real], value[real], ATOL, name)
+            assert not got[name][~real].any(), "padded positions are not 0"
+        elif name in ("start_logits", "end_logits") or name in TOKEN_OUTPUTS.get(task, ()):
+            assert_close(got[name][real], value[real], ATOL, name)
+        else:  # the pooled heads' logits and every loss
+            assert_close(got[name], value, ATOL, name)
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+@pytest.mark.parametrize("task", ["sequence_classification", "masked_lm", "multiple_choice"])
+def test_pt_skip_padding_gradients_equal_the_padded_path(task, checkpointing):
+    state = random_state(CONFIG, task)
+    model = ours("pt", task, CONFIG, state).train()  # dropout 0 in the tiny config: the two paths compare
+    if checkpointing:
+        model.gradient_checkpointing_enable()
+    inputs, labels = _inputs(task)
+    args = to_torch({**inputs, **labels})
+    seen = _spy_rows(model)
+
+    def step(skip):
+        model.skip_padding = skip
+        model.zero_grad()
+        out = model(**args)
+        out.loss.backward()
+        return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    (loss_s, grads_s), (loss_p, grads_p) = step(True), step(False)
+    mask = inputs["attention_mask"]
+    assert seen[0] == (1, int(mask.sum()), CONFIG.dim)  # packed
+    assert seen[-1][0] == mask.size // mask.shape[-1]  # padded: one row per sequence
+    assert_close(loss_s, loss_p, ATOL, "loss")
+    assert sorted(grads_s) == sorted(grads_p)
+    for name in grads_p:
+        assert_close(grads_s[name], grads_p[name], ATOL, name)
+    assert any(g.abs().max() > 0 for g in grads_p.values())
+
+
+def test_pt_skip_padding_hidden_states_attentions_and_head_mask():
+    state = random_state(CONFIG, "base")
+    model = ours("pt", "base", CONFIG, state).eval()
+    inputs, _ = _inputs("base")
+    args = to_torch(inputs)
+    real = inputs["attention_mask"].astype(bool)
+    head_mask = torch.tensor([[1.0, 0.0, 1.0, 0.5], [0.5, 1.0, 0.0, 1.0]])
+    with torch.no_grad():
+        got = model(**args, output_hidden_states=True, output_attentions=True, head_mask=head_mask, skip_padding=True)
+        want = oracle_pt_model(CONFIG, "base", state)(
+            **args, output_hidden_states=True, output_attentions=True, head_mask=head_mask
+        )
+    assert len(got.hidden_states) == len(want.hidden_states) == CONFIG.n_layers + 1
+    for i, (g, w) in enumerate(zip(got.hidden_states, want.hidden_states)):
+        assert_close(g.numpy()[real], w.numpy()[real], ATOL, f"hidden_states[{i}]")
+        assert not g.numpy()[~real].any(), f"hidden_states[{i}] at padded positions"
+    for i, (g, w) in enumerate(zip(got.attentions, want.attentions)):  # (B, H, T, T): the real query rows
+        rows = np.broadcast_to(real[:, None, :], g.shape[:3])
+        assert_close(g.numpy()[rows], w.numpy()[rows], ATOL, f"attentions[{i}]")
+
+
+def test_pt_skip_padding_edge_cases():
+    model = ours("pt", "base", CONFIG, random_state(CONFIG, "base")).eval()
+    inputs, _ = _inputs("base")
+    args = to_torch(inputs)
+    with torch.no_grad():
+        full = model(**args).last_hidden_state
+        ones = torch.ones_like(args["attention_mask"])  # no padding: the plain path, the same numbers
+        assert torch.equal(model(args["input_ids"], ones, skip_padding=True)[0], model(args["input_ids"], ones)[0])
+        assert torch.equal(model(args["input_ids"], skip_padding=True)[0], model(args["input_ids"])[0])
+        mask = args["attention_mask"].clone()
+        mask[2] = 0  # one sequence with no real token at all
+        skipped = model(args["input_ids"], mask, skip_padding=True).last_hidden_state
+        plain = model(args["input_ids"], mask).last_hidden_state
+        keep = mask.bool()
+        assert_close(skipped[keep], plain[keep], ATOL, "the other rows")
+        assert not skipped[2].any() and torch.isfinite(skipped).all()
+        assert_close(skipped[keep], full[keep], ATOL, "rows unchanged by row 2's mask")
+
+    classifier = ours("pt", "sequence_classification", CONFIG, random_state(CONFIG, "sequence_classification"))
+    classifier.eval().skip_padding = True
+    left = args["attention_mask"].clone()
+    left[1, :3] = 0  # left padding: row 1's first token is padding
+    with torch.no_grad():
+        got = classifier(args["input_ids"], left).logits
+        classifier.skip_padding = False
+        want = classifier(args["input_ids"], left).logits
+    others = [0, 2, 3, 4]
+    assert_close(got[others], want[others], ATOL, "rows whose first token is real")
+    assert torch.isfinite(got).all()
+
+
+def test_pt_skip_padding_in_the_inference_kernels_and_int8(monkeypatch):
+    """No-grad eval (the fused oneDNN kernels, packed weights) and the int8 copy take the packed rows too."""
+    from distilbert.pt import ops, quantize
+
+    monkeypatch.setattr(ops, "PACK_WEIGHTS", True)
+    config = tiny_config(dim=64, hidden_dim=96, n_layers=3)
+    model = ours("pt", "base", config, random_state(config, "base")).eval()
+    inputs, _ = _inputs("base", batch=6, seq=12)
+    args = to_torch(inputs)
+    keep = args["attention_mask"].bool()
+    fast = quantize(model, "int8")
+    with torch.inference_mode():
+        assert_close(model(**args, skip_padding=True)[0][keep], model(**args)[0][keep], ATOL, "float32")
+        a, b = fast(**args, skip_padding=True)[0], fast(**args)[0]
+    # int8: the rows are quantised one by one, so only attention's rounding differs between the two
+    cosine = torch.nn.functional.cosine_similarity(a[keep], b[keep], dim=-1)
+    assert float(cosine.min()) > 0.9999 and not a[~keep].any()
+
+
+def test_pt_skip_padding_is_off_in_a_traced_graph():
+    """A graph would fix the number of real tokens to the example's; traced, the padded path runs."""
+    model = ours("pt", "base", CONFIG, random_state(CONFIG, "base")).eval()
+    model.skip_padding = True
+    inputs, _ = _inputs("base")
+    args = to_torch(inputs)
+    with torch.no_grad():
+        traced = torch.jit.trace(_Tuple(model), (args["input_ids"], args["attention_mask"]))
+        other = args["attention_mask"].clone()
+        other[0, 4:] = 0  # another number of real tokens than the example's
+        got = traced(args["input_ids"], other)
+        model.skip_padding = False
+        want = model(args["input_ids"], other)[0]
+    assert_close(got, want, ATOL, "traced")
+
+
+class _Tuple(torch.nn.Module):
+    """The model's first output, for tracing (a traced graph returns tensors, not output classes)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids, mask):
+        return self.model(ids, mask, return_dict=False)[0]
