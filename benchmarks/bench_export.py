@@ -2,7 +2,9 @@
 
 The contenders, all holding the same random distilbert-base weights (no downloads):
 
-- ``ours fp32``, ``ours bf16`` (bfloat16 weights), ``ours int8`` (``distilbert.pt.quantize``);
+- ``ours fp32``, ``ours bf16`` (bfloat16 weights), ``ours int8`` (``distilbert.pt.quantize``), and each
+  again with ``skip_padding=True`` (``ours ... skip``: the encoder runs on the real tokens only, the
+  padded positions' outputs are 0; at 1x16, which has no padding, the same path as without);
 - ``ort fp32``: transformers 4.57.6's own ``DistilBertModel`` exported with ``torch.onnx``, run by
   onnxruntime with every graph optimisation on; ``ort fp32 fused``: the same file after onnxruntime's
   BERT fusion (``onnxruntime.transformers.optimizer``: fused attention, LayerNorm, GELU);
@@ -63,6 +65,12 @@ GOALS = (
     ("ours int8", "ort int8 fused", 1.0),
     ("ours int8", "ort int8 per-row", 1.0),  # the onnxruntime int8 of the same (per-row) accuracy
     ("ours bf16", "hf bf16", 1.2),
+    # skip_padding=True: the same models on the real tokens only (padded positions' outputs 0)
+    ("ours fp32 skip", "ort fp32", 1.0),
+    ("ours fp32 skip", "ort fp32 fused", 1.0),
+    ("ours int8 skip", "ort int8", 1.0),
+    ("ours int8 skip", "ort int8 fused", 1.0),
+    ("ours bf16 skip", "hf bf16", 1.2),
 )
 
 
@@ -144,10 +152,11 @@ def build(threads: int, directory: str) -> tuple[dict, object]:
     ours_bf16.to(torch.bfloat16)
     ours_int8 = dpt.quantize(ours, "int8")
 
-    def torch_fn(model):
+    def torch_fn(model, **options):
         def run(inputs):
+            args = {k: torch.from_numpy(v) for k, v in inputs.items()}
             with torch.inference_mode():
-                out = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).last_hidden_state
+                out = model(**args, **options).last_hidden_state
             return out.float().numpy()
 
         return run
@@ -165,6 +174,9 @@ def build(threads: int, directory: str) -> tuple[dict, object]:
         "ours fp32": torch_fn(ours),
         "ours bf16": torch_fn(ours_bf16),
         "ours int8": torch_fn(ours_int8),
+        "ours fp32 skip": torch_fn(ours, skip_padding=True),
+        "ours bf16 skip": torch_fn(ours_bf16, skip_padding=True),
+        "ours int8 skip": torch_fn(ours_int8, skip_padding=True),
         "hf bf16": torch_fn(hf_bf16),
     }
     fns.update({name: ort_fn(path) for name, path in paths.items()})

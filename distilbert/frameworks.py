@@ -172,15 +172,19 @@ class TorchRunner(_Runner):
     Args:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, a ``torch.device``, or an index (CUDA
             device, -1 for the CPU); ``None`` leaves the model where it is.
+        skip_padding: Run the encoder on the real tokens only (``distilbert.pt`` models'
+            ``skip_padding``; the outputs at padded positions are then 0), for callers that never read
+            them, such as the pipelines. The model's own setting is left as it is.
     """
 
     framework = "pt"
 
-    def __init__(self, model, outputs=None, device=None, compiled=True, **flags):
+    def __init__(self, model, outputs=None, device=None, compiled=True, skip_padding=False, **flags):
         import torch
 
         super().__init__(model, outputs, device, compiled, **flags)
         self._torch = torch
+        self.skip_padding = skip_padding
         if isinstance(device, int):  # transformers' convention: -1 is the CPU, 0, 1, ... CUDA devices
             device = "cpu" if device < 0 else f"cuda:{device}"
         if device is not None:
@@ -194,10 +198,15 @@ class TorchRunner(_Runner):
     def _forward(self, inputs):
         torch = self._torch
         device = next(self.model.parameters()).device
-        with torch.inference_mode():
-            return self._fields(
-                self.model(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()}, **self.flags)
-            )
+        own = self.model.skip_padding
+        self.model.skip_padding = own or self.skip_padding
+        try:
+            with torch.inference_mode():
+                return self._fields(
+                    self.model(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()}, **self.flags)
+                )
+        finally:
+            self.model.skip_padding = own
 
 
 class KerasRunner(_Runner):

@@ -196,3 +196,37 @@ class _Tuple(torch.nn.Module):
 
     def forward(self, ids, mask):
         return self.model(ids, mask, return_dict=False)[0]
+
+
+@pytest.mark.parametrize(
+    "task,name,call",
+    [
+        ("masked_lm", "fill-mask", lambda p: p(["the [MASK] sat.", "a cat sat on the red [MASK] in paris."], top_k=3)),
+        ("token_classification", "token-classification", lambda p: p(["a cat", "the red house in paris sat"])),
+        ("sequence_classification", "text-classification", lambda p: p(["a good day", "the red house in paris"])),
+    ],
+)
+def test_pt_pipelines_skip_the_padding_of_their_batches(task, name, call, tmp_path):
+    from helpers import write_tiny_checkpoint
+
+    import distilbert.pt as dpt
+    from distilbert.pipelines import pipeline
+
+    write_tiny_checkpoint(str(tmp_path), task, seed=5)
+    model = getattr(dpt, TASK_CLASSES[task]).from_pretrained(str(tmp_path))
+    seen = _spy_rows(model)
+    got = call(pipeline(name, model=model, tokenizer=str(tmp_path), batch_size=2))
+    assert seen and seen[0][0] == 1, seen  # packed rows: the batch had padding
+    assert model.skip_padding is False  # the model's own setting is left alone
+    one_by_one = call(pipeline(name, model=model, tokenizer=str(tmp_path), batch_size=1))  # no padding
+    assert repr(got) == repr(one_by_one) or _close(got, one_by_one)
+
+
+def _close(a, b):
+    if isinstance(a, dict):
+        return sorted(a) == sorted(b) and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float):
+        return abs(a - b) <= 1e-5
+    return a == b

@@ -206,7 +206,8 @@ def build(cls, model, framework: str | None, tokenizer, device, batch_size: int,
     return cls(
         model,
         _tokenizer(tokenizer, directory),
-        make_runner(model, framework, cls.outputs, device),
+        # PyTorch: the encoder skips the padding of a batch (results cut each row to its own tokens)
+        make_runner(model, framework, cls.outputs, device, **({"skip_padding": True} if framework == "pt" else {})),
         batch_size=batch_size,
         directory=directory,
         **kwargs,
