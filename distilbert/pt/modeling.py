@@ -80,7 +80,7 @@ class MultiHeadSelfAttention(nn.Module):
         if packing is not None and queries is None and not (output_attentions or head_mask is not None):
             if impl != "flash_attention_2":
                 ctx = packing.attend(q, k, v, self.n_heads, p, eager=impl == "eager")  # (1, N, dim)
-                return linear(ctx, self.out_lin, residual=residual), None  # (1, N, dim)
+                return linear(ctx, self.out_lin, residual=residual, consume=True), None  # (1, N, dim)
         if packing is not None:  # the padded layout, zeros at the padded positions (masked out below)
             if queries is None or self.qkv is not None:  # q came from x's rows (else from the queries)
                 q = packing.pad(q)  # (B, T, dim)
@@ -102,7 +102,8 @@ class MultiHeadSelfAttention(nn.Module):
         ctx = ctx.transpose(1, 2).reshape(B, Tq, C)  # (B, Tq, dim)
         if packing is not None and queries is None:
             ctx = packing.pack(ctx)  # (1, N, dim): the real tokens' rows
-        return linear(ctx, self.out_lin, residual=residual), weights  # (B, Tq, dim) or (1, N, dim)
+        # ctx is this block's own (a copy or the kernel's output): the product may overwrite it
+        return linear(ctx, self.out_lin, residual=residual, consume=True), weights  # (B, Tq, dim) or (1, N, dim)
 
 
 class FFN(nn.Module):
@@ -118,7 +119,7 @@ class FFN(nn.Module):
     def forward(self, x, residual=None):
         h = linear(x, self.lin1, self.activation)  # (B, T, hidden_dim)
         if residual is not None and not self.training:  # no dropout: the add fuses into lin2
-            return linear(h, self.lin2, residual=residual)  # (B, T, dim)
+            return linear(h, self.lin2, residual=residual, consume=True)  # (B, T, dim)
         y = self.dropout(self.lin2(h))  # (B, T, dim)
         return y if residual is None else y + residual
 

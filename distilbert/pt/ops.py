@@ -70,11 +70,19 @@ def fusable(x: torch.Tensor, layer: nn.Linear) -> bool:
 
 
 def linear(
-    x: torch.Tensor, layer: nn.Linear, activation: str | None = None, residual: torch.Tensor | None = None
+    x: torch.Tensor,
+    layer: nn.Linear,
+    activation: str | None = None,
+    residual: torch.Tensor | None = None,
+    consume: bool = False,
 ) -> torch.Tensor:
-    """``activation(layer(x))`` or ``layer(x) + residual`` (not both), fused when :func:`fusable`."""
+    """``activation(layer(x))`` or ``layer(x) + residual`` (not both), fused when :func:`fusable`.
+
+    ``consume=True``: nothing reads ``x`` after this call, so the layer may overwrite it (the int8 layer
+    quantises it in place rather than into a new buffer).
+    """
     if getattr(layer, "fuses_epilogue", False):  # distilbert.pt.quantize.Int8Linear: its own fused kernel
-        return layer(x, activation=activation, residual=residual)
+        return layer(x, activation=activation, residual=residual, consume=consume)
     if fusable(x, layer):
         weight, bias = packed(layer, (layer,))
         return _fused(x, weight, bias, activation, residual)

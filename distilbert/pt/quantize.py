@@ -144,7 +144,11 @@ class Int8Linear(nn.Module):
         return new
 
     def forward(
-        self, x: torch.Tensor, activation: str | None = None, residual: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        activation: str | None = None,
+        residual: torch.Tensor | None = None,
+        consume: bool = False,
     ) -> torch.Tensor:
         if activation not in (None, "gelu", "relu"):
             raise ValueError(f"Int8Linear fuses 'gelu' or 'relu', not {activation!r}")
@@ -156,7 +160,9 @@ class Int8Linear(nn.Module):
         x2 = x.reshape(-1, self.in_features).float()  # (N, in)
         if x2.shape[0] == 0:
             return x.new_zeros(*lead, self.out_features, dtype=torch.float32)
-        qx, row_scale, row_zero = _quantize_rows(x2)  # (N, in) uint8, (N, 1), (N, 1)
+        # consume: the caller reads x no more, so its codes are made in its own memory (a new float
+        # buffer of its size costs page faults as long as the quantisation itself)
+        qx, row_scale, row_zero = _quantize_rows(x2, in_place=consume and x2.dtype == torch.float32)
         # oneDNN takes one input scale per tensor, so the product runs with scale 1 and each row's own
         # scale comes after it, with the bias (as PyTorch's own compiler lowers per-token int8 products).
         y = torch.ops.onednn.qlinear_pointwise(
@@ -189,8 +195,9 @@ class Int8Linear(nn.Module):
         return y.view(*lead, self.out_features)
 
 
-def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``x`` (N, in) as uint8 codes, with the scales and zero points (N, 1) of its rows.
+def _quantize_rows(x: torch.Tensor, in_place: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``x`` (N, in) as uint8 codes, with the scales and zero points (N, 1) of its rows (``in_place``:
+    overwriting ``x`` on the way).
 
     Each row (token) gets its own scale and zero point spanning its range and 0: a few tokens of a real
     network carry activations many times larger than the rest, and one scale over the tensor leaves
@@ -210,7 +217,7 @@ def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     scale = (high - low).div_(254.0).clamp_(min=1e-12)  # (N, 1); a zero row keeps a usable scale
     inverse = scale.reciprocal()
     zero = torch.mul(low, inverse).neg_().round_()  # (N, 1): the code of 0.0
-    shifted = torch.mul(x, inverse).add_(zero + _ROUNDER)  # (N, in): each code in the low bits
+    shifted = (x.mul_(inverse) if in_place else torch.mul(x, inverse)).add_(zero + _ROUNDER)  # codes in low bits
     return shifted.view(torch.int32).to(torch.uint8), scale, zero
 
 
