@@ -146,6 +146,20 @@ def test_int8_row_codes_round_to_nearest_and_span_0_to_255():
     assert codes[3].eq(codes[3, 0]).all()
 
 
+def test_int8_consumed_inputs_are_quantised_in_place_with_the_same_result():
+    """``consume=True`` (the caller reads its input no more) quantises in the input's own memory; without
+    it the input is left as it was. Both give the same numbers."""
+    torch.manual_seed(2)
+    layer, x = Int8Linear(torch.nn.Linear(32, 40)), torch.randn(2, 5, 32)
+    before = x.clone()
+    with torch.inference_mode():
+        kept = layer(x, activation="gelu")
+        assert torch.equal(x, before)  # not consumed: untouched
+        consumed = layer(x, activation="gelu", consume=True)
+    assert torch.equal(consumed, kept)
+    assert not torch.equal(x, before)  # the in-place path was taken
+
+
 def test_int8_fused_epilogues_match_their_float_forms():
     torch.manual_seed(1)
     linear = torch.nn.Linear(32, 40)
