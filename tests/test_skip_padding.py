@@ -230,3 +230,96 @@ def _close(a, b):
     if isinstance(a, float):
         return abs(a - b) <= 1e-5
     return a == b
+
+
+# ------------------------------------------------------------------------------ TensorFlow
+def _tf_spy_rows(encoder):
+    """The first block's FFN input shapes, as the TF model runs (eager)."""
+    ffn = encoder.transformer.layer[0].ffn
+    seen, call = [], ffn.call
+
+    def spy(x, *args, **kwargs):
+        seen.append(tuple(x.shape))
+        return call(x, *args, **kwargs)
+
+    ffn.call = spy
+    return seen
+
+
+@pytest.mark.parametrize("task", sorted(TASK_CLASSES))
+def test_tf_skip_padding_matches_the_padded_path_at_real_tokens(task):
+    """Against our own padded TF path (whose parity with the reference is ``test_models.py``'s)."""
+    from helpers import call
+
+    state = random_state(CONFIG, task)
+    model = ours("tf", task, CONFIG, state)
+    inputs, labels = _inputs(task)
+    real = inputs["attention_mask"].astype(bool)
+    seen = _tf_spy_rows(model if task == "base" else model.distilbert)
+    want = numpy_outputs(call("tf", model, {**inputs, **labels}))
+    model.skip_padding = True
+    got = numpy_outputs(call("tf", model, {**inputs, **labels}))
+    assert seen[-1] == (int(real.sum()), CONFIG.dim), seen  # the packed rows, not B * T
+    assert sorted(got) == sorted(want)
+    for name, value in want.items():
+        if name == "last_hidden_state":
+            assert_close(got[name][real], value[real], ATOL, name)
+            assert not got[name][~real].any(), "padded positions are not 0"
+        elif name in ("start_logits", "end_logits") or name in TOKEN_OUTPUTS.get(task, ()):
+            assert_close(got[name][real], value[real], ATOL, name)
+        else:
+            assert_close(got[name], value, ATOL, name)
+
+
+@pytest.mark.parametrize("task", ["sequence_classification", "masked_lm"])
+def test_tf_skip_padding_gradients_equal_the_padded_path(task):
+    import tensorflow as tf
+
+    model = ours("tf", task, CONFIG, random_state(CONFIG, task))
+    inputs, labels = _inputs(task)
+
+    def grads(skip):
+        model.skip_padding = skip
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model({**inputs, **labels}, training=True).loss)
+        grads = tape.gradient(loss, model.trainable_variables)
+        return loss, {v.path: tf.convert_to_tensor(g) for v, g in zip(model.trainable_variables, grads)}
+
+    (loss_s, g_s), (loss_p, g_p) = grads(True), grads(False)
+    assert_close(loss_s, loss_p, ATOL, "loss")
+    for name, g in g_p.items():
+        assert_close(g_s[name], g, ATOL, name)
+    assert any(np.abs(np.asarray(g)).max() > 0 for g in g_p.values())
+
+
+def test_tf_skip_padding_in_a_graph_hidden_states_and_fully_padded_rows():
+    """One traced graph serves masks with different numbers of real tokens; hidden states are 0 at padding."""
+    import tensorflow as tf
+
+    model = ours("tf", "base", CONFIG, random_state(CONFIG, "base"))
+    inputs, _ = _inputs("base")
+    traces = []
+
+    def encode(ids, mask):
+        traces.append(1)  # runs once per trace
+        return model(ids, attention_mask=mask, skip_padding=True).last_hidden_state
+
+    graph = tf.function(encode)
+    other = inputs["attention_mask"].copy()
+    other[0, 3:] = 0
+    other[2] = 0  # a sequence with no real token at all
+    for mask in (inputs["attention_mask"], other):
+        got = graph(inputs["input_ids"], mask).numpy()
+        want = model(inputs["input_ids"], attention_mask=mask).last_hidden_state.numpy()
+        keep = mask.astype(bool)
+        assert_close(got[keep], want[keep], ATOL, "graph")
+        assert not got[~keep].any() and np.isfinite(got).all()
+    assert len(traces) == 1  # one graph, whatever the number of real tokens
+    out = model(inputs["input_ids"], attention_mask=inputs["attention_mask"], output_hidden_states=True)
+    packed = model(
+        inputs["input_ids"], attention_mask=inputs["attention_mask"], output_hidden_states=True, skip_padding=True
+    )
+    real = inputs["attention_mask"].astype(bool)
+    for i, (g, w) in enumerate(zip(packed.hidden_states, out.hidden_states)):
+        assert_close(g.numpy()[real], w.numpy()[real], ATOL, f"hidden_states[{i}]")
+        assert not g.numpy()[~real].any()

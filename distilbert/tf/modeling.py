@@ -94,21 +94,26 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.dropout = keras.layers.Dropout(config.attention_dropout, dtype=d)
         self.built = True
 
-    def call(self, x, keep, head_mask=None, training=False, queries=None):
+    def call(self, x, keep, head_mask=None, training=False, queries=None, packing=None):
         """``x`` (B * T, D), ``keep`` (B, 1, 1, T) bool; returns the output and the attention weights.
 
         ``queries`` (B * Tq, D): attend from these rows only (keys and values still from every row of ``x``);
-        the output is then (B * Tq, D). None: from every row of ``x``.
+        the output is then (B * Tq, D). None: from every row of ``x``. ``packing`` (a :class:`Packing`):
+        ``x`` holds the real tokens only, (N, D), and so does the output (without ``queries``); the
+        projections run on those rows and attention on the padded layout.
         """
         batch = tf.shape(keep)[0]
 
         def split(t):  # (B*T, D) -> (B, H, T, Dh)
             return tf.transpose(tf.reshape(t, (batch, -1, self.n_heads, self.head_dim)), (0, 2, 1, 3))
 
-        q = self.q_lin(x if queries is None else queries)  # (B*Tq, D)
-        q = tf.cast(split(q), tf.float32) / math.sqrt(self.head_dim)  # (B, H, Tq, Dh)
-        k = tf.cast(split(self.k_lin(x)), tf.float32)  # (B, H, T, Dh)
-        v = split(self.v_lin(x))  # (B, H, T, Dh)
+        def rows(t):  # the padded layout's rows (B*T, D), zeros at the padded positions
+            return t if packing is None else packing.pad(t)
+
+        q = self.q_lin(x if queries is None else queries)  # (B*Tq, D) (packed: (N, D))
+        q = tf.cast(split(q if queries is not None else rows(q)), tf.float32) / math.sqrt(self.head_dim)
+        k = tf.cast(split(rows(self.k_lin(x))), tf.float32)  # (B, H, T, Dh)
+        v = split(rows(self.v_lin(x)))  # (B, H, T, Dh)
         scores = tf.matmul(q, k, transpose_b=True)  # (B, H, Tq, T)
         scores = tf.where(keep, scores, tf.float32.min)  # a fully masked row stays finite (uniform)
         weights = tf.nn.softmax(scores, axis=-1)  # (B, H, Tq, T)
@@ -117,7 +122,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             weights = weights * tf.cast(head_mask, weights.dtype)  # (1, H, 1, 1)
         context = tf.matmul(tf.cast(weights, v.dtype), v)  # (B, H, Tq, Dh)
         context = tf.reshape(tf.transpose(context, (0, 2, 1, 3)), (-1, self.n_heads * self.head_dim))  # (B*Tq, D)
-        return self.out_lin(context), weights  # (B*Tq, D), (B, H, Tq, T)
+        if packing is not None and queries is None:
+            context = packing.pack(context)  # (N, D): the real tokens' rows
+        return self.out_lin(context), weights  # (B*Tq, D) or (N, D), (B, H, Tq, T)
 
 
 class FFN(keras.layers.Layer):
@@ -144,13 +151,17 @@ class TransformerBlock(keras.layers.Layer):
         self.output_layer_norm = _layer_norm("output_layer_norm", d, config.dim)
         self.built = True
 
-    def call(self, x, keep, head_mask=None, training=False, first_token_only=False):
-        """``first_token_only``: the output is each sequence's first row alone, (B, D) (see ``Transformer``)."""
+    def call(self, x, keep, head_mask=None, training=False, first_token_only=False, packing=None):
+        """``first_token_only``: the output is each sequence's first row alone, (B, D) (see ``Transformer``).
+
+        ``packing``: ``x`` is the real tokens' rows (N, D), and so is the output (unless ``first_token_only``).
+        """
         first = None
         if first_token_only:
             shape = tf.shape(keep)  # [B, 1, 1, T]
-            first = tf.reshape(x, (shape[0], shape[3], -1))[:, 0]  # (B, D)
-        attended, weights = self.attention(x, keep, head_mask, training=training, queries=first)
+            padded = x if packing is None else packing.pad(x)  # (B*T, D)
+            first = tf.reshape(padded, (shape[0], shape[3], -1))[:, 0]  # (B, D)
+        attended, weights = self.attention(x, keep, head_mask, training=training, queries=first, packing=packing)
         x = self.sa_layer_norm(attended + (x if first is None else first))  # (B*T|B, D)
         return self.output_layer_norm(self.ffn(x, training=training) + x), weights  # (B*T|B, D)
 
@@ -161,6 +172,10 @@ class Transformer(keras.layers.Layer):
     The last block's keys and values still come from every token, but its query, ``out_lin``, LayerNorms
     and FFN see the first token's row alone (about 2/12 of a block's FLOPs); the output is then (B, D),
     the full pass's first rows. Ignored when hidden states or attentions are asked for.
+
+    ``packing`` (``TFDistilBertModel``'s ``skip_padding``): ``x`` holds the real tokens' rows only, (N, D);
+    every block's products, LayerNorms and FFN run on them, and the outputs come back as (B*T, D) rows
+    with zeros at the padded positions.
     """
 
     def __init__(self, config: DistilBertConfig, **kwargs):
@@ -179,20 +194,46 @@ class Transformer(keras.layers.Layer):
         output_hidden_states=False,
         training=False,
         first_token_only=False,
+        packing=None,
     ):
+        def rows(t):  # (B*T, D)
+            return t if packing is None else packing.pad(t)
+
         hidden_states, attentions = (), ()
         first_token_only = first_token_only and not (output_attentions or output_hidden_states)
         for i, block in enumerate(self.layer):
             if output_hidden_states:
-                hidden_states += (x,)
+                hidden_states += (rows(x),)
             first = first_token_only and i == len(self.layer) - 1
             hm = None if head_mask is None else head_mask[i]
-            x, weights = block(x, keep, hm, training=training, first_token_only=first)
+            x, weights = block(x, keep, hm, training=training, first_token_only=first, packing=packing)
             if output_attentions:
                 attentions += (weights,)
+        if packing is not None:  # padded positions 0 (the first token's, too, where it is padding)
+            x = x * packing.first_is_real(x.dtype) if first_token_only else rows(x)  # (B|B*T, D)
         if output_hidden_states:
             hidden_states += (x,)
         return x, hidden_states or None, attentions or None
+
+
+class Packing:
+    """Where a padded batch's real tokens sit among its ``B * T`` rows: ``pack`` takes them out (N, C),
+    ``pad`` puts them back (B*T, C) with zeros at the padded positions (both differentiable)."""
+
+    def __init__(self, mask):
+        self.mask = mask  # (B, T) bool
+        shape = tf.shape(mask, out_type=tf.int64)
+        self.size = shape[0] * shape[1]
+        self.rows = tf.where(tf.reshape(mask, (-1,)))  # (N, 1) int64
+
+    def pack(self, t):
+        return tf.gather_nd(t, self.rows)  # (N, C)
+
+    def pad(self, t):
+        return tf.scatter_nd(self.rows, t, tf.stack([self.size, tf.shape(t, out_type=tf.int64)[1]]))  # (B*T, C)
+
+    def first_is_real(self, dtype):
+        return tf.cast(self.mask[:, :1], dtype)  # (B, 1): whether each sequence's first token is real
 
 
 @keras.saving.register_keras_serializable(package="distilbert")
@@ -228,12 +269,19 @@ class TFDistilBertModel(TFDistilBertPreTrainedModel):
         position_ids=None,
         token_type_ids=None,
         first_token_only=False,
+        skip_padding=None,
     ):
         """Encodes a batch (arguments as the reference's).
 
         ``first_token_only=True`` computes only the first token's row in the last block (fewer FLOPs, the
         same numbers): ``last_hidden_state`` is then (B, 1, D). Ignored when hidden states or attentions
         are asked for.
+
+        ``skip_padding=True`` runs the blocks' products, LayerNorms and FFN on the real tokens only
+        (where ``attention_mask`` is not 0; attention itself runs on the padded layout): the real tokens'
+        outputs are the same as without it (to float rounding), and the outputs at padded positions are 0.
+        None: the model's ``skip_padding`` attribute. The number of real tokens is data, so it does not
+        go into an XLA graph (``jit_compile``); graph mode (``tf.function``, ``fit``, ``predict``) takes it.
         """
         output_attentions, output_hidden_states, _ = self._flags(output_attentions, output_hidden_states, None)
         bad = validate(self.config, input_ids, attention_mask, inputs_embeds, position_ids, token_type_ids, head_mask)
@@ -247,16 +295,20 @@ class TFDistilBertModel(TFDistilBertPreTrainedModel):
         mask = tf.ones(tf.shape(x)[:2], tf.bool) if attention_mask is None else tf.not_equal(attention_mask, 0)
         shape = tf.shape(x)  # [B, T, D]
         keep = tf.reshape(mask, (shape[0], 1, 1, shape[1]))  # (B, 1, 1, T); not mask[:, None, None]: TFLite
+        skip = self.skip_padding if skip_padding is None else skip_padding
+        packing = Packing(mask) if skip and attention_mask is not None else None
         # Tokens as rows (B * T, D) through the blocks: no reshape between a matmul and its bias, activation
         # and residual, which TF's CPU graph optimiser then fuses (measured faster).
+        rows = tf.reshape(x, (-1, self.config.dim))  # (B*T, D)
         x, hidden, attentions = self.transformer(
-            tf.reshape(x, (-1, self.config.dim)),
+            rows if packing is None else packing.pack(rows),  # (B*T | N, D)
             keep,
             head_mask_for(self.config, head_mask),
             training=training,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             first_token_only=first_token_only,
+            packing=packing,
         )
         pruned = first_token_only and not (output_attentions or output_hidden_states)
         return self._output(
@@ -299,6 +351,7 @@ class _Head(TFDistilBertPreTrainedModel):
             position_ids=positions,
             token_type_ids=token_types,
             first_token_only=self.first_token_only,
+            skip_padding=True if self.skip_padding else None,  # None: the encoder's own setting
         )
 
     @unpack_inputs

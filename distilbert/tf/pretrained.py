@@ -199,6 +199,9 @@ class TFDistilBertPreTrainedModel(TrainingMixin, keras.Model):
 
     task = "base"
     label_names = ("labels",)
+    # True: the encoder runs on the real tokens of a padded batch only (TFDistilBertModel.call's
+    # ``skip_padding``); the outputs at padded positions are then 0. A head hands its setting to its encoder.
+    skip_padding = False
 
     def __init__(self, config: DistilBertConfig | dict | None = None, **kwargs):
         super().__init__(**kwargs)
