@@ -143,6 +143,7 @@ class _Runner:
     """Numpy in, numpy out: ``runner(input_ids, attention_mask, **other_inputs) -> {field: array}``."""
 
     framework = ""
+    skip_padding = False  # PyTorch and TensorFlow runners take skip_padding=True
 
     def __init__(self, model, outputs: tuple[str, ...] | None = None, device=None, compiled: bool = True, **flags):
         self.model, self.outputs, self.compiled = model, outputs, compiled
@@ -159,6 +160,17 @@ class _Runner:
         if self.outputs is None:
             return {k: v for k, v in out.items() if v is not None}
         return {name: out[name] for name in self.outputs}
+
+    @contextlib.contextmanager
+    def _skipping_padding(self):
+        """The model's ``skip_padding`` on for the call (PyTorch, TensorFlow; for runners made with
+        ``skip_padding=True``), its own setting back afterwards."""
+        own = self.model.skip_padding
+        self.model.skip_padding = own or self.skip_padding
+        try:
+            yield
+        finally:
+            self.model.skip_padding = own
 
     @staticmethod
     def _int32(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -198,15 +210,10 @@ class TorchRunner(_Runner):
     def _forward(self, inputs):
         torch = self._torch
         device = next(self.model.parameters()).device
-        own = self.model.skip_padding
-        self.model.skip_padding = own or self.skip_padding
-        try:
-            with torch.inference_mode():
-                return self._fields(
-                    self.model(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()}, **self.flags)
-                )
-        finally:
-            self.model.skip_padding = own
+        with torch.inference_mode(), self._skipping_padding():
+            return self._fields(
+                self.model(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()}, **self.flags)
+            )
 
 
 class KerasRunner(_Runner):
@@ -216,15 +223,17 @@ class KerasRunner(_Runner):
     Args:
         device: A TensorFlow device name (``"/GPU:0"``, ``"cpu"``) or an index (GPU, -1 for the CPU);
             ``None`` lets TensorFlow place ops.
+        skip_padding: As :class:`TorchRunner`'s (the compiled graphs are traced with it).
     """
 
     framework = "tf"
 
-    def __init__(self, model, outputs=None, device=None, compiled=True, **flags):
+    def __init__(self, model, outputs=None, device=None, compiled=True, skip_padding=False, **flags):
         import tensorflow as tf
 
         super().__init__(model, outputs, device, compiled, **flags)
         self._tf = tf
+        self.skip_padding = skip_padding
         if isinstance(device, int):  # -1 is the CPU, 0, 1, ... GPUs
             device = "/CPU:0" if device < 0 else f"/GPU:{device}"
         self._device = device
@@ -235,7 +244,8 @@ class KerasRunner(_Runner):
         return self._device or "default"
 
     def _call(self, inputs):
-        return self._fields(self.model(dict(inputs), training=False, **self.flags))
+        with self._skipping_padding():  # eager, or while the graph is traced
+            return self._fields(self.model(dict(inputs), training=False, **self.flags))
 
     def _function(self, inputs):
         tf = self._tf

@@ -222,6 +222,30 @@ def test_pt_pipelines_skip_the_padding_of_their_batches(task, name, call, tmp_pa
     assert repr(got) == repr(one_by_one) or _close(got, one_by_one)
 
 
+def test_tf_pipelines_skip_the_padding_of_their_batches(tmp_path, monkeypatch):
+    from helpers import write_tiny_checkpoint
+
+    import distilbert.tf as dtf
+    from distilbert.pipelines import pipeline
+    from distilbert.tf import modeling
+
+    made = []
+
+    class Counted(modeling.Packing):
+        def __init__(self, mask):
+            made.append(1)
+            super().__init__(mask)
+
+    monkeypatch.setattr(modeling, "Packing", Counted)
+    write_tiny_checkpoint(str(tmp_path), "token_classification", seed=5)
+    model = dtf.TFDistilBertForTokenClassification.from_pretrained(str(tmp_path))
+    texts = ["a cat", "the red house in paris sat"]
+    got = pipeline("token-classification", model=model, tokenizer=str(tmp_path), batch_size=2)(texts)
+    assert made and model.skip_padding is False  # packed (traced with it); the model's setting left alone
+    one_by_one = pipeline("token-classification", model=model, tokenizer=str(tmp_path), batch_size=1)(texts)
+    assert repr(got) == repr(one_by_one) or _close(got, one_by_one)
+
+
 def _close(a, b):
     if isinstance(a, dict):
         return sorted(a) == sorted(b) and all(_close(a[k], b[k]) for k in a)
