@@ -169,6 +169,14 @@ def test_pt_skip_padding_in_the_inference_kernels_and_int8(monkeypatch):
     # int8: the rows are quantised one by one, so only attention's rounding differs between the two
     cosine = torch.nn.functional.cosine_similarity(a[keep], b[keep], dim=-1)
     assert float(cosine.min()) > 0.9999 and not a[~keep].any()
+    # a first-token head: the int8 joint q/k/v product's query rows come from the packed rows
+    head = ours("pt", "sequence_classification", config, random_state(config, "sequence_classification"))
+    fast_head = quantize(head.eval(), "int8")
+    with torch.inference_mode():
+        plain = fast_head(**args).logits
+        fast_head.skip_padding = True
+        packed = fast_head(**args).logits
+    assert_close(packed, plain, 1e-3 * float(plain.abs().max()), "int8 logits")
 
 
 def test_pt_skip_padding_is_off_in_a_traced_graph():
