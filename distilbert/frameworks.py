@@ -277,16 +277,22 @@ class FlaxRunner(_Runner):
     Args:
         device: ``"cpu"``, ``"gpu"``, ``"gpu:1"``, ``"tpu"``, a ``jax.Device``, or an index (-1 for the CPU);
             the model's weights are moved there. ``None`` leaves them where they are.
+        skip_padding: As :class:`TorchRunner`'s. Under ``jit`` the number of rows the real tokens are
+            packed into is a shape, so a compiled runner rounds it up to a quarter of the padded
+            batch's ``B * T`` (at most four compilations per shape; none of them when nothing would be
+            skipped).
     """
 
     framework = "flax"
     BUCKET = 8
+    ROW_BUCKETS = 4  # skip_padding: the packed rows, rounded up to this fraction of B * T
 
-    def __init__(self, model, outputs=None, device=None, compiled=True, **flags):
+    def __init__(self, model, outputs=None, device=None, compiled=True, skip_padding=False, **flags):
         import jax
         from flax import nnx
 
         super().__init__(model, outputs, device, compiled, **flags)
+        self.skip_padding = skip_padding
         self._jax = jax
         self.max_length = model.config.max_position_embeddings
         self.pad_id = model.config.pad_token_id or 0
@@ -294,11 +300,10 @@ class FlaxRunner(_Runner):
         if self._device is not None:
             nnx.update(model, jax.device_put(nnx.state(model), self._device))
 
-        @nnx.jit
-        def forward(model, inputs):
-            return self._fields(model(**inputs, deterministic=True, **self.flags))
+        def forward(model, inputs, rows):  # rows: skip_padding's static number of rows (False: none)
+            return self._fields(model(**inputs, deterministic=True, skip_padding=rows, **self.flags))
 
-        self._jitted = nnx.cached_partial(forward, model)
+        self._jitted = nnx.cached_partial(nnx.jit(forward, static_argnames=("rows",)), model)
 
     @property
     def device(self) -> str:
@@ -325,15 +330,25 @@ class FlaxRunner(_Runner):
                     "input_ids": np.pad(ids, widths, constant_values=self.pad_id),
                     "attention_mask": np.pad(mask, widths, constant_values=0),
                 }
+        rows = self._packed_rows(inputs.get("attention_mask"))
         if self._device is not None:
             inputs = {k: self._jax.device_put(v, self._device) for k, v in inputs.items()}
-        out = self._jitted(inputs)
+        out = self._jitted(inputs, rows=rows)
         if not bucketed:
             return out
         out = {name: np.asarray(value)[:batch] for name, value in out.items()}
         if self.model.task in TOKEN_LEVEL_TASKS:  # (B, T_padded, ...) -> (B, T, ...)
             out = {name: value[:, :length] for name, value in out.items()}
         return out
+
+    def _packed_rows(self, mask) -> int | bool:
+        """skip_padding's rows for this (numpy) mask: the real tokens rounded up to a bucket; False: none."""
+        if not (self.skip_padding or self.model.skip_padding) or mask is None:
+            return False
+        size = mask.size
+        step = -(-size // self.ROW_BUCKETS)
+        rows = -(-int(np.count_nonzero(mask)) // step) * step
+        return rows if 0 < rows < size else False
 
 
 def _jax_device(jax, device):

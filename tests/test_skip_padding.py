@@ -230,25 +230,28 @@ def test_pt_pipelines_skip_the_padding_of_their_batches(task, name, call, tmp_pa
     assert repr(got) == repr(one_by_one) or _close(got, one_by_one)
 
 
-def test_tf_pipelines_skip_the_padding_of_their_batches(tmp_path, monkeypatch):
+@pytest.mark.parametrize("framework", ["tf", "flax"])
+def test_tf_and_flax_pipelines_skip_the_padding_of_their_batches(framework, tmp_path, monkeypatch):
+    import importlib
+
     from helpers import write_tiny_checkpoint
 
-    import distilbert.tf as dtf
+    from distilbert.frameworks import from_pretrained
     from distilbert.pipelines import pipeline
-    from distilbert.tf import modeling
 
+    modeling = importlib.import_module(f"distilbert.{framework}.modeling")
     made = []
 
     class Counted(modeling.Packing):
-        def __init__(self, mask):
+        def __init__(self, *args):
             made.append(1)
-            super().__init__(mask)
+            super().__init__(*args)
 
     monkeypatch.setattr(modeling, "Packing", Counted)
     write_tiny_checkpoint(str(tmp_path), "token_classification", seed=5)
-    model = dtf.TFDistilBertForTokenClassification.from_pretrained(str(tmp_path))
-    texts = ["a cat", "the red house in paris sat"]
-    got = pipeline("token-classification", model=model, tokenizer=str(tmp_path), batch_size=2)(texts)
+    model = from_pretrained(framework, "token_classification", str(tmp_path))
+    texts = ["a cat", "the red house in paris sat", "a dog"]
+    got = pipeline("token-classification", model=model, tokenizer=str(tmp_path), batch_size=4)(texts)
     assert made and model.skip_padding is False  # packed (traced with it); the model's setting left alone
     one_by_one = pipeline("token-classification", model=model, tokenizer=str(tmp_path), batch_size=1)(texts)
     assert repr(got) == repr(one_by_one) or _close(got, one_by_one)
@@ -355,3 +358,83 @@ def test_tf_skip_padding_in_a_graph_hidden_states_and_fully_padded_rows():
     for i, (g, w) in enumerate(zip(packed.hidden_states, out.hidden_states)):
         assert_close(g.numpy()[real], w.numpy()[real], ATOL, f"hidden_states[{i}]")
         assert not g.numpy()[~real].any()
+
+
+# ------------------------------------------------------------------------------ JAX/Flax
+@pytest.mark.parametrize("task", sorted(TASK_CLASSES))
+def test_flax_skip_padding_matches_the_padded_path_at_real_tokens(task):
+    """Against our own padded Flax path (whose parity with the reference is ``test_models.py``'s)."""
+    from helpers import call
+
+    model = ours("flax", task, CONFIG, random_state(CONFIG, task))
+    inputs, labels = _inputs(task)
+    real = inputs["attention_mask"].astype(bool)
+    want = numpy_outputs(call("flax", model, {**inputs, **labels}))
+    model.skip_padding = True
+    got = numpy_outputs(call("flax", model, {**inputs, **labels}))
+    assert sorted(got) == sorted(want)
+    for name, value in want.items():
+        if name == "last_hidden_state":
+            assert_close(got[name][real], value[real], ATOL, name)
+            assert not got[name][~real].any(), "padded positions are not 0"
+        elif name in ("start_logits", "end_logits") or name in TOKEN_OUTPUTS.get(task, ()):
+            assert_close(got[name][real], value[real], ATOL, name)
+        else:
+            assert_close(got[name], value, ATOL, name)
+
+
+def test_flax_skip_padding_packs_the_rows_under_jit_with_a_static_count(monkeypatch):
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from distilbert.flax import modeling
+
+    model = ours("flax", "base", CONFIG, random_state(CONFIG, "base"))
+    inputs, _ = _inputs("base")
+    ids, mask = jnp.asarray(inputs["input_ids"]), jnp.asarray(inputs["attention_mask"])
+    real = inputs["attention_mask"].astype(bool)
+    want = np.asarray(model(ids, attention_mask=mask).last_hidden_state)
+    packed = []
+    monkeypatch.setattr(
+        modeling.Packing, "pack", lambda self, t, f=modeling.Packing.pack: packed.append(1) or f(self, t)
+    )
+
+    @nnx.jit
+    def encode(model, ids, mask):
+        return model(ids, attention_mask=mask).last_hidden_state
+
+    rows = int(real.sum()) + 5  # room for a few more tokens: 5 dummy rows
+    model.skip_padding = rows
+    got = np.asarray(encode(model, ids, mask))
+    assert packed, "the packed path was not taken"
+    assert_close(got[real], want[real], ATOL, "jit")
+    assert not got[~real].any()
+    model.skip_padding = int(real.sum()) - 1  # too few rows: under jit the outputs are NaN, not wrong
+    assert np.isnan(np.asarray(encode(model, ids, mask))).all()
+    model.skip_padding = True  # counting needs a concrete mask
+    with pytest.raises(ValueError, match="static number of rows"):
+        encode(model, ids, mask)
+    with pytest.raises(ValueError, match="real tokens; give a larger"):  # eager: checked
+        model(ids, attention_mask=mask, skip_padding=3)
+    with pytest.raises(ValueError, match="skip_padding takes"):
+        model(ids, attention_mask=mask, skip_padding=-2)
+
+
+@pytest.mark.parametrize("remat", [False, True])
+@pytest.mark.parametrize("task", ["sequence_classification", "masked_lm"])
+def test_flax_skip_padding_gradients_and_hidden_states_equal_the_padded_path(task, remat):
+    from helpers import gradients
+
+    model = ours("flax", task, CONFIG, random_state(CONFIG, task), remat=remat)
+    inputs, labels = _inputs(task)
+    want = gradients("flax", model, {**inputs, **labels}, CONFIG, task)
+    model.skip_padding = True
+    got = gradients("flax", model, {**inputs, **labels}, CONFIG, task)
+    for name, g in want.items():
+        assert_close(got[name], g, ATOL, name)
+    real = inputs["attention_mask"].astype(bool)
+    full = model(**inputs, output_hidden_states=True, skip_padding=False).hidden_states
+    packed = model(**inputs, output_hidden_states=True).hidden_states
+    for i, (g, w) in enumerate(zip(packed, full)):
+        assert_close(np.asarray(g)[real], np.asarray(w)[real], ATOL, f"hidden_states[{i}]")
+        assert not np.asarray(g)[~real].any()

@@ -90,13 +90,16 @@ class MultiHeadSelfAttention(nnx.Module):
         self.out_lin = f.linear(config.dim, config.dim)
         self.dropout = f.dropout(config.attention_dropout)
 
-    def __call__(self, x, bias, head_mask, deterministic, output_attentions, queries=None):
+    def __call__(self, x, bias, head_mask, deterministic, output_attentions, queries=None, packing=None):
         """``queries`` (B, Tq, D): attend from these rows only (keys and values still from every row of ``x``);
-        the output then has Tq rows. None: from every row of ``x``."""
-        queries = x if queries is None else queries
+        the output then has Tq rows. None: from every row of ``x``. ``packing`` (a :class:`Packing`): ``x``
+        is the real tokens' rows (1, R, D), and so is the output (without ``queries``); the projections
+        run on those rows, attention on the padded layout."""
+        rows = (lambda t: t) if packing is None else packing.pad  # (B, T, C)
         per_head = lambda y: y.astype(self.dtype).reshape(y.shape[:2] + (self.n_heads, -1)).swapaxes(1, 2)  # noqa
-        q = per_head(self.q_lin(queries) / math.sqrt(self.head_dim))  # (B, H, Tq, Dh)
-        k, v = per_head(self.k_lin(x)), per_head(self.v_lin(x))  # (B, H, T, Dh) each
+        q = self.q_lin(x if queries is None else queries) / math.sqrt(self.head_dim)  # (B, Tq, D) or (1, R, D)
+        q = per_head(q if queries is not None else rows(q))  # (B, H, Tq, Dh)
+        k, v = per_head(rows(self.k_lin(x))), per_head(rows(self.v_lin(x)))  # (B, H, T, Dh) each
         scores = ops.einsum("bhqd,bhkd->bhqk", q, k)  # (B, H, Tq, T), float32
         if bias is not None:  # + 0 or finfo.min: where(mask, scores, min) exactly, and XLA fuses it better
             scores = scores + bias
@@ -104,8 +107,10 @@ class MultiHeadSelfAttention(nnx.Module):
         if head_mask is not None:
             weights = weights * head_mask[None, :, None, None]
         context = ops.einsum("bhqk,bhkd->bhqd", weights.astype(self.dtype), v)  # (B, H, Tq, Dh)
-        out = self.out_lin(context.swapaxes(1, 2).reshape(queries.shape))  # (B, Tq, D)
-        return out, (weights if output_attentions else None)
+        context = context.swapaxes(1, 2).reshape(q.shape[0], q.shape[2], -1)  # (B, Tq, D)
+        if packing is not None and queries is None:
+            context = packing.pack(context)  # (1, R, D): the real tokens' rows
+        return self.out_lin(context), (weights if output_attentions else None)  # (B, Tq, D) or (1, R, D)
 
 
 class FFN(nnx.Module):
@@ -127,10 +132,13 @@ class TransformerBlock(nnx.Module):
         self.ffn = FFN(config, f)
         self.output_layer_norm = f.norm(config.dim)
 
-    def __call__(self, x, bias, head_mask, deterministic, output_attentions, first_token_only=False):
-        """``first_token_only``: the output is the first token's row alone, (B, 1, D) (see ``Transformer``)."""
-        first = x[:, :1] if first_token_only else None  # (B, 1, D)
-        attn, weights = self.attention(x, bias, head_mask, deterministic, output_attentions, first)
+    def __call__(self, x, bias, head_mask, deterministic, output_attentions, first_token_only=False, packing=None):
+        """``first_token_only``: the output is the first token's row alone, (B, 1, D) (see ``Transformer``).
+        ``packing``: ``x`` is the real tokens' rows (1, R, D), and so is the output (unless first-token)."""
+        first = None
+        if first_token_only:
+            first = (x if packing is None else packing.pad(x))[:, :1]  # (B, 1, D)
+        attn, weights = self.attention(x, bias, head_mask, deterministic, output_attentions, first, packing)
         x = self.sa_layer_norm(attn + (x if first is None else first))  # (B, T|1, D)
         x = self.output_layer_norm(self.ffn(x, deterministic) + x)  # (B, T|1, D)
         return x, weights
@@ -143,6 +151,10 @@ class Transformer(nnx.Module):
     and FFN see the first token's row alone (about 2/12 of a block's FLOPs); the output is then (B, 1, D),
     the full pass's first row. Ignored when hidden states or attentions are asked for. A static choice,
     so each jit trace takes one path.
+
+    ``packing`` (a :class:`Packing`, the models' ``skip_padding``): ``x`` holds R rows, the real tokens
+    (and, past them, dummy rows whose results are dropped), (1, R, D); every block's products,
+    LayerNorms and FFN run on them, and the outputs come back as (B, T, D) with zeros at the padding.
     """
 
     def __init__(self, config: DistilBertConfig, f: _Factory, remat: bool):
@@ -150,23 +162,92 @@ class Transformer(nnx.Module):
         self.remat = remat
 
     def __call__(
-        self, x, bias, head_mask, deterministic, output_attentions, output_hidden_states, first_token_only=False
+        self,
+        x,
+        bias,
+        head_mask,
+        deterministic,
+        output_attentions,
+        output_hidden_states,
+        first_token_only=False,
+        packing=None,
     ):
         def runner(first: bool):
             def run(block, x, bias, head_mask):
-                return block(x, bias, head_mask, deterministic, output_attentions, first)
+                return block(x, bias, head_mask, deterministic, output_attentions, first, packing)
 
             return nnx.remat(run) if self.remat else run  # remat: recompute activations in the backward pass
 
+        rows = (lambda t: t) if packing is None else packing.pad  # (B, T, D)
         first_token_only = first_token_only and not (output_attentions or output_hidden_states)
-        hidden, attentions = (x,), ()
+        hidden, attentions = (rows(x),), ()
+        last = len(self.layer) - 1
         for i, block in enumerate(self.layer):
-            run = runner(first_token_only and i == len(self.layer) - 1)
+            first = first_token_only and i == last
+            run = runner(first)
             x, weights = run(block, x, bias, head_mask if head_mask is None or head_mask.ndim == 1 else head_mask[i])
-            hidden, attentions = hidden + (x,), attentions + (weights,)
+            if packing is not None and i == last:  # (B, T|1, D), 0 at the padding (a padded first token too)
+                x = packing.finish(x * packing.first_is_real if first else packing.pad(x))
+            hidden = hidden + (rows(x) if packing is not None and i < last else x,)
+            attentions = attentions + (weights,)
         return out_lib.BaseModelOutput(
             x, hidden if output_hidden_states else None, attentions if output_attentions else None
         )
+
+
+class Packing:
+    """Where a padded batch's real tokens sit among its B * T rows, packed into a static R rows.
+
+    ``index`` (R,): the real tokens' flat positions, then ``B * T`` (no row) for the R - N dummy rows;
+    ``pack`` (B, T, C) -> (1, R, C) (dummy rows 0); ``pad`` (1, R, C) -> (B, T, C) (zeros at the padding,
+    dummy rows dropped). Both differentiable. A batch with more than R real tokens cannot be packed, and
+    under ``jit`` cannot raise: ``finish`` makes its outputs NaN.
+    """
+
+    def __init__(self, attention_mask, rows: int):
+        self.batch, self.length = attention_mask.shape
+        real = attention_mask.reshape(-1) != 0  # (B*T,)
+        self.index = jnp.nonzero(real, size=rows, fill_value=self.batch * self.length)[0]  # (R,)
+        self.overflow = jnp.sum(real) > rows  # () bool
+        self.first_is_real = real.reshape(self.batch, self.length)[:, :1, None]  # (B, 1, 1)
+
+    def pack(self, t):
+        flat = t.reshape(self.batch * self.length, t.shape[-1])  # (B*T, C)
+        return flat.at[self.index].get(mode="fill", fill_value=0)[None]  # (1, R, C)
+
+    def pad(self, t):
+        flat = jnp.zeros((self.batch * self.length, t.shape[-1]), t.dtype).at[self.index].set(t[0], mode="drop")
+        return flat.reshape(self.batch, self.length, -1)  # (B, T, C)
+
+    def finish(self, t):
+        return jnp.where(self.overflow, jnp.nan, t)
+
+
+def packed_rows(attention_mask, setting) -> int | None:
+    """The R of a :class:`Packing` for ``skip_padding=setting`` (None: no packing).
+
+    ``True`` counts the real tokens, which needs a concrete mask (not under ``jit``); an int is R itself,
+    static under ``jit`` (at least the batch's real tokens; checked when the mask is concrete).
+    """
+    if not setting or attention_mask is None:
+        return None
+    size = int(attention_mask.size)
+    concrete = not isinstance(attention_mask, jax.core.Tracer)
+    real = int(jnp.count_nonzero(attention_mask)) if concrete else None
+    if setting is True:
+        if real is None:
+            raise ValueError(
+                "skip_padding=True counts the batch's real tokens, which jax.jit cannot; give skip_padding=R, "
+                "a static number of rows at least the real tokens (for example model.skip_padding = 512)"
+            )
+        rows = real
+    elif isinstance(setting, int) and setting > 0:
+        rows = setting
+        if real is not None and real > rows:
+            raise ValueError(f"skip_padding={rows} rows, but the batch has {real} real tokens; give a larger number")
+    else:
+        raise ValueError(f"skip_padding takes True, False or a number of rows > 0, got {setting!r}")
+    return None if rows >= size else rows  # nothing to skip: the plain path
 
 
 class FlaxDistilBertPreTrainedModel(nnx.Module):
@@ -193,6 +274,8 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
     task = "base"
     rank = 2  # of input_ids: (B, T); multiple choice: (B, C, T)
     first_token_only = False  # True: the head reads the first token alone, so the last block computes only it
+    # True or a number of rows R: the encoder runs on the batch's real tokens only (``skip_padding``)
+    skip_padding: bool | int = False
 
     def __init__(
         self,
@@ -231,6 +314,7 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
         deterministic=None,
         start_positions=None,
         end_positions=None,
+        skip_padding=None,
     ):
         ids, embeds, mask, pos, heads, shape = inputs.prepare(
             self.config, self.rank, input_ids, inputs_embeds, attention_mask, position_ids, token_type_ids, head_mask
@@ -246,7 +330,8 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
         )
         encoder = self if self.task == "base" else self.distilbert
         flags = (output_attentions, output_hidden_states, deterministic, self.first_token_only)
-        base = encoder._encode(ids, embeds, mask, pos, heads, *flags)
+        rows = packed_rows(mask, self.skip_padding if skip_padding is None else skip_padding)
+        base = encoder._encode(ids, embeds, mask, pos, heads, *flags, packed_rows=rows)
         out = self._head(base, deterministic, labels, shape)
         return out if return_dict else out.to_tuple()
 
@@ -279,8 +364,10 @@ class FlaxDistilBertModel(FlaxDistilBertPreTrainedModel):
         output_hidden_states=False,
         deterministic=None,
         first_token_only=False,
+        packed_rows=None,
     ) -> out_lib.BaseModelOutput:
-        """The forward pass on checked inputs (the heads call this; see ``Transformer`` for ``first_token_only``)."""
+        """The forward pass on checked inputs (the heads call this; see ``Transformer`` for ``first_token_only``;
+        ``packed_rows``: run the blocks on the real tokens packed into that many rows, :class:`Packing`)."""
         bias = (
             None
             if attention_mask is None
@@ -288,7 +375,9 @@ class FlaxDistilBertModel(FlaxDistilBertPreTrainedModel):
         )  # (B, 1, 1, T)
         x = self.embeddings(input_ids, inputs_embeds, position_ids, deterministic)  # (B, T, D)
         flags = (output_attentions, output_hidden_states, first_token_only)
-        return self.transformer(x, bias, head_mask, deterministic, *flags)
+        packing = None if packed_rows is None else Packing(attention_mask, packed_rows)
+        x = x if packing is None else packing.pack(x)  # (B, T, D) or (1, R, D)
+        return self.transformer(x, bias, head_mask, deterministic, *flags, packing)
 
 
 class _Head(FlaxDistilBertPreTrainedModel):

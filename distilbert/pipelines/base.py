@@ -206,9 +206,8 @@ def build(cls, model, framework: str | None, tokenizer, device, batch_size: int,
     return cls(
         model,
         _tokenizer(tokenizer, directory),
-        # The encoder skips the padding of a batch (the results cut each row to its own tokens); Flax has
-        # no skip_padding (under jit the number of real tokens would be a shape)
-        make_runner(model, framework, cls.outputs, device, **({} if framework == "flax" else {"skip_padding": True})),
+        # The encoder skips the padding of a batch (the results cut each row to its own tokens)
+        make_runner(model, framework, cls.outputs, device, skip_padding=True),
         batch_size=batch_size,
         directory=directory,
         **kwargs,
