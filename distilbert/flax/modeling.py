@@ -247,7 +247,9 @@ def packed_rows(attention_mask, setting) -> int | None:
             raise ValueError(f"skip_padding={rows} rows, but the batch has {real} real tokens; give a larger number")
     else:
         raise ValueError(f"skip_padding takes True, False or a number of rows > 0, got {setting!r}")
-    return None if rows >= size else rows  # nothing to skip: the plain path
+    # No padding at all: the plain path (the same numbers). Otherwise pack, into at most B * T rows, so that
+    # the padded positions are 0 whenever skip_padding is on.
+    return None if real == size else min(rows, size)
 
 
 class FlaxDistilBertPreTrainedModel(nnx.Module):
