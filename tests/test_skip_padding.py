@@ -411,7 +411,8 @@ def test_flax_skip_padding_packs_the_rows_under_jit_with_a_static_count(monkeypa
     assert not got[~real].any()
     model.skip_padding = real.size + 10  # more rows than the batch has: packed into B * T, still 0 at padding
     roomy = np.asarray(encode(model, ids, mask))
-    assert_close(roomy[real], want[real], ATOL, "roomy") and not roomy[~real].any()
+    assert_close(roomy[real], want[real], ATOL, "roomy")
+    assert not roomy[~real].any()
     model.skip_padding = int(real.sum()) - 1  # too few rows: under jit the outputs are NaN, not wrong
     assert np.isnan(np.asarray(encode(model, ids, mask))).all()
     model.skip_padding = True  # counting needs a concrete mask
