@@ -143,7 +143,7 @@ class _Runner:
     """Numpy in, numpy out: ``runner(input_ids, attention_mask, **other_inputs) -> {field: array}``."""
 
     framework = ""
-    skip_padding = False  # PyTorch and TensorFlow runners take skip_padding=True
+    skip_padding = False  # every runner takes skip_padding=True (pipelines: their results never read the padding)
 
     def __init__(self, model, outputs: tuple[str, ...] | None = None, device=None, compiled: bool = True, **flags):
         self.model, self.outputs, self.compiled = model, outputs, compiled

@@ -77,10 +77,10 @@ class MultiHeadSelfAttention(nn.Module):
             q, k, v = project_qkv(self, x, (self.q_lin, self.k_lin, self.v_lin))  # (B, T, dim) each
         else:
             q, k, v = linear(queries, self.q_lin), linear(x, self.k_lin), linear(x, self.v_lin)  # (B, Tq|T, dim)
-        if packing is not None and queries is None and not (output_attentions or head_mask is not None):
-            if impl != "flash_attention_2":
-                ctx = packing.attend(q, k, v, self.n_heads, p, eager=impl == "eager")  # (1, N, dim)
-                return linear(ctx, self.out_lin, residual=residual, consume=True), None  # (1, N, dim)
+        segmented = not (output_attentions or head_mask is not None or impl == "flash_attention_2")
+        if packing is not None and queries is None and segmented:  # attention within each sequence
+            ctx = packing.attend(q, k, v, self.n_heads, p, eager=impl == "eager")  # (1, N, dim)
+            return linear(ctx, self.out_lin, residual=residual, consume=True), None  # (1, N, dim)
         if packing is not None:  # the padded layout, zeros at the padded positions (masked out below)
             if queries is None or self.qkv is not None:  # q came from x's rows (else from the queries)
                 q = packing.pad(q)  # (B, T, dim)
