@@ -330,7 +330,7 @@ class FlaxRunner(_Runner):
                     "input_ids": np.pad(ids, widths, constant_values=self.pad_id),
                     "attention_mask": np.pad(mask, widths, constant_values=0),
                 }
-        rows = self._packed_rows(inputs.get("attention_mask"))
+        rows = self._bucketed_rows(inputs.get("attention_mask"))
         if self._device is not None:
             inputs = {k: self._jax.device_put(v, self._device) for k, v in inputs.items()}
         out = self._jitted(inputs, rows=rows)
@@ -341,7 +341,7 @@ class FlaxRunner(_Runner):
             out = {name: value[:, :length] for name, value in out.items()}
         return out
 
-    def _packed_rows(self, mask) -> int | bool:
+    def _bucketed_rows(self, mask) -> int | bool:
         """skip_padding's rows for this (numpy) mask: the real tokens rounded up to a bucket; False: none."""
         if not (self.skip_padding or self.model.skip_padding) or mask is None:
             return False

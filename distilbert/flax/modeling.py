@@ -178,9 +178,11 @@ class Transformer(nnx.Module):
 
             return nnx.remat(run) if self.remat else run  # remat: recompute activations in the backward pass
 
-        rows = (lambda t: t) if packing is None else packing.pad  # (B, T, D)
+        def state(t):  # a hidden state as returned, (B, T, D); padded back only when asked for
+            return t if packing is None or not output_hidden_states else packing.pad(t)
+
         first_token_only = first_token_only and not (output_attentions or output_hidden_states)
-        hidden, attentions = (rows(x),), ()
+        hidden, attentions = (state(x),), ()
         last = len(self.layer) - 1
         for i, block in enumerate(self.layer):
             first = first_token_only and i == last
@@ -188,7 +190,7 @@ class Transformer(nnx.Module):
             x, weights = run(block, x, bias, head_mask if head_mask is None or head_mask.ndim == 1 else head_mask[i])
             if packing is not None and i == last:  # (B, T|1, D), 0 at the padding (a padded first token too)
                 x = packing.finish(x * packing.first_is_real if first else packing.pad(x))
-            hidden = hidden + (rows(x) if packing is not None and i < last else x,)
+            hidden = hidden + (x if i == last else state(x),)
             attentions = attentions + (weights,)
         return out_lib.BaseModelOutput(
             x, hidden if output_hidden_states else None, attentions if output_attentions else None

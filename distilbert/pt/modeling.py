@@ -7,6 +7,8 @@ H heads, D head size, V vocabulary, L labels.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -220,9 +222,7 @@ class Packing:
         # Each sequence's real tokens are one run of the packed rows (in order): (start, length) per
         # sequence that has any.
         lengths = real.sum(dim=1).tolist()  # B ints
-        starts = [0]
-        for n in lengths[:-1]:
-            starts.append(starts[-1] + n)
+        starts = itertools.accumulate(lengths[:-1], initial=0)
         self.segments = [(s, n) for s, n in zip(starts, lengths) if n > 0]
         self.first_is_real = real[:, :1]  # (B, 1): whether each sequence's first token is a real one
 
@@ -253,14 +253,11 @@ class Packing:
         dim = q.shape[-1]
         parts = []
         for start, n in self.segments:
-
-            def heads(t, start=start, n=n):
-                return t[0, start : start + n].view(1, n, n_heads, dim // n_heads).transpose(1, 2)  # (1, H, n, D)
-
-            if eager:
-                ctx, _ = eager_attention(heads(q), heads(k), heads(v), None, dropout_p)
+            qs, ks, vs = (t[0, start : start + n].view(1, n, n_heads, -1).transpose(1, 2) for t in (q, k, v))
+            if eager:  # (1, H, n, D) each
+                ctx, _ = eager_attention(qs, ks, vs, None, dropout_p)
             else:
-                ctx = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), dropout_p=dropout_p)
+                ctx = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout_p)
             parts.append(ctx[0].transpose(0, 1).reshape(n, dim))  # (n, dim)
         return (torch.cat(parts) if parts else q[0, :0])[None]  # (1, N, dim)
 
