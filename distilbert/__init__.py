@@ -21,6 +21,10 @@ def __getattr__(name: str):
         from distilbert.common import tokenization
 
         return getattr(tokenization, name)
+    if name == "keep_freed_memory":  # opt-in, process-wide: glibc's malloc keeps freed memory for reuse
+        from distilbert.common.memory import keep_freed_memory
+
+        return keep_freed_memory
     if name == "DistillationConfig":
         from distilbert.common.distillation import DistillationConfig
 
@@ -28,4 +32,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'distilbert' has no attribute {name!r}")
 
 
-__all__ += ["pipeline"]
+__all__ += ["pipeline", "keep_freed_memory"]

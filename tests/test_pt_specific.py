@@ -60,6 +60,55 @@ def test_eager_attention_matches_reference(states, task):
         )
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+def test_unpadded_batch_attends_without_a_mask(states, impl, monkeypatch):
+    """Where no token is padding, attention gets no key mask (it masks nothing; the kernels run faster
+    without one); with padding it gets the mask. Both match the reference."""
+    from distilbert.pt import modeling
+
+    seen = []
+
+    def spy(kernel):
+        return lambda q, k, v, mask, *rest: seen.append(mask) or kernel(q, k, v, mask, *rest)
+
+    for name in ("sdpa_attention", "eager_attention"):
+        monkeypatch.setattr(modeling, name, spy(getattr(modeling, name)))
+    task = "sequence_classification"
+    model, ref = pt(CONFIG, task, states[task], impl), oracle_pt_model(CONFIG, task, states[task], impl)
+    padded = task_inputs(CONFIG, task)
+    assert (padded["attention_mask"] == 0).any()
+    dense = {**padded, "attention_mask": np.ones_like(padded["attention_mask"])}
+    for inputs, masked in ((dense, False), (padded, True)):
+        seen.clear()
+        got = numpy_outputs(call("pt", model, inputs, output_hidden_states=True))
+        assert len(seen) == CONFIG.n_layers and all((m is not None) == masked for m in seen), (masked, seen)
+        compare(got, numpy_outputs(call("pt", ref, inputs, output_hidden_states=True)), name=f"{impl}/{masked}")
+
+
+def test_traced_graph_keeps_the_mask_of_an_unpadded_example(states):
+    """Traced on a batch without padding, the graph still masks the padding of later batches."""
+    task = "sequence_classification"
+    model = pt(CONFIG, task, states[task]).eval()
+    inputs = to_torch(task_inputs(CONFIG, task))
+    dense = torch.ones_like(inputs["attention_mask"])
+    with torch.no_grad():
+        traced = torch.jit.trace(_Logits(model), (inputs["input_ids"], dense))
+        got = traced(inputs["input_ids"], inputs["attention_mask"])
+        want = model(inputs["input_ids"], inputs["attention_mask"]).logits
+    assert_close(got, want)
+
+
+class _Logits(torch.nn.Module):
+    """A head's logits as a plain tensor, for tracing (a traced graph returns tensors, not output classes)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids, mask):
+        return self.model(ids, mask, return_dict=False)[0]
+
+
 def test_sinusoidal_and_relu_configs_match_reference():
     config = tiny_config(sinusoidal_pos_embds=True, activation="relu")
     state = random_state(config, "masked_lm", seed=11)

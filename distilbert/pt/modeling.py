@@ -20,7 +20,7 @@ from distilbert.common.validation import check_head_config
 from distilbert.pt import losses
 from distilbert.pt.inputs import check_inputs as _check
 from distilbert.pt.inputs import check_labels
-from distilbert.pt.ops import eager_attention, flash_attention, linear, project_qkv, sdpa_attention
+from distilbert.pt.ops import eager_attention, flash_attention, in_graph, linear, project_qkv, sdpa_attention
 from distilbert.pt.pretrained import DistilBertPreTrainedModel
 
 
@@ -226,19 +226,6 @@ class Packing:
         self.segments = [(s, n) for s, n in zip(starts, lengths) if n > 0]
         self.first_is_real = real[:, :1]  # (B, 1): whether each sequence's first token is a real one
 
-    @classmethod
-    def of(cls, attention_mask: torch.Tensor | None) -> Packing | None:
-        """A packing for ``attention_mask`` ``(B, T)``, or None where there is no padding to skip.
-
-        None also while tracing, exporting or compiling: the number of real tokens is data, and a graph
-        would fix it to the example's.
-        """
-        if attention_mask is None or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-            return None
-        if torch.compiler.is_compiling() or bool((attention_mask != 0).all()):
-            return None
-        return cls(attention_mask)
-
     def pack(self, t: torch.Tensor) -> torch.Tensor:
         return t.reshape(self.batch * self.length, t.shape[-1]).index_select(0, self.rows)[None]  # (1, N, C)
 
@@ -328,10 +315,15 @@ class DistilBertModel(DistilBertPreTrainedModel):
         )
         _check(self.config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, head_mask)
         x = self.embeddings(input_ids, inputs_embeds, position_ids)  # (B, T, dim)
-        mask = None if attention_mask is None else (attention_mask != 0)[:, None, None, :]  # (B, 1, 1, T)
+        # Without padding the key mask masks nothing, and attention runs faster without one (the same
+        # numbers). A graph (tracing, export, compile) keeps it: the graph serves padded batches too, and
+        # skips no padding (the number of real tokens is data; a graph would fix it to the example's).
+        graph = in_graph()
+        padded = attention_mask is not None and (graph or not bool((attention_mask != 0).all()))
+        mask = (attention_mask != 0)[:, None, None, :] if padded else None  # (B, 1, 1, T)
         hm = self._head_mask(head_mask)
         skip = self.skip_padding if skip_padding is None else skip_padding
-        packing = Packing.of(attention_mask) if skip else None
+        packing = Packing(attention_mask) if skip and padded and not graph else None
         x = x if packing is None else packing.pack(x)  # (B, T, dim) or (1, N, dim)
         result = self.transformer(x, mask, hm, output_attentions, output_hidden_states, first_token_only, packing)
         return result if return_dict else result.to_tuple()

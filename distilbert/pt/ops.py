@@ -56,11 +56,15 @@ PACK_WEIGHTS = False  # opt-in: pack the fused kernel's weights once per weight 
 _PACKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # owner module -> (key, sources, weight, bias)
 
 
+def in_graph() -> bool:
+    """Whether this call is being recorded as a graph (tracing, ``torch.onnx`` export, ``torch.compile``,
+    ``torch.export``): a graph must not depend on its example's values, and runs only standard ops."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+
+
 def fusable(x: torch.Tensor, layer: nn.Linear) -> bool:
     """Whether ``x`` through ``layer`` may take the fused oneDNN kernel (see the module docstring)."""
-    if not FUSED or layer.training or torch.is_grad_enabled() or torch.compiler.is_compiling():
-        return False
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+    if not FUSED or layer.training or torch.is_grad_enabled() or in_graph():
         return False
     if x.device.type != "cpu" or x.dtype != layer.weight.dtype or layer.bias is None:
         return False
