@@ -17,7 +17,7 @@ The contenders, all holding the same random distilbert-base weights (no download
 Shapes 1x16, 8x128 and 32x256 (batch x tokens, rows padded as a tokenizer pads: row i of B has
 T - i*T/(2B) real tokens). In each round every contender takes one turn, in an order that rotates from
 round to round, so that load from other processes hits all alike. A turn starts after 0.2 s idle
-(``GAP``) and times the first call; where that call took under ``TURN`` (0.1 s: the small shapes),
+(``GAP``) and times the first call; where that call took under ``TURN`` (0.5 s: the smaller shapes),
 the contender goes on calling back to back until the turn has lasted ``TURN``, and the turn's time is
 the median of those further calls (the first call after a pause pays for the machine waking up: cold
 caches and clocks, sleeping worker threads; that is reported apart, as "first call after 0.2 s
@@ -68,7 +68,7 @@ SHAPES = ("1x16", "8x128", "32x256")
 # call, and on 2 cores that spinning took the cores from whichever contender ran next (at 1 x 16 our float32
 # forward measured 82 ms in turns with onnxruntime against 13-18 ms alone).
 GAP = 0.2
-TURN = 0.1  # seconds: a turn of a contender whose first call is faster goes on calling until it lasts this long
+TURN = 0.5  # seconds: a turn of a contender whose first call is faster goes on calling until it lasts this long
 GOALS = (
     ("ours fp32", "ort fp32", 1.0),
     ("ours fp32", "ort fp32 fused", 1.0),
@@ -217,7 +217,7 @@ def time_turn(fn, inputs: dict, clock) -> tuple[float, float]:
     """One turn of a contender: (seconds per call, seconds of the turn's first call).
 
     The first call comes after ``GAP`` idle; where it took ``TURN`` or more it is the turn's time, else
-    the turn goes on calling back to back until it has lasted ``TURN`` (at least 3 more calls) and its
+    the turn goes on calling back to back until it has lasted ``TURN`` (at least one more call) and its
     time is the median of the calls after the first.
     """
     start = clock()
@@ -227,7 +227,7 @@ def time_turn(fn, inputs: dict, clock) -> tuple[float, float]:
         return first, first
     calls: list[float] = []
     began = time.perf_counter()
-    while len(calls) < 3 or time.perf_counter() - began < TURN:
+    while not calls or time.perf_counter() - began < TURN - first:
         start = clock()
         fn(inputs)
         calls.append(clock() - start)

@@ -310,6 +310,19 @@ def test_packed_weights_follow_dtype_changes(packing):
     assert_close(hidden(model, inputs), hidden(fresh(model), inputs), SAME_ATOL, "after bfloat16 and back")
 
 
+def test_packing_leaves_a_model_made_under_inference_mode_unpacked(packing):
+    """Inference tensors have no version counter: such a model runs, unpacked, and sees an in-place load."""
+    inputs = to_torch(task_inputs(tiny_config(**CONFIG), "base"))
+    with torch.inference_mode():
+        model = build("base", seed=6)
+        first = model(**inputs).last_hidden_state
+        model.load_state_dict(build("base", seed=7).state_dict())
+        got = model(**inputs).last_hidden_state
+        want = fresh(model)(**inputs).last_hidden_state
+    assert_close(got, want, SAME_ATOL, "after an in-place load under inference mode")
+    assert not torch.allclose(got, first, atol=1e-3)
+
+
 def test_packing_does_not_change_the_numbers_or_the_state(monkeypatch):
     monkeypatch.setattr(ops, "PACK_WEIGHTS", True)
     model = build("masked_lm", seed=9)

@@ -18,7 +18,8 @@ and the query, key and value weights are packed as one ``[3 * dim, dim]`` matrix
 projections are one product (:func:`project_qkv`). The packs live outside the modules (``state_dict``
 and the parameters are unchanged) and cost one more copy of the Linear weights in memory. It is off
 by default because an in-place edit through ``param.data`` (``p.data.copy_(...)``, common in user
-code) does not advance the version counter, so a pack would silently keep the old weights.
+code) does not advance the version counter, so a pack would silently keep the old weights. Weights made
+under ``torch.inference_mode`` have no version counter and are never packed.
 
 Attention comes in three kernels, ``eager``, ``sdpa`` and ``flash_attention_2``. Each takes queries,
 keys and values of shape ``(B, H, T, D)`` and a boolean key mask ``(B, 1, 1, T)`` (True = attend,
@@ -111,15 +112,18 @@ def packed(owner: nn.Module, layers: tuple[nn.Linear, ...]) -> tuple[torch.Tenso
     plain (concatenated) tensors.
     """
     tensors = [t for lin in layers for t in (lin.weight, lin.bias)]
-    if len(layers) == 1 and not PACK_WEIGHTS:
+    # Inference tensors (made under torch.inference_mode) have no version counter to key a pack on: an
+    # in-place load under inference mode would go unseen, so their weights are used as they are.
+    pack = PACK_WEIGHTS and not any(t.is_inference() for t in tensors)
+    if len(layers) == 1 and not pack:
         return tensors[0], tensors[1]
-    key = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
-    entry = _PACKS.get(owner) if PACK_WEIGHTS else None
+    key = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors) if pack else None
+    entry = _PACKS.get(owner) if pack else None
     if entry is not None and entry[0] == key:
         return entry[2], entry[3]
     weight = torch.cat(tensors[0::2]) if len(layers) > 1 else tensors[0]  # (out, in)
     bias = torch.cat(tensors[1::2]) if len(layers) > 1 else tensors[1]  # (out,)
-    if not PACK_WEIGHTS:
+    if not pack:
         return weight, bias
     weight = torch.ops.mkldnn._reorder_linear_weight(weight, None)  # opaque, (out, in) blocked
     # Keeping the source tensors alive keeps their storage from being reused by another tensor,
