@@ -177,6 +177,22 @@ def to_torch(arrays: Mapping[str, np.ndarray]) -> dict:
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
 
 
+def first_output(model):
+    """A PyTorch ``model(ids, mask)`` as a module returning its first output as a tensor, for
+    ``torch.jit.trace`` (a traced graph returns tensors, not output classes)."""
+    import torch
+
+    class FirstOutput(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, ids, mask):
+            return self.model(ids, mask, return_dict=False)[0]
+
+    return FirstOutput()
+
+
 def base_loss_weights(config: DistilBertConfig, batch: int) -> np.ndarray:
     """The bare model has no loss: tests differentiate ``sum(last_hidden_state * w)`` with these ``w``, a
     weighted sum over tokens and features averaged over the batch (a mean, as the heads' losses are)."""

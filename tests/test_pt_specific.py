@@ -12,6 +12,7 @@ from helpers import (
     assert_close,
     call,
     compare,
+    first_output,
     numpy_outputs,
     oracle_pt_model,
     ours,
@@ -92,21 +93,10 @@ def test_traced_graph_keeps_the_mask_of_an_unpadded_example(states):
     inputs = to_torch(task_inputs(CONFIG, task))
     dense = torch.ones_like(inputs["attention_mask"])
     with torch.no_grad():
-        traced = torch.jit.trace(_Logits(model), (inputs["input_ids"], dense))
+        traced = torch.jit.trace(first_output(model), (inputs["input_ids"], dense))
         got = traced(inputs["input_ids"], inputs["attention_mask"])
         want = model(inputs["input_ids"], inputs["attention_mask"]).logits
     assert_close(got, want)
-
-
-class _Logits(torch.nn.Module):
-    """A head's logits as a plain tensor, for tracing (a traced graph returns tensors, not output classes)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, ids, mask):
-        return self.model(ids, mask, return_dict=False)[0]
 
 
 def test_sinusoidal_and_relu_configs_match_reference():

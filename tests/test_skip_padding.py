@@ -15,6 +15,7 @@ import torch
 from helpers import (
     ATOL,
     assert_close,
+    first_output,
     numpy_outputs,
     oracle_pt_model,
     ours,
@@ -193,24 +194,13 @@ def test_pt_skip_padding_is_off_in_a_traced_graph():
     args = to_torch(inputs)
     with torch.no_grad():
         # check_trace off: it reruns the model untraced, which skips the padding (0 there), and warns
-        traced = torch.jit.trace(_Tuple(model), (args["input_ids"], args["attention_mask"]), check_trace=False)
+        traced = torch.jit.trace(first_output(model), (args["input_ids"], args["attention_mask"]), check_trace=False)
         other = args["attention_mask"].clone()
         other[0, 4:] = 0  # another number of real tokens than the example's
         got = traced(args["input_ids"], other)
         model.skip_padding = False
         want = model(args["input_ids"], other)[0]
     assert_close(got, want, ATOL, "traced")
-
-
-class _Tuple(torch.nn.Module):
-    """The model's first output, for tracing (a traced graph returns tensors, not output classes)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, ids, mask):
-        return self.model(ids, mask, return_dict=False)[0]
 
 
 @pytest.mark.parametrize(
