@@ -78,8 +78,40 @@ def test_pt_skip_padding_matches_the_reference_at_real_tokens(task, impl):
     _check_real_tokens(got, want, real, task)
 
 
-@pytest.mark.parametrize("checkpointing", [False, True])
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_pt_skip_padding_attends_neighbours_of_one_length_together(impl, monkeypatch):
+    """Neighbouring sequences of one length are one attention call (lengths 5, 5, 3, 0, 5, 5: three
+    calls per block), with the reference's numbers at the real tokens."""
+    from distilbert.pt import modeling
+
+    state = random_state(CONFIG, "base")
+    model = ours("pt", "base", CONFIG, state, attn_implementation=impl).eval()
+    inputs = task_inputs(CONFIG, "base", batch=6, seq=7)
+    lengths = [5, 5, 3, 0, 5, 5]
+    inputs["attention_mask"] = (np.arange(7)[None, :] < np.array(lengths)[:, None]).astype(np.int64)
+    real = inputs["attention_mask"].astype(bool)
+    batches = []
+    kernel = modeling.eager_attention if impl == "eager" else modeling.F.scaled_dot_product_attention
+
+    def spy(q, *args, **kwargs):
+        batches.append(q.shape[0])
+        return kernel(q, *args, **kwargs)
+
+    if impl == "eager":
+        monkeypatch.setattr(modeling, "eager_attention", spy)
+    else:
+        monkeypatch.setattr(modeling.F, "scaled_dot_product_attention", spy)
+    with torch.no_grad():
+        got = numpy_outputs(model(**to_torch(inputs), skip_padding=True))
+    monkeypatch.undo()
+    with torch.no_grad():
+        want = numpy_outputs(oracle_pt_model(CONFIG, "base", state)(**to_torch(inputs)))
+    assert batches == [2, 1, 2] * CONFIG.n_layers, batches
+    _check_real_tokens(got, want, real, "base")
+
+
 @pytest.mark.parametrize("task", ["sequence_classification", "masked_lm", "multiple_choice"])
+@pytest.mark.parametrize("checkpointing", [False, True])
 def test_pt_skip_padding_gradients_equal_the_padded_path(task, checkpointing):
     state = random_state(CONFIG, task)
     model = ours("pt", task, CONFIG, state).train()  # dropout 0 in the tiny config: the two paths compare

@@ -219,11 +219,20 @@ class Packing:
         self.batch, self.length = attention_mask.shape
         real = attention_mask != 0  # (B, T)
         self.rows = real.reshape(-1).nonzero().squeeze(1)  # (N,)
-        # Each sequence's real tokens are one run of the packed rows (in order): (start, length) per
-        # sequence that has any.
+        # Each sequence's real tokens are consecutive packed rows (in batch order), and neighbouring
+        # sequences of one length make one run of rows, attended as one batch: (first row, length,
+        # sequences) per run, over the sequences that have any real token.
         lengths = real.sum(dim=1).tolist()  # B ints
         starts = itertools.accumulate(lengths[:-1], initial=0)
-        self.segments = [(s, n) for s, n in zip(starts, lengths) if n > 0]
+        self.runs: list[tuple[int, int, int]] = []
+        for start, n in zip(starts, lengths):
+            if n == 0:
+                continue
+            if self.runs and self.runs[-1][1] == n:
+                first, _, count = self.runs[-1]
+                self.runs[-1] = (first, n, count + 1)
+            else:
+                self.runs.append((start, n, 1))
         self.first_is_real = real[:, :1]  # (B, 1): whether each sequence's first token is a real one
 
     def pack(self, t: torch.Tensor) -> torch.Tensor:
@@ -235,17 +244,19 @@ class Packing:
 
         The same numbers as attention over the padded batch with its key mask, at the real query rows:
         the padded keys get no weight there, and the padded queries are never computed. One kernel call
-        per sequence (``eager``: the explicit softmax, else PyTorch's ``scaled_dot_product_attention``).
+        per run of neighbouring sequences of one length (``eager``: the explicit softmax, else PyTorch's
+        ``scaled_dot_product_attention``).
         """
         dim = q.shape[-1]
         parts = []
-        for start, n in self.segments:
-            qs, ks, vs = (t[0, start : start + n].view(1, n, n_heads, -1).transpose(1, 2) for t in (q, k, v))
-            if eager:  # (1, H, n, D) each
+        for start, n, count in self.runs:
+            rows = slice(start, start + n * count)
+            qs, ks, vs = (t[0, rows].view(count, n, n_heads, -1).transpose(1, 2) for t in (q, k, v))
+            if eager:  # (count, H, n, D) each
                 ctx, _ = eager_attention(qs, ks, vs, None, dropout_p)
             else:
                 ctx = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout_p)
-            parts.append(ctx[0].transpose(0, 1).reshape(n, dim))  # (n, dim)
+            parts.append(ctx.transpose(1, 2).reshape(n * count, dim))  # (count * n, dim)
         return (torch.cat(parts) if parts else q[0, :0])[None]  # (1, N, dim)
 
     def pad(self, t: torch.Tensor) -> torch.Tensor:
