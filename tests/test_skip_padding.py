@@ -110,8 +110,8 @@ def test_pt_skip_padding_attends_neighbours_of_one_length_together(impl, monkeyp
     _check_real_tokens(got, want, real, "base")
 
 
-@pytest.mark.parametrize("task", ["sequence_classification", "masked_lm", "multiple_choice"])
 @pytest.mark.parametrize("checkpointing", [False, True])
+@pytest.mark.parametrize("task", ["sequence_classification", "masked_lm", "multiple_choice"])
 def test_pt_skip_padding_gradients_equal_the_padded_path(task, checkpointing):
     state = random_state(CONFIG, task)
     model = ours("pt", task, CONFIG, state).train()  # dropout 0 in the tiny config: the two paths compare

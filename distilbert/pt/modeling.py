@@ -330,8 +330,9 @@ class DistilBertModel(DistilBertPreTrainedModel):
         # numbers). A graph (tracing, export, compile) keeps it: the graph serves padded batches too, and
         # skips no padding (the number of real tokens is data; a graph would fix it to the example's).
         graph = in_graph()
-        padded = attention_mask is not None and (graph or not bool((attention_mask != 0).all()))
-        mask = (attention_mask != 0)[:, None, None, :] if padded else None  # (B, 1, 1, T)
+        real = None if attention_mask is None else attention_mask != 0  # (B, T)
+        padded = real is not None and (graph or not bool(real.all()))
+        mask = real[:, None, None, :] if padded else None  # (B, 1, 1, T)
         hm = self._head_mask(head_mask)
         skip = self.skip_padding if skip_padding is None else skip_padding
         packing = Packing(attention_mask) if skip and padded and not graph else None

@@ -105,22 +105,26 @@ def _fused(x, weight, bias, activation=None, residual=None):
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, attr, [], algorithm)
 
 
+def packable(layers: tuple[nn.Linear, ...]) -> bool:
+    """Whether ``layers`` get packed weights: ``PACK_WEIGHTS`` is on and no weight or bias is an
+    inference tensor (made under ``torch.inference_mode``: no version counter to key a pack on, so an
+    in-place load under inference mode would go unseen)."""
+    return PACK_WEIGHTS and not any(t.is_inference() for lin in layers for t in (lin.weight, lin.bias))
+
+
 def packed(owner: nn.Module, layers: tuple[nn.Linear, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """The weight of ``layers`` (concatenated along the outputs) in oneDNN's layout, and their bias.
 
-    Packed on first use and again whenever any weight or bias changes; without ``PACK_WEIGHTS``, the
+    Packed on first use and again whenever any weight or bias changes; where not :func:`packable`, the
     plain (concatenated) tensors.
     """
     tensors = [t for lin in layers for t in (lin.weight, lin.bias)]
-    # Inference tensors (made under torch.inference_mode) have no version counter to key a pack on: an
-    # in-place load under inference mode would go unseen, so their weights are used as they are.
-    pack = PACK_WEIGHTS and not any(t.is_inference() for t in tensors)
-    if len(layers) == 1 and not pack:
-        return tensors[0], tensors[1]
-    key = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors) if pack else None
-    entry = _PACKS.get(owner) if pack else None
-    if entry is not None and entry[0] == key:
-        return entry[2], entry[3]
+    pack = packable(layers)
+    if pack:
+        key = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
+        entry = _PACKS.get(owner)
+        if entry is not None and entry[0] == key:
+            return entry[2], entry[3]
     weight = torch.cat(tensors[0::2]) if len(layers) > 1 else tensors[0]  # (out, in)
     bias = torch.cat(tensors[1::2]) if len(layers) > 1 else tensors[1]  # (out,)
     if not pack:
@@ -133,8 +137,9 @@ def packed(owner: nn.Module, layers: tuple[nn.Linear, ...]) -> tuple[torch.Tenso
 
 
 def project_qkv(owner: nn.Module, x: torch.Tensor, layers: tuple[nn.Linear, nn.Linear, nn.Linear]):
-    """``q_lin(x)``, ``k_lin(x)``, ``v_lin(x)`` (``(B, T, dim)`` each); one packed product when :func:`fusable`."""
-    if all(fusable(x, lin) for lin in layers) and PACK_WEIGHTS:
+    """``q_lin(x)``, ``k_lin(x)``, ``v_lin(x)`` (``(B, T, dim)`` each); one packed product where the
+    three are :func:`fusable` and :func:`packable`, else three products (no concatenation every call)."""
+    if all(fusable(x, lin) for lin in layers) and packable(layers):
         weight, bias = packed(owner, layers)
         return _fused(x, weight, bias).split(layers[0].out_features, dim=-1)  # views of (B, T, 3 * dim)
     return tuple(linear(x, lin) for lin in layers)
