@@ -121,7 +121,16 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-int8-") as root:  # the conversions, exports and fine-tune
+        report = measure(args, root)
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=2)
+    return 0
 
+
+def measure(args, root: str) -> dict:
     from tqdm import tqdm
 
     from distilbert import DistilBertTokenizerFast, demo
@@ -129,7 +138,6 @@ def main(argv=None) -> int:
     from distilbert.frameworks import from_pretrained, run
 
     started = time.perf_counter()
-    root = tempfile.mkdtemp(prefix="bench-int8-")
     texts = sentences()
     train, held_out = demo.load_sentiment()
     bar = tqdm(total=5, desc="int8 accuracy", unit="stage", disable=args.quiet, file=sys.stderr)
@@ -184,12 +192,7 @@ def main(argv=None) -> int:
     bar.update(1)
     bar.close()
     report["seconds"] = round(time.perf_counter() - started, 1)
-
-    print(format_report(report))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(report, fh, indent=2)
-    return 0
+    return report
 
 
 def _measure(enc, cls, reference, batches, held_batches, gold) -> dict:

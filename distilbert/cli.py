@@ -649,6 +649,9 @@ def _distill_parser(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ notes (INFO and WARNING: CPU features, SavedModel reads, converter flags) would bury the
+    # command's own lines; its errors still print, and a level the user set stays.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

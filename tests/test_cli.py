@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -230,3 +231,13 @@ def test_python_dash_m_runs_the_command(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"distilbert info: error: no directory '{tmp_path / 'missing'}'"]
+
+
+@pytest.mark.parametrize("given, kept", [(None, "2"), ("0", "0")])
+def test_the_command_quiets_tensorflows_notes_unless_a_level_is_set(given, kept, tmp_path, monkeypatch, capsys):
+    write_tiny_checkpoint(str(tmp_path), "base")
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    if given is not None:
+        monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", given)
+    assert main(["info", str(tmp_path)]) == 0
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == kept

@@ -28,6 +28,7 @@ def test_docs_have_code():
 @pytest.mark.parametrize("code", list(_blocks()))
 def test_doc_block_runs(code, tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="3", TRANSFORMERS_NO_ADVISORY_WARNINGS="1")
+    env["TMPDIR"] = str(tmp_path)  # the blocks' tempfile.mkdtemp() folders go with the test's own
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )

@@ -4,6 +4,8 @@ the reference, one file for every shape, int8, and Optimum's ORTModel classes lo
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -226,6 +228,34 @@ def test_int8_sentence_does_not_depend_on_the_rest_of_the_batch(int8_pair):
     # One scale over the batch moves the logits here by 1.5% of their size; per row they agree to float
     # rounding (1e-7), or to a code rounded the other way by it in a later layer.
     np.testing.assert_allclose(alone, together[:1], atol=1e-3 * np.abs(together).max(), rtol=0)
+
+
+_QUIET_INT8 = """
+import logging, sys
+sys.path.insert(0, {tests!r})
+from helpers import ours, tiny_config
+from distilbert.pt.export import export
+root = logging.getLogger()
+if sys.argv[1] == "configured":  # the user's own root logger, at INFO
+    logging.basicConfig(level=logging.INFO, format="user: %(message)s")
+before = (root.handlers[:], root.level)
+config = tiny_config(num_labels=2)
+export(ours("pt", "sequence_classification", config), {out!r}, format="onnx", quantize="int8")
+assert (root.handlers, root.level) == before, ((root.handlers, root.level), before)
+logging.getLogger("distilbert.test").info("after the export")
+"""
+
+
+@pytest.mark.parametrize("logger", ["unconfigured", "configured"])
+def test_int8_export_is_quiet_and_leaves_the_root_logger_as_it_was(logger, tmp_path):
+    """onnxruntime's quantizers log every node at INFO and configure the root logger when imported: the
+    export prints none of it, and the root logger (the user's at INFO, or none) is the same after."""
+    code = _QUIET_INT8.format(tests=os.path.dirname(__file__), out=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", code, logger], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "quantiz" not in result.stderr and "MatMul" not in result.stderr, result.stderr[-3000:]
+    # the user's configuration still prints their INFO lines; without one, nothing prints them
+    assert ("user: after the export" in result.stderr) == (logger == "configured"), result.stderr[-3000:]
 
 
 def test_optimum_loads_an_int8_export(tmp_path):

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
@@ -145,29 +146,49 @@ def export(
 def _quantize_int8(float_path: str, path: str) -> None:
     """``float_path`` with int8 weights, written to ``path`` (see the module docstring)."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    # The MatMuls: onnxruntime's own dynamic quantization (DynamicQuantizeLinear + MatMulInteger) gives
-    # each input one scale over the whole tensor, which costs too much on real networks (docs/export.md,
-    # "int8 accuracy"); MatMulNBits quantizes its input per row and block instead (accuracy_level 4).
-    proto = onnx.load(float_path)
-    _gemms_as_matmuls(proto)  # the heads' 2-D Linear layers, which MatMulNBits does not take as Gemm
-    nbits = MatMulNBitsQuantizer(
-        proto, bits=8, block_size=INT8_BLOCK, is_symmetric=True, accuracy_level=4, op_types_to_quantize=("MatMul",)
-    )
-    nbits.process()
-    matmuls_path = path + ".matmuls"
-    nbits.model.save_model_to_file(matmuls_path, False)
-    try:  # the embedding tables (Gathers), as before; no MatMul with a constant weight is left
-        quantize_dynamic(matmuls_path, path, per_channel=True, weight_type=QuantType.QInt8)
-    finally:
-        os.remove(matmuls_path)
+    with _root_logger_kept():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        # The MatMuls: onnxruntime's own dynamic quantization (DynamicQuantizeLinear + MatMulInteger) gives
+        # each input one scale over the whole tensor, which costs too much on real networks (docs/export.md,
+        # "int8 accuracy"); MatMulNBits quantizes its input per row and block instead (accuracy_level 4).
+        proto = onnx.load(float_path)
+        _gemms_as_matmuls(proto)  # the heads' 2-D Linear layers, which MatMulNBits does not take as Gemm
+        nbits = MatMulNBitsQuantizer(
+            proto, bits=8, block_size=INT8_BLOCK, is_symmetric=True, accuracy_level=4, op_types_to_quantize=("MatMul",)
+        )
+        nbits.process()
+        matmuls_path = path + ".matmuls"
+        nbits.model.save_model_to_file(matmuls_path, False)
+        try:  # the embedding tables (Gathers), as before; no MatMul with a constant weight is left
+            quantize_dynamic(matmuls_path, path, per_channel=True, weight_type=QuantType.QInt8)
+        finally:
+            os.remove(matmuls_path)
     quantized = onnx.load(path)  # the quantizers keep the graph's metadata; say what it holds
     onnx.helper.set_model_props(
         quantized, {**{p.key: p.value for p in quantized.metadata_props}, "quantization": "int8 dynamic"}
     )
     onnx.save_model(quantized, path)
+
+
+@contextlib.contextmanager
+def _root_logger_kept():
+    """onnxruntime's quantizers report every node at INFO, partly through the root logger, and importing
+    ``matmul_nbits_quantizer`` calls ``logging.basicConfig(level=INFO)``: an export would print hundreds of
+    lines, and the user's root logger would stay configured so for the rest of the process. Inside, logging
+    passes errors only (``logging.disable``, which outranks the level basicConfig sets); after, the root
+    logger's handlers and level are what they were."""
+    root = logging.getLogger()
+    handlers, level, disabled = root.handlers[:], root.level, logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(disabled)
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def _gemms_as_matmuls(proto) -> None:
