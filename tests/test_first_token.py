@@ -190,3 +190,24 @@ def test_flax_first_token_only(task, remat, monkeypatch):
     full = step(True)
     assert seen == [(rows, seq, CONFIG.dim)] * 2
     _check_equal(pruned, full)
+
+
+def test_flax_bare_model_first_token_only():
+    """The bare encoder's call argument, eagerly and under jit, as in pt and tf; a head refuses it."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    model = ours("flax", "base", CONFIG, random_state(CONFIG, "base"))
+    args = {k: jnp.asarray(v) for k, v in task_inputs(CONFIG, "base", batch=6).items()}
+    every = model(**args).last_hidden_state
+    base = model(**args, first_token_only=True).last_hidden_state
+    assert base.shape == (6, 1, CONFIG.dim)
+    assert_close(base, every[:, :1], ATOL, "first row")
+    jitted = nnx.jit(lambda m, a: m(**a, first_token_only=True).last_hidden_state)(model, args)
+    assert_close(jitted, every[:, :1], ATOL, "first row under jit")
+    skipped = model(**args, first_token_only=True, skip_padding=True).last_hidden_state
+    assert_close(skipped, every[:, :1], ATOL, "first row, padding skipped")
+    assert model(**args, first_token_only=True, output_hidden_states=True).last_hidden_state.shape == every.shape
+    head = ours("flax", "sequence_classification", CONFIG, random_state(CONFIG, "sequence_classification"))
+    with pytest.raises(ValueError, match="first_token_only is an argument of the bare encoder"):
+        head(**args, first_token_only=True)

@@ -272,7 +272,9 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
     zeros: accepted for BERT tokenizers' output), ``output_attentions``, ``output_hidden_states``,
     ``return_dict`` (None: the config's value) and ``deterministic`` (None: dropout as set by
     ``model.train()`` / ``model.eval()``, eval after construction). Heads add ``labels`` (QA:
-    ``start_positions``, ``end_positions``).
+    ``start_positions``, ``end_positions``). The bare encoder adds ``first_token_only``: compute only the
+    first token's row in the last block (fewer FLOPs, the same numbers), ``last_hidden_state`` then (B, 1, D);
+    ignored when hidden states or attentions are asked for.
     """
 
     task = "base"
@@ -319,7 +321,13 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
         start_positions=None,
         end_positions=None,
         skip_padding=None,
+        first_token_only=False,
     ):
+        if first_token_only and self.task != "base":
+            raise ValueError(
+                f"first_token_only is an argument of the bare encoder (FlaxDistilBertModel); {type(self).__name__} "
+                "decides it itself (the classifier heads compute only the first token's row already)"
+            )
         ids, embeds, mask, pos, heads, shape = inputs.prepare(
             self.config, self.rank, input_ids, inputs_embeds, attention_mask, position_ids, token_type_ids, head_mask
         )
@@ -333,7 +341,7 @@ class FlaxDistilBertPreTrainedModel(nnx.Module):
             self.config, output_attentions, output_hidden_states, return_dict
         )
         encoder = self if self.task == "base" else self.distilbert
-        flags = (output_attentions, output_hidden_states, deterministic, self.first_token_only)
+        flags = (output_attentions, output_hidden_states, deterministic, self.first_token_only or first_token_only)
         rows = packed_rows(mask, self.skip_padding if skip_padding is None else skip_padding)
         base = encoder._encode(ids, embeds, mask, pos, heads, *flags, packed_rows=rows)
         out = self._head(base, deterministic, labels, shape)
