@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,11 +45,10 @@ from distilbert.common.bert import (
     check_layers,
     is_bert_checkpoint,
     read_bert_checkpoint,
-    sentence_transformers_files,
 )
 from distilbert.common.checkpoint import init_state, load_state
 from distilbert.common.config import DistilBertConfig
-from distilbert.common.convert import copy_tokenizer
+from distilbert.common.convert import copy_sentence_transformers_files, copy_tokenizer
 from distilbert.common.distillation import DistillationConfig, mask_tokens, token_counts, token_weights
 from distilbert.common.hub import resolve_dir
 from distilbert.common.names import TIED, task_prefix, weight_table
@@ -458,9 +456,7 @@ def distill_command(
         student_net.save_pretrained(work)
         copy_tokenizer(teacher_model.directory, work, teacher_model.is_bert)
         config.to_json_file(os.path.join(work, "distillation.json"))
-        for rel in sentence_transformers_files(teacher_model.directory):
-            src, dst = os.path.join(teacher_model.directory, rel), os.path.join(work, rel)
-            shutil.copytree(src, dst) if os.path.isdir(src) else shutil.copy2(src, dst)
+        copy_sentence_transformers_files(teacher_model.directory, work)
     return DistillResult(out, steps, start, last, student_task, chosen, _parameters(s_config, student_task))
 
 

@@ -201,10 +201,7 @@ def convert(
                 count = len(rows)
         write_config(work, config, task, others[to].framework if to in others else to)
         copy_tokenizer(src_dir, work, source.is_bert)
-        for name in carried:  # a sentence-transformers directory stays one
-            (shutil.copytree if os.path.isdir(os.path.join(src_dir, name)) else shutil.copy2)(
-                os.path.join(src_dir, name), os.path.join(work, name)
-            )
+        copy_sentence_transformers_files(src_dir, work, carried)
     return Conversion(path, fmt, task, dst, sorted(os.listdir(dst)), count, source.dropped)
 
 
@@ -227,6 +224,18 @@ def copy_tokenizer(src_dir: str, work: str, is_bert: bool) -> None:
             files.atomic_write_json(os.path.join(work, name), tokenizer_config_for_distilbert(tokenizer_config))
         else:
             shutil.copy2(path, os.path.join(work, name))
+
+
+def copy_sentence_transformers_files(src_dir: str, work: str, names: list[str] | None = None) -> None:
+    """Copies a sentence-transformers directory's own files and folders (``modules.json``, the pooling
+    module, ...: ``names``, by default :func:`sentence_transformers_files` of ``src_dir``) into ``work``,
+    so that the copy stays a sentence-transformers directory."""
+    for name in sentence_transformers_files(src_dir) if names is None else names:
+        src, dst = os.path.join(src_dir, name), os.path.join(work, name)
+        if os.path.isdir(src):
+            shutil.copytree(src, dst)
+        else:
+            shutil.copy2(src, dst)
 
 
 def _open_source(
