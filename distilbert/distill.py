@@ -31,7 +31,6 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import sys
@@ -51,6 +50,7 @@ from distilbert.common.config import DistilBertConfig
 from distilbert.common.convert import copy_sentence_transformers_files, copy_tokenizer
 from distilbert.common.distillation import DistillationConfig, mask_tokens, token_counts, token_weights
 from distilbert.common.hub import resolve_dir
+from distilbert.common.logs import errors_only
 from distilbert.common.names import TIED, task_prefix, weight_table
 from distilbert.runs import (
     STATE_FILE,
@@ -100,16 +100,11 @@ def _read_model(name_or_path: str, wanted: str, what: str) -> _Model:
         source = read_bert_checkpoint(directory, task=None if wanted == "masked_lm" else "base")
         return _Model(source.config, dict(source.tensors), source.task, True, directory)
     config = DistilBertConfig.from_pretrained(directory)
-    quiet = logging.getLogger("distilbert")  # probing for a head: its "newly initialised" warnings are noise
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
+    with errors_only("distilbert"):  # probing for a head: its "newly initialised" warnings are noise
         state, report = load_state(directory, config, wanted)
         if report.new:  # the file has no such head: read it as the bare encoder
             state, report = load_state(directory, config, "base")
             wanted = "base"
-    finally:
-        quiet.setLevel(level)
     if report.new:
         raise ValueError(f"the {what} {directory!r} lacks {', '.join(report.new)}")
     return _Model(config, state, wanted, False, directory)

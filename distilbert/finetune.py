@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
 import math
 import os
 import sys
@@ -52,6 +51,7 @@ from distilbert.common.checkpoint import FORMATS, available_formats, init_state,
 from distilbert.common.config import DistilBertConfig
 from distilbert.common.distillation import learning_rate_at
 from distilbert.common.hub import resolve_dir
+from distilbert.common.logs import errors_only
 from distilbert.common.names import TIED, task_prefix, weight_table
 
 # Checkpoints and their resumption work as the distillation command's.
@@ -104,13 +104,8 @@ def _head_state(
     directory: str, config: DistilBertConfig, task: str, new_head: bool, seed: int
 ) -> tuple[dict[str, np.ndarray], bool]:
     """The canonical state of ``task``'s model: the checkpoint's, a missing (or ``new_head``) head initialised."""
-    quiet = logging.getLogger("distilbert")  # "newly initialised" warnings: the command reports the new head itself
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
+    with errors_only("distilbert"):  # "newly initialised" warnings: the command reports the new head itself
         state, report = load_state(directory, config, task, ignore_mismatched_sizes=new_head)
-    finally:
-        quiet.setLevel(level)
     fresh = set(report.new)
     body = task_prefix(task)
     if new_head:

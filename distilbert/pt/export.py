@@ -26,8 +26,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import warnings
 
@@ -35,6 +33,7 @@ import numpy as np
 import torch
 
 from distilbert.common.config import DistilBertConfig
+from distilbert.common.logs import errors_only, errors_only_everywhere
 
 FORMATS: tuple[str, ...] = ("onnx",)
 QUANTIZE = ("int8",)
@@ -108,12 +107,9 @@ def export(
     float_path = os.path.join(directory, "model.float32.onnx") if quantize else path
     training = model.training
     model.eval()
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
     try:
         # The exporter's notes (no torchvision, axis renames, pytree deprecations) are not the user's concern.
-        logger.setLevel(logging.ERROR)
-        with warnings.catch_warnings():
+        with errors_only("torch.onnx"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 _Fields(model, names).eval(),
@@ -128,7 +124,6 @@ def export(
                 verbose=False,
             )
     finally:
-        logger.setLevel(level)
         model.train(training)
     proto = program.model_proto
     for node in proto.graph.node:  # the exporter's per-node stack traces hold this machine's paths; drop them
@@ -147,7 +142,9 @@ def _quantize_int8(float_path: str, path: str) -> None:
     """``float_path`` with int8 weights, written to ``path`` (see the module docstring)."""
     import onnx
 
-    with _root_logger_kept():
+    # onnxruntime's quantizers log every node at INFO, partly through the root logger, and importing them
+    # configures the root logger at INFO: hundreds of lines per export, and the user's logging changed after.
+    with errors_only_everywhere():
         from onnxruntime.quantization import QuantType, quantize_dynamic
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
@@ -171,24 +168,6 @@ def _quantize_int8(float_path: str, path: str) -> None:
         quantized, {**{p.key: p.value for p in quantized.metadata_props}, "quantization": "int8 dynamic"}
     )
     onnx.save_model(quantized, path)
-
-
-@contextlib.contextmanager
-def _root_logger_kept():
-    """onnxruntime's quantizers report every node at INFO, partly through the root logger, and importing
-    ``matmul_nbits_quantizer`` calls ``logging.basicConfig(level=INFO)``: an export would print hundreds of
-    lines, and the user's root logger would stay configured so for the rest of the process. Inside, logging
-    passes errors only (``logging.disable``, which outranks the level basicConfig sets); after, the root
-    logger's handlers and level are what they were."""
-    root = logging.getLogger()
-    handlers, level, disabled = root.handlers[:], root.level, logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(disabled)
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 def _gemms_as_matmuls(proto) -> None:
